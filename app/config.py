@@ -1,0 +1,270 @@
+"""The one settings object for sfmlops.
+
+Every address, port, bucket, topic, table and credential lives here. Values come from
+environment variables prefixed ``SFMLOPS_`` (and an optional ``.env`` file). The ``local``
+profile has working defaults for the embedded stack; any other profile refuses missing or
+placeholder secrets at start-up, naming the setting.
+
+Nothing here touches the network or the file system at import time.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Values that are fine on a laptop and never acceptable anywhere else.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "test", "changeme", "change-me", "password", "secret", "sfmlops", "sfmlops-local", "local-dev-only"}
+)
+
+ENV_PREFIX = "SFMLOPS_"
+
+
+class Settings(BaseSettings):
+    """Configuration for every component; see ``.env.example`` for the documented list."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- profile and folders -------------------------------------------------------------
+    profile: Literal["local", "aws"] = Field("local", description="local = embedded stack, aws = real account")
+    state_dir: Path = Field(PROJECT_ROOT / ".local", description="Runtime state: data, logs, pidfiles, db files")
+    cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="Downloads: Maven jars, wheels")
+    bind_host: str = Field("127.0.0.1", description="Interface every local service binds to")
+
+    # --- data ------------------------------------------------------------------------------
+    rossmann_dir: Path | None = Field(None, description="Folder with Kaggle train.csv(.gz) and store.csv")
+    synthetic_seed: int = Field(42, description="Seed of the synthetic dataset when no Kaggle files are given")
+    synthetic_stores: int = Field(1115, ge=1, description="Stores in the synthetic dataset")
+    synthetic_start: str = Field("2013-01-01", description="First day of the synthetic dataset")
+    synthetic_end: str = Field("2015-06-13", description="Last day of the synthetic dataset")
+
+    # --- AWS / emulator ------------------------------------------------------------------
+    aws_region: str = Field("us-east-1", description="AWS region")
+    aws_endpoint_url: str | None = Field(
+        "http://127.0.0.1:4566", description="Emulator edge URL; empty on real AWS"
+    )
+    aws_access_key_id: str = Field("test", description="Access key (emulator accepts any)")
+    aws_secret_access_key: SecretStr = Field(SecretStr("test"), description="Secret key (emulator accepts any)")
+    emulator_port: int = Field(4566, description="MiniStack edge port")
+    bucket_raw: str = Field("sfmlops-raw", description="Raw data bucket")
+    bucket_checkpoints: str = Field("sfmlops-checkpoints", description="Streaming checkpoints bucket")
+    bucket_mlflow: str = Field("sfmlops-mlflow-artifacts", description="MLflow artifact bucket")
+    bucket_code: str = Field("sfmlops-code", description="Job code bucket (Ray working_dir zips, Spark job)")
+
+    # --- Kafka ---------------------------------------------------------------------------
+    kafka_version: str = Field("4.1.1", description="Apache Kafka version of the local broker jars")
+    kafka_port: int = Field(9092, description="Broker listener port")
+    kafka_controller_port: int = Field(9093, description="KRaft controller listener port")
+    kafka_bootstrap_servers: str | None = Field(None, description="Override; default bind_host:kafka_port")
+    kafka_heap_mb: int = Field(512, ge=128, description="Broker JVM heap (-Xms/-Xmx) in MB")
+    kafka_topic: str = Field("sales", description="Topic of daily store rows")
+    kafka_partitions: int = Field(4, ge=1, description="Partitions of the sales topic")
+    kafka_retention_ms: int = Field(30 * 24 * 3600 * 1000, description="Retention of the sales topic")
+    kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of the sales topic (3 on MSK)")
+
+    # --- streaming ingestion (spark_jobs/sales_stream.py) -----------------------------------
+    ingest_checkpoint: str | None = Field(
+        None, description="Checkpoint folder (s3a://, file path); default s3a://<bucket_checkpoints>/sales_stream"
+    )
+    ingest_max_offsets_per_trigger: int = Field(
+        2_000_000, ge=1, description="Kafka records per micro-batch at most (big batches are faster)"
+    )
+    ingest_trigger_interval: str = Field("30 seconds", description="Processing-time trigger interval")
+    ingest_max_message_bytes: int = Field(8192, ge=64, description="Larger Kafka records are dead-lettered")
+    ingest_max_future_days: int = Field(1, ge=0, description="Dates later than today (UTC) + this are rejected")
+    ingest_min_date: str = Field("2000-01-01", description="Dates before this are rejected")
+    spark_master: str = Field("local[*]", description="Spark master of `sfmlops ingest` (local runs)")
+    spark_driver_memory: str = Field("1536m", description="Spark driver heap (-Xmx) of `sfmlops ingest`")
+
+    # --- PostgreSQL ------------------------------------------------------------------------
+    pg_host: str = Field("127.0.0.1", description="PostgreSQL host")
+    pg_port: int = Field(5432, description="PostgreSQL port")
+    pg_database: str = Field("sfmlops", description="Application database")
+    pg_user: str = Field("sfmlops", description="Application role")
+    pg_password: SecretStr = Field(SecretStr("sfmlops-local"), description="Application role password")
+    pg_bin_dir: Path | None = Field(None, description="Folder with initdb/pg_ctl; found automatically if unset")
+    mlflow_database: str = Field("mlflow", description="MLflow backend database (same server)")
+
+    # --- MLflow ----------------------------------------------------------------------------
+    mlflow_port: int = Field(5000, description="MLflow tracking server port")
+    mlflow_tracking_uri: str | None = Field(None, description="Override; default http://bind_host:mlflow_port")
+    mlflow_experiment: str = Field("sales-forecasting", description="Experiment name")
+    model_name: str = Field("sales-forecaster", description="Registered model name")
+
+    # --- Ray -------------------------------------------------------------------------------
+    ray_gcs_port: int = Field(6379, description="Ray GCS port")
+    ray_dashboard_port: int = Field(8265, description="Ray dashboard / Jobs API port")
+    ray_client_port: int | None = Field(None, description="Ray client server port; default ray_gcs_port + 3622 (10001)")
+    ray_address: str | None = Field(None, description="Jobs API URL; default http://bind_host:ray_dashboard_port")
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs the local head offers (default: all)")
+    ray_object_store_mb: int = Field(512, ge=78, description="Object store size of the local head in MB")
+
+    # --- API ---------------------------------------------------------------------------------
+    api_port: int = Field(8000, description="Port of `sfmlops api` (uvicorn)")
+    api_url: str | None = Field(None, description="Base URL clients use; default http://bind_host:api_port")
+    api_key: SecretStr = Field(SecretStr("local-dev-only"), description="API key the UI and DAGs present")
+    api_key_pepper: SecretStr = Field(SecretStr("local-dev-only"), description="Server-side pepper for key hashes")
+    api_root_path: str = Field("", description="Path prefix the API is mounted under (API Gateway named stage)")
+    api_max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body the API accepts (413)")
+    api_max_concurrent_jobs: int = Field(2, ge=1, description="Unfinished training jobs allowed per client (429)")
+    api_max_jobs_per_hour: int = Field(10, ge=1, description="Training submissions allowed per client per hour")
+    api_upstream_timeout_s: float = Field(10.0, gt=0, description="Timeout of API calls to Ray and MLflow")
+    api_db_pool_max: int = Field(4, ge=1, description="Postgres connections per API process")
+    api_test_jobs: bool = Field(False, description="Allow kind=noop training jobs (tests only; local profile only)")
+    job_code_key: str = Field("ray/job.zip", description="Key of the Ray job-code zip in bucket_code")
+    job_working_dir: str | None = Field(
+        None, description="Ray working_dir override (local path or URI); default s3://bucket_code/job_code_key"
+    )
+    table_api_clients: str = Field("api_clients", description="API clients")
+    table_api_keys: str = Field("api_keys", description="Hashed API keys of the clients")
+    table_training_jobs: str = Field("training_jobs", description="Training jobs submitted through the API")
+
+    # --- tables --------------------------------------------------------------------------
+    table_sales: str = Field("sales", description="Daily sales per store")
+    table_stores: str = Field("stores", description="Store metadata")
+    table_dead_letter: str = Field("sales_dead_letter", description="Rejected records with reason")
+    table_ledger: str = Field("ingest_batches", description="Committed (query id, batch id) pairs")
+    table_forecasts: str = Field("forecasts", description="Batch forecasts")
+    table_ingest_staging: str = Field(
+        "sales_ingest_staging", description="UNLOGGED staging of streaming micro-batches"
+    )
+
+    # --- forecasting -------------------------------------------------------------------------
+    horizon_days: int = Field(48, ge=1, le=366, description="Production forecast horizon")
+
+    # --- Airflow ---------------------------------------------------------------------------
+    airflow_port: int = Field(8080, description="Airflow standalone web port")
+
+    @field_validator("aws_endpoint_url", "kafka_bootstrap_servers", "mlflow_tracking_uri", "ray_address", "api_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("table_sales", "table_stores", "table_dead_letter", "table_ledger", "table_forecasts")
+    @classmethod
+    def _sql_identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError(f"{value!r} is not a plain lower-case SQL identifier")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_local(self) -> "Settings":
+        if self.profile == "local":
+            return self
+        for name in ("pg_password", "api_key_pepper", "aws_secret_access_key"):
+            value = getattr(self, name).get_secret_value().strip()
+            if value.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    f"{ENV_PREFIX}{name.upper()} must be set to a real secret when {ENV_PREFIX}PROFILE={self.profile}"
+                    " (it is missing or a placeholder)"
+                )
+        return self
+
+    # --- derived addresses -----------------------------------------------------------------
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.bind_host}:{self.kafka_port}"
+
+    @property
+    def ray_client_server_port(self) -> int:
+        return self.ray_client_port or self.ray_gcs_port + 3622
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://{self.bind_host}:{self.mlflow_port}"
+
+    @property
+    def ray_jobs_url(self) -> str:
+        return self.ray_address or f"http://{self.bind_host}:{self.ray_dashboard_port}"
+
+    @property
+    def api_base_url(self) -> str:
+        return self.api_url or f"http://{self.bind_host}:{self.api_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    def pg_dsn(self, database: str | None = None) -> str:
+        """libpq key/value DSN for the application role."""
+        return (
+            f"host={self.pg_host} port={self.pg_port} dbname={database or self.pg_database} "
+            f"user={self.pg_user} password={self.pg_password.get_secret_value()}"
+        )
+
+    def pg_url(self, database: str | None = None, driver: str = "postgresql") -> str:
+        """SQLAlchemy/JDBC-style URL for the application role."""
+        from urllib.parse import quote
+
+        pw = quote(self.pg_password.get_secret_value(), safe="")
+        return f"{driver}://{self.pg_user}:{pw}@{self.pg_host}:{self.pg_port}/{database or self.pg_database}"
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment variables that point AWS SDKs (boto3, s3a, MLflow) at the configured endpoint."""
+        env = {
+            "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key.get_secret_value(),
+            "AWS_DEFAULT_REGION": self.aws_region,
+            "AWS_REGION": self.aws_region,
+        }
+        if self.aws_endpoint_url:
+            env["AWS_ENDPOINT_URL"] = self.aws_endpoint_url
+            env["MLFLOW_S3_ENDPOINT_URL"] = self.aws_endpoint_url
+        return env
+
+    def boto3_client(self, service: str):  # noqa: ANN201 - boto3 types are dynamic
+        """A boto3 client for ``service`` at the configured endpoint and region."""
+        import boto3
+
+        return boto3.client(
+            service,
+            region_name=self.aws_region,
+            endpoint_url=self.aws_endpoint_url,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key.get_secret_value(),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (tests call ``get_settings.cache_clear()``)."""
+    return Settings()
+
+
+def render_env_example() -> str:
+    """The text of ``.env.example``: every setting with its description and local default."""
+    lines = [
+        "# sfmlops settings: every variable, its local default and meaning. Copy to .env to override.",
+        "# Outside SFMLOPS_PROFILE=local the secrets (PG_PASSWORD, API_KEY_PEPPER, AWS_SECRET_ACCESS_KEY) must be real.",
+        "# Regenerate with `make env-example`.",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        if isinstance(default, Path):
+            default = "<repo>/" + str(default.relative_to(PROJECT_ROOT)) if default.is_relative_to(PROJECT_ROOT) else default
+        lines += [f"# {field.description}", f"# {ENV_PREFIX}{name.upper()}={'' if default is None else default}"]
+    return "\n".join(lines) + "\n"

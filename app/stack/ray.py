@@ -1,0 +1,62 @@
+"""A local Ray head with the dashboard / Jobs API, started with ``ray start --head --block``."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+from app.config import PROJECT_ROOT
+from app.stack.base import Service
+
+
+class RayHead(Service):
+    name = "ray"
+    start_timeout = 120.0
+    stop_timeout = 30.0
+
+    def ports(self) -> list[int]:
+        s = self.settings
+        return [s.ray_gcs_port, s.ray_dashboard_port, s.ray_client_server_port]
+
+    @property
+    def address(self) -> str:
+        return self.settings.ray_jobs_url
+
+    @property
+    def temp_dir(self) -> str:
+        # Ray keeps sockets under its temp dir; the path must stay short (AF_UNIX limit of 107 bytes).
+        return f"/tmp/sfmlops-ray-{self.settings.ray_gcs_port}"
+
+    def command(self) -> list[str]:
+        s = self.settings
+        return [
+            str(PROJECT_ROOT / ".venv" / "bin" / "ray"), "start", "--head", "--block",
+            "--port", str(s.ray_gcs_port),
+            "--node-ip-address", s.bind_host,
+            "--dashboard-host", s.bind_host,
+            "--dashboard-port", str(s.ray_dashboard_port),
+            "--num-cpus", str(s.ray_num_cpus or os.cpu_count() or 1),
+            "--object-store-memory", str(s.ray_object_store_mb * 1024 * 1024),
+            "--ray-client-server-port", str(s.ray_client_server_port),
+            "--temp-dir", self.temp_dir,
+            "--disable-usage-stats",
+        ]
+
+    def expected_cmd_fragment(self) -> str:
+        return f"--dashboard-port {self.settings.ray_dashboard_port}"
+
+    def environment(self) -> dict[str, str]:
+        # Jobs fetch their working_dir from S3 (the emulator locally) and talk to MLflow/Postgres.
+        return {
+            **self.settings.aws_env(),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            # Keep the node IP on the loopback instead of resolving 127.0.0.1 to the machine's address.
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "MLFLOW_TRACKING_URI": self.settings.mlflow_uri,
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def healthy(self) -> bool:
+        with urllib.request.urlopen(f"{self.address}/api/version", timeout=3) as resp:  # noqa: S310 - loopback
+            return resp.status == 200 and "ray_version" in json.loads(resp.read())

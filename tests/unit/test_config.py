@@ -1,0 +1,94 @@
+"""Settings: local defaults work, placeholders are refused outside local, nothing connects at import."""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import PROJECT_ROOT, Settings
+
+
+def test_local_profile_has_working_defaults(monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("SFMLOPS_"):
+            monkeypatch.delenv(key)
+    s = Settings(_env_file=None)
+    assert s.profile == "local"
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.mlflow_uri == "http://127.0.0.1:5000"
+    assert s.ray_jobs_url == "http://127.0.0.1:8265"
+    assert "port=5432" in s.pg_dsn() and "dbname=sfmlops" in s.pg_dsn()
+    assert s.ray_client_server_port == 10001
+
+
+@pytest.mark.parametrize("secret", ["pg_password", "api_key_pepper", "aws_secret_access_key"])
+def test_placeholder_secret_refused_outside_local_naming_the_setting(monkeypatch, secret):
+    good = {"pg_password": "Xk2-long-real-secret", "api_key_pepper": "pepper-9f8e7d6c", "aws_secret_access_key": "AKreal/secret"}
+    good[secret] = "changeme"
+    with pytest.raises(ValidationError) as exc:
+        Settings(_env_file=None, profile="aws", **good)
+    assert f"SFMLOPS_{secret.upper()}" in str(exc.value)
+
+
+def test_real_secrets_accepted_outside_local():
+    s = Settings(
+        _env_file=None, profile="aws", pg_password="Xk2-long-real-secret", api_key_pepper="pepper-9f8e7d6c",
+        aws_secret_access_key="AKreal/secret", aws_endpoint_url="",
+    )
+    assert s.aws_endpoint_url is None
+    assert "AWS_ENDPOINT_URL" not in s.aws_env()
+
+
+def test_env_variables_override_defaults(monkeypatch):
+    monkeypatch.setenv("SFMLOPS_KAFKA_PORT", "19092")
+    monkeypatch.setenv("SFMLOPS_PG_PORT", "15432")
+    s = Settings(_env_file=None)
+    assert s.kafka_bootstrap == "127.0.0.1:19092"
+    assert "port=15432" in s.pg_dsn()
+
+
+def test_bad_values_name_the_setting(monkeypatch):
+    monkeypatch.setenv("SFMLOPS_KAFKA_PARTITIONS", "zero")
+    with pytest.raises(ValidationError, match="kafka_partitions"):
+        Settings(_env_file=None)
+    monkeypatch.delenv("SFMLOPS_KAFKA_PARTITIONS")
+    with pytest.raises(ValidationError, match="table_sales"):
+        Settings(_env_file=None, table_sales="sales; DROP TABLE x")
+
+
+def test_nothing_connects_or_writes_at_import(monkeypatch, tmp_path):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access at import/instantiation time")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setenv("SFMLOPS_STATE_DIR", str(tmp_path / "state"))
+    import app.config
+
+    importlib.reload(app.config)
+    s = app.config.Settings(_env_file=None)
+    assert s.state_dir == tmp_path / "state"
+    assert not (tmp_path / "state").exists()
+
+
+def test_cli_fails_at_startup_naming_the_bad_setting():
+    env = {"PATH": "/usr/bin:/bin", "SFMLOPS_PROFILE": "aws", "SFMLOPS_PG_PASSWORD": "changeme", "HOME": "/tmp"}
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "status"], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=60
+    )
+    assert result.returncode == 2
+    assert "SFMLOPS_PG_PASSWORD" in result.stderr
+
+
+def test_env_example_documents_every_setting():
+    from app.config import render_env_example
+
+    text = (PROJECT_ROOT / ".env.example").read_text()
+    missing = [n for n in Settings.model_fields if f"SFMLOPS_{n.upper()}=" not in text]
+    assert missing == [], f".env.example lacks {missing}: run `make env-example`"
+    assert text == render_env_example(), "run `make env-example`"
+    assert all(f.description for f in Settings.model_fields.values())
