@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 from app.config import PROJECT_ROOT
-from app.stack.base import Service, StackError
+from app.stack.base import Service, StackError, tcp_open
 
 POM = PROJECT_ROOT / "app" / "stack" / "maven" / "kafka-pom.xml"
 
@@ -127,7 +127,9 @@ class Kafka(Service):
     def healthy(self) -> bool:
         from kafka import KafkaAdminClient
 
-        admin = KafkaAdminClient(bootstrap_servers=self.address, request_timeout_ms=3000, client_id="sfmlops-health")
+        if not tcp_open(self.settings.bind_host, self.settings.kafka_port):
+            return False  # not listening yet: skip the client's noisy bootstrap retries
+        admin = KafkaAdminClient(bootstrap_servers=self.address, request_timeout_ms=10000, client_id="sfmlops-health")
         try:
             return isinstance(admin.list_topics(), list)
         finally:

@@ -58,5 +58,5 @@ class RayHead(Service):
         }
 
     def healthy(self) -> bool:
-        with urllib.request.urlopen(f"{self.address}/api/version", timeout=3) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"{self.address}/api/version", timeout=5) as resp:  # noqa: S310 - loopback
             return resp.status == 200 and "ray_version" in json.loads(resp.read())

@@ -120,7 +120,7 @@ def test_private_stack_comes_up_healthy_and_goes_down_clean(stack, tmp_path):
     try:
         local_stack.up(s)
         rows = local_stack.status(s)
-        assert all(r.healthy for r in rows), rows
+        assert all(r.healthy for r in rows), [(r.name, r.detail) for r in rows if not r.healthy]
         total = sum(r.rss_bytes for r in rows)
         assert total < 4 * 1024**3, f"idle stack uses {total / 1024**2:.0f} MB"
         pids = [p.pid for r in rows for p in local_stack.base.process_tree(r.pid)]
