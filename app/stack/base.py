@@ -132,6 +132,8 @@ class Service:
     #: signal that asks the service to shut down quickly and cleanly
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 20.0
+    #: starts to try when the process exits during start-up
+    start_attempts: int = 1
 
     def __init__(self, settings: "Settings"):
         self.settings = settings
@@ -242,9 +244,16 @@ class Service:
             return "reused"
         self.check_ports()
         self.prepare()
-        pid = self.spawn()
-        self.wait_ready(pid)
-        return "started"
+        for attempt in range(1, self.start_attempts + 1):
+            pid = self.spawn()
+            try:
+                self.wait_ready(pid)
+                return "started"
+            except StackError:
+                if attempt == self.start_attempts or self.pid() is not None:
+                    raise
+                # It exited during start-up (e.g. a start-up timeout on a loaded machine): try again.
+        raise AssertionError("unreachable")
 
     def wait_ready(self, pid: int) -> None:
         """Wait for health after :meth:`spawn`, then run :meth:`after_start`."""

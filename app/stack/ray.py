@@ -14,6 +14,8 @@ class RayHead(Service):
     name = "ray"
     start_timeout = 120.0
     stop_timeout = 30.0
+    # `ray start` gives the raylet a fixed 30 s to register, which a loaded 2-core machine can miss.
+    start_attempts = 2
 
     def ports(self) -> list[int]:
         s = self.settings
@@ -58,5 +60,7 @@ class RayHead(Service):
         }
 
     def healthy(self) -> bool:
-        with urllib.request.urlopen(f"{self.address}/api/version", timeout=5) as resp:  # noqa: S310 - loopback
-            return resp.status == 200 and "ray_version" in json.loads(resp.read())
+        # The dashboard answers before the raylet registers: require an ALIVE head node.
+        with urllib.request.urlopen(f"{self.address}/api/v0/nodes?limit=10", timeout=5) as resp:  # noqa: S310 - loopback
+            nodes = json.loads(resp.read())["data"]["result"]["result"]
+        return any(n.get("is_head_node") and n.get("state") == "ALIVE" for n in nodes)
