@@ -62,7 +62,9 @@ def print_status(rows) -> bool:  # noqa: ANN001
 
 
 @app.command()
-def up() -> None:
+def up(
+    with_airflow: Annotated[bool, typer.Option("--with-airflow", help="Also start Airflow standalone (needs `make airflow-setup`)")] = False,
+) -> None:
     """Start the local stack (MiniStack, Kafka, PostgreSQL, MLflow, Ray head); reuse what already runs."""
     from app import stack
 
@@ -70,7 +72,7 @@ def up() -> None:
     t0 = time.monotonic()
     try:
         with console.status("starting the local stack..."):
-            stack.up(s, on_event=lambda n, r, sec: console.print(f"  {n:<9} {r} ({sec:.1f}s)"))
+            stack.up(s, on_event=lambda n, r, sec: console.print(f"  {n:<9} {r} ({sec:.1f}s)"), with_airflow=with_airflow)
     except stack.StackError as exc:
         _fail(str(exc))
     console.print(f"stack up in {time.monotonic() - t0:.1f}s")

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     # --- Ray -------------------------------------------------------------------------------
     ray_gcs_port: int = Field(6379, description="Ray GCS port")
     ray_dashboard_port: int = Field(8265, description="Ray dashboard / Jobs API port")
-    ray_client_port: int | None = Field(None, description="Ray client server port; default ray_gcs_port + 3622 (10001)")
+    ray_client_port: int = Field(10001, description="Ray client server port (outside Ray's worker port range 10002-19999)")
     ray_address: str | None = Field(None, description="Jobs API URL; default http://bind_host:ray_dashboard_port")
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs the local head offers (default: all)")
     ray_object_store_mb: int = Field(512, ge=78, description="Object store size of the local head in MB")
@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     # --- Airflow ---------------------------------------------------------------------------
     airflow_port: int = Field(8080, description="Airflow standalone web port")
 
+    # --- operator UI (Streamlit; talks to the API only) --------------------------------------
+    ui_port: int = Field(8501, description="Port of `sfmlops ui` (Streamlit, bound to bind_host)")
+    ui_poll_seconds: float = Field(3.0, gt=0, description="How often the training view refreshes unfinished jobs")
+    ui_api_timeout_s: float = Field(10.0, gt=0, description="Timeout of one UI request to the API")
+
     @field_validator("aws_endpoint_url", "kafka_bootstrap_servers", "mlflow_tracking_uri", "ray_address", "api_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -178,10 +183,6 @@ class Settings(BaseSettings):
     @property
     def kafka_bootstrap(self) -> str:
         return self.kafka_bootstrap_servers or f"{self.bind_host}:{self.kafka_port}"
-
-    @property
-    def ray_client_server_port(self) -> int:
-        return self.ray_client_port or self.ray_gcs_port + 3622
 
     @property
     def mlflow_uri(self) -> str:

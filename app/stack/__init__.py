@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable
 
+from app.stack.airflow import Airflow
 from app.stack.base import PortInUseError, Service, ServiceStatus, StackError
 from app.stack.emulator import Emulator
 from app.stack.kafka import Kafka
@@ -25,17 +26,29 @@ __all__ = ["PortInUseError", "Service", "ServiceStatus", "StackError", "services
 WAVES: list[list[type[Service]]] = [[Emulator, Postgres, Kafka, RayHead], [MLflow]]
 
 
-def services(settings: "Settings") -> list[Service]:
+def _waves(settings: "Settings", with_airflow: bool) -> list[list[type[Service]]]:
+    """Start waves; Airflow joins as the last wave when asked for or already running."""
+    if with_airflow or Airflow(settings).is_running():
+        return [*WAVES, [Airflow]]
+    return WAVES
+
+
+def services(settings: "Settings", with_airflow: bool = False) -> list[Service]:
     """Every service of the stack, in start order."""
-    return [cls(settings) for wave in WAVES for cls in wave]
+    return [cls(settings) for wave in _waves(settings, with_airflow) for cls in wave]
 
 
-def up(settings: "Settings", on_event: Callable[[str, str, float], None] | None = None) -> dict[str, str]:
+def up(
+    settings: "Settings",
+    on_event: Callable[[str, str, float], None] | None = None,
+    with_airflow: bool = False,
+) -> dict[str, str]:
     """Start (or reuse) every service and wait until all are healthy.
 
     Args:
         settings: The settings.
         on_event: Called as ``on_event(service, outcome, seconds)`` when a service is ready.
+        with_airflow: Also start Airflow standalone (``.venv-airflow``) after the others.
 
     Returns:
         ``{service: "started" | "reused"}``.
@@ -46,7 +59,7 @@ def up(settings: "Settings", on_event: Callable[[str, str, float], None] | None 
     for folder in (settings.state_dir, settings.logs_dir, settings.run_dir, settings.cache_dir):
         folder.mkdir(parents=True, exist_ok=True)
     outcome: dict[str, str] = {}
-    for wave in WAVES:
+    for wave in _waves(settings, with_airflow):
         members = [cls(settings) for cls in wave]
         # Refuse early, before starting anything of this wave, if a port is held by a stranger.
         for svc in members:

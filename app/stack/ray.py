@@ -19,7 +19,7 @@ class RayHead(Service):
 
     def ports(self) -> list[int]:
         s = self.settings
-        return [s.ray_gcs_port, s.ray_dashboard_port, s.ray_client_server_port]
+        return [s.ray_gcs_port, s.ray_dashboard_port, s.ray_client_port]
 
     @property
     def address(self) -> str:
@@ -40,7 +40,8 @@ class RayHead(Service):
             "--dashboard-port", str(s.ray_dashboard_port),
             "--num-cpus", str(s.ray_num_cpus or os.cpu_count() or 1),
             "--object-store-memory", str(s.ray_object_store_mb * 1024 * 1024),
-            "--ray-client-server-port", str(s.ray_client_server_port),
+            # Ray starts its client server whenever grpc is installed; give it a configured port.
+            "--ray-client-server-port", str(s.ray_client_port),
             "--temp-dir", self.temp_dir,
             "--disable-usage-stats",
         ]

@@ -23,7 +23,6 @@ def test_local_profile_has_working_defaults(monkeypatch):
     assert s.mlflow_uri == "http://127.0.0.1:5000"
     assert s.ray_jobs_url == "http://127.0.0.1:8265"
     assert "port=5432" in s.pg_dsn() and "dbname=sfmlops" in s.pg_dsn()
-    assert s.ray_client_server_port == 10001
 
 
 @pytest.mark.parametrize("secret", ["pg_password", "api_key_pepper", "aws_secret_access_key"])
