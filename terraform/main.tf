@@ -1,0 +1,185 @@
+locals {
+  # Every component gets a security group even when it runs elsewhere, so enabling one later
+  # does not reshuffle rules.
+  components = ["api", "database", "kafka", "spark", "ray", "mlflow", "airflow"]
+
+  sg         = var.create_network ? module.network[0].security_group_ids : {}
+  subnet_ids = var.create_network ? module.network[0].private_subnet_ids : []
+
+  db_secret_arn = var.create_database ? module.database[0].master_user_secret_arn : null
+
+  # Non-secret settings of the app (app/config.py, prefix SFMLOPS_). Components that are not
+  # created point at their local stand-ins from var.local_endpoints.
+  app_environment_all = merge(
+    {
+      SFMLOPS_PROFILE            = var.app_profile
+      SFMLOPS_AWS_REGION         = var.aws_region
+      SFMLOPS_AWS_ENDPOINT_URL   = try(coalesce(var.local_endpoints.aws_endpoint_url), "")
+      SFMLOPS_BUCKET_RAW         = module.storage.bucket_names["raw"]
+      SFMLOPS_BUCKET_CHECKPOINTS = module.storage.bucket_names["checkpoints"]
+      SFMLOPS_BUCKET_MLFLOW      = module.storage.bucket_names["mlflow"]
+      SFMLOPS_BUCKET_CODE        = module.storage.bucket_names["code"]
+      SFMLOPS_KAFKA_TOPIC        = var.kafka_topic
+      SFMLOPS_PG_HOST            = var.create_database ? module.database[0].address : var.local_endpoints.pg_host
+      SFMLOPS_PG_PORT            = tostring(var.create_database ? module.database[0].port : var.local_endpoints.pg_port)
+      SFMLOPS_PG_SECRET_ARN      = local.db_secret_arn
+      SFMLOPS_KAFKA_BOOTSTRAP_SERVERS = (
+        var.create_kafka ? module.kafka[0].bootstrap_brokers : var.local_endpoints.kafka_bootstrap_servers
+      )
+      SFMLOPS_MLFLOW_TRACKING_URI = (
+        var.create_mlflow ? module.mlflow[0].tracking_uri : var.local_endpoints.mlflow_tracking_uri
+      )
+      SFMLOPS_RAY_ADDRESS = try(coalesce(var.ray_dashboard_url, var.local_endpoints.ray_address), "")
+    },
+    var.app_environment,
+  )
+  # Lambda rejects null values; empty strings mean "use the app's default".
+  app_environment = { for k, v in local.app_environment_all : k => v if v != null }
+}
+
+module "storage" {
+  source = "./modules/storage"
+
+  name                     = var.name
+  buckets                  = var.buckets
+  access_log_bucket_name   = var.access_log_bucket_name
+  force_destroy            = var.force_destroy
+  kms_deletion_window_days = var.kms_deletion_window_days
+  tags                     = var.tags
+}
+
+module "network" {
+  source = "./modules/network"
+  count  = var.create_network ? 1 : 0
+
+  name                    = var.name
+  cidr_block              = var.vpc_cidr
+  availability_zones      = var.availability_zones
+  create_nat_gateway      = var.create_nat_gateway
+  kms_key_arn             = module.storage.kms_key_arn
+  flow_log_retention_days = var.log_retention_days
+  components              = local.components
+  tags                    = var.tags
+}
+
+module "kafka" {
+  source = "./modules/kafka"
+  count  = var.create_kafka ? 1 : 0
+
+  name                 = var.name
+  subnet_ids           = local.subnet_ids
+  security_group_ids   = [local.sg["kafka"]]
+  kms_key_arn          = module.storage.kms_key_arn
+  broker_instance_type = var.kafka_broker_instance_type
+  log_retention_days   = var.log_retention_days
+  tags                 = var.tags
+}
+
+module "database" {
+  source = "./modules/database"
+  count  = var.create_database ? 1 : 0
+
+  name                = var.name
+  subnet_ids          = local.subnet_ids
+  security_group_ids  = [local.sg["database"]]
+  kms_key_arn         = module.storage.kms_key_arn
+  instance_class      = var.db_instance_class
+  multi_az            = var.db_multi_az
+  deletion_protection = var.db_deletion_protection
+  skip_final_snapshot = var.force_destroy
+  tags                = var.tags
+}
+
+module "spark" {
+  source = "./modules/spark"
+  count  = var.create_spark ? 1 : 0
+
+  name                  = "${var.name}-streaming"
+  subnet_ids            = local.subnet_ids
+  security_group_ids    = [local.sg["spark"]]
+  code_bucket_arn       = module.storage.bucket_arns["code"]
+  checkpoint_bucket_arn = module.storage.bucket_arns["checkpoints"]
+  kms_key_arn           = module.storage.kms_key_arn
+  kafka_cluster_arn     = var.create_kafka ? module.kafka[0].cluster_arn : null
+  kafka_topic           = var.kafka_topic
+  database_secret_arn   = local.db_secret_arn
+  log_retention_days    = var.log_retention_days
+  tags                  = var.tags
+}
+
+module "ray" {
+  source = "./modules/ray"
+  count  = var.create_ray ? 1 : 0
+
+  name                = "${var.name}-ray"
+  region              = var.aws_region
+  availability_zones  = var.availability_zones
+  subnet_ids          = local.subnet_ids
+  security_group_id   = local.sg["ray"]
+  code_bucket_arn     = module.storage.bucket_arns["code"]
+  artifact_bucket_arn = module.storage.bucket_arns["mlflow"]
+  kms_key_arn         = module.storage.kms_key_arn
+  database_secret_arn = local.db_secret_arn
+  image_id            = var.ray_image_id
+  min_workers         = var.ray_min_workers
+  max_workers         = var.ray_max_workers
+  tags                = var.tags
+}
+
+module "mlflow" {
+  source = "./modules/mlflow"
+  count  = var.create_mlflow ? 1 : 0
+
+  name                 = var.name
+  region               = var.aws_region
+  vpc_id               = module.network[0].vpc_id
+  subnet_ids           = local.subnet_ids
+  security_group_ids   = [local.sg["mlflow"]]
+  image                = var.mlflow_image
+  artifact_bucket_name = module.storage.bucket_names["mlflow"]
+  artifact_bucket_arn  = module.storage.bucket_arns["mlflow"]
+  kms_key_arn          = module.storage.kms_key_arn
+  database_host        = module.database[0].address
+  database_port        = module.database[0].port
+  database_secret_arn  = module.database[0].master_user_secret_arn
+  log_retention_days   = var.log_retention_days
+  tags                 = var.tags
+}
+
+module "api" {
+  source = "./modules/api"
+  count  = var.create_api ? 1 : 0
+
+  name                   = "${var.name}-api"
+  lambda_zip_path        = var.lambda_zip_path
+  environment            = local.app_environment
+  secret_arns            = compact([local.db_secret_arn])
+  kms_key_arn            = module.storage.kms_key_arn
+  subnet_ids             = var.create_network ? local.subnet_ids : []
+  security_group_ids     = var.create_network ? [local.sg["api"]] : []
+  code_bucket_arn        = module.storage.bucket_arns["code"]
+  reserved_concurrency   = var.lambda_reserved_concurrency
+  throttling_rate_limit  = var.api_throttling_rate_limit
+  throttling_burst_limit = var.api_throttling_burst_limit
+  log_retention_days     = var.log_retention_days
+  tags                   = var.tags
+}
+
+module "orchestration" {
+  source = "./modules/orchestration"
+  count  = var.create_orchestration ? 1 : 0
+
+  name                = var.name
+  region              = var.aws_region
+  airflow_version     = var.mwaa_airflow_version
+  dags_bucket_arn     = module.storage.bucket_arns["dags"]
+  subnet_ids          = local.subnet_ids
+  security_group_ids  = [local.sg["airflow"]]
+  kms_key_arn         = module.storage.kms_key_arn
+  emr_application_arn = var.create_spark ? module.spark[0].application_arn : null
+  emr_job_role_arn    = var.create_spark ? module.spark[0].job_role_arn : null
+  airflow_configuration_options = {
+    "core.default_timezone" = "utc"
+  }
+  tags = var.tags
+}

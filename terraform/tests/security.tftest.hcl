@@ -1,0 +1,324 @@
+# Security invariants of the full AWS deployment (envs/aws.tfvars), on the mock provider:
+# nothing here reaches AWS or the emulator. `command = apply` on mocks makes every computed
+# value known, so policies and wiring can be asserted.
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+  mock_data "aws_region" {
+    defaults = {
+      name = "eu-west-1"
+    }
+  }
+  mock_resource "aws_kms_key" {
+    defaults = {
+      arn = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = {
+      arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/mock"
+    }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/mock"
+    }
+  }
+  mock_resource "aws_iam_instance_profile" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:instance-profile/mock"
+    }
+  }
+  mock_resource "aws_msk_configuration" {
+    defaults = {
+      arn = "arn:aws:kafka:eu-west-1:123456789012:configuration/mock/11111111-2222-3333-4444-555555555555-1"
+    }
+  }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = {
+      arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mock-AbCdEf"
+    }
+  }
+  mock_resource "aws_s3_bucket" {
+    defaults = {
+      arn = "arn:aws:s3:::mock-bucket"
+    }
+  }
+  mock_resource "aws_lambda_function" {
+    defaults = {
+      arn        = "arn:aws:lambda:eu-west-1:123456789012:function:mock"
+      invoke_arn = "arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/arn:aws:lambda:eu-west-1:123456789012:function:mock/invocations"
+    }
+  }
+  mock_resource "aws_apigatewayv2_api" {
+    defaults = {
+      arn           = "arn:aws:apigateway:eu-west-1::/apis/mockapi"
+      execution_arn = "arn:aws:execute-api:eu-west-1:123456789012:mockapi"
+      api_endpoint  = "https://mockapi.execute-api.eu-west-1.amazonaws.com"
+    }
+  }
+  mock_resource "aws_ecs_task_definition" {
+    defaults = {
+      arn = "arn:aws:ecs:eu-west-1:123456789012:task-definition/mock:1"
+    }
+  }
+  mock_resource "aws_ecs_cluster" {
+    defaults = {
+      arn = "arn:aws:ecs:eu-west-1:123456789012:cluster/mock"
+    }
+  }
+  mock_resource "aws_service_discovery_service" {
+    defaults = {
+      arn = "arn:aws:servicediscovery:eu-west-1:123456789012:service/srv-mock"
+    }
+  }
+  mock_resource "aws_service_discovery_private_dns_namespace" {
+    defaults = {
+      arn = "arn:aws:servicediscovery:eu-west-1:123456789012:namespace/ns-mock"
+    }
+  }
+  mock_resource "aws_mwaa_environment" {
+    defaults = {
+      arn = "arn:aws:airflow:eu-west-1:123456789012:environment/mock"
+    }
+  }
+  mock_resource "aws_db_subnet_group" {
+    defaults = {
+      arn = "arn:aws:rds:eu-west-1:123456789012:subgrp:mock"
+    }
+  }
+  mock_resource "aws_db_parameter_group" {
+    defaults = {
+      arn = "arn:aws:rds:eu-west-1:123456789012:pg:mock"
+    }
+  }
+  mock_resource "aws_msk_cluster" {
+    defaults = {
+      arn = "arn:aws:kafka:eu-west-1:123456789012:cluster/sfmlops-prod/11111111-2222-3333-4444-555555555555-1"
+    }
+  }
+  mock_resource "aws_db_instance" {
+    defaults = {
+      arn                = "arn:aws:rds:eu-west-1:123456789012:db:mock"
+      address            = "mock.abc.eu-west-1.rds.amazonaws.com"
+      port               = 5432
+      master_user_secret = [{ secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-abc", kms_key_id = "k", secret_status = "active" }]
+    }
+  }
+  mock_resource "aws_emrserverless_application" {
+    defaults = {
+      arn = "arn:aws:emr-serverless:eu-west-1:123456789012:/applications/00abc"
+    }
+  }
+}
+
+variables {
+  lambda_zip_path = "tests/fixtures/handler.zip"
+}
+
+run "aws_profile_is_secure" {
+  command = apply
+
+  variables {
+    name        = "sfmlops-prod"
+    environment = "prod"
+    aws_region  = "eu-west-1"
+
+    availability_zones = ["eu-west-1a", "eu-west-1b"]
+    buckets = {
+      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
+      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
+      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
+      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
+      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
+    }
+    access_log_bucket_name = "t-access-logs"
+  }
+
+  # --- RDS: private, encrypted, password managed by RDS in Secrets Manager -----------------
+  assert {
+    condition     = module.database[0].publicly_accessible == false
+    error_message = "RDS must not be publicly accessible."
+  }
+  assert {
+    condition     = module.database[0].storage_encrypted && module.database[0].manage_master_user_password
+    error_message = "RDS must be encrypted and keep its master password in Secrets Manager."
+  }
+  assert {
+    condition     = module.database[0].password_in_config == false
+    error_message = "No database password may be set in Terraform configuration."
+  }
+
+  # --- S3: every public access block on, KMS encryption on every data bucket ----------------
+  assert {
+    condition     = alltrue([for b in module.storage.public_access_blocks : b.block_public_acls && b.block_public_policy && b.ignore_public_acls && b.restrict_public_buckets])
+    error_message = "Every bucket needs all four public access block settings."
+  }
+  assert {
+    condition     = length(module.storage.public_access_blocks) == 6
+    error_message = "Every bucket (5 data + access logs) must have a public access block."
+  }
+  assert {
+    condition     = alltrue([for a in values(module.storage.encryption_algorithms) : a == "aws:kms"])
+    error_message = "Every data bucket must use SSE-KMS."
+  }
+  assert {
+    condition     = module.storage.kms_rotation_enabled
+    error_message = "KMS key rotation must be on."
+  }
+
+  # --- MSK: TLS in transit, IAM auth, no public access ---------------------------------------
+  assert {
+    condition     = module.kafka[0].client_broker_encryption == "TLS" && module.kafka[0].iam_auth_enabled && !module.kafka[0].unauthenticated_allowed
+    error_message = "MSK must use TLS between clients and brokers and IAM authentication only."
+  }
+
+  # --- IAM: no "*" action or resource in an Allow statement without a written reason ---------
+  assert {
+    condition = alltrue(flatten([
+      for owner, doc in output.iam_policy_documents : [
+        for st in jsondecode(doc).Statement :
+        st.Effect != "Allow" || (
+          !anytrue([for a in flatten([st.Action]) : strcontains(a, "*")]) &&
+          !contains(flatten([st.Resource]), "*")
+        ) || length(lookup(output.wildcard_reasons, lookup(st, "Sid", ""), "")) >= 40
+      ]
+    ]))
+    error_message = "An Allow statement uses \"*\" in Action or Resource without a reason in wildcard_reasons (keyed by its Sid)."
+  }
+  assert {
+    condition = alltrue([
+      for arn in output.managed_policy_arns :
+      length(lookup(output.wildcard_reasons, "managed/${element(split("/", arn), length(split("/", arn)) - 1)}", "")) >= 40
+    ])
+    error_message = "Every attached AWS-managed policy needs a reason in wildcard_reasons (managed/<name>)."
+  }
+  assert {
+    condition     = length(output.iam_policy_documents) == 6
+    error_message = "Expected policies of kms_key, api, spark_job, ray_head, ray_worker and mwaa."
+  }
+
+  # --- secrets never travel in variables or outputs -------------------------------------------
+  assert {
+    condition = alltrue([
+      for k, v in output.app_environment :
+      !can(regex("(PASSWORD|SECRET|TOKEN|PEPPER|PRIVATE_KEY)", k)) || endswith(k, "_ARN")
+    ])
+    error_message = "The app environment carries something that looks like a secret."
+  }
+  assert {
+    condition     = startswith(output.database_secret_arn, "arn:aws:secretsmanager:")
+    error_message = "The database credential must be referenced by its Secrets Manager ARN."
+  }
+
+  # --- API wiring: $default stage, Lambda proxy integration, throttling, access logs ----------
+  assert {
+    condition     = module.api[0].stage_name == "$default" && module.api[0].integration_type == "AWS_PROXY" && module.api[0].payload_format_version == "2.0"
+    error_message = "The HTTP API must route $default to the Lambda with payload format 2.0."
+  }
+  assert {
+    condition     = module.api[0].throttling_rate_limit > 0 && module.api[0].access_log_destination != null
+    error_message = "The API stage needs throttling and access logs."
+  }
+  assert {
+    condition     = output.app_environment["SFMLOPS_PG_HOST"] == module.database[0].address
+    error_message = "The Lambda must point at the RDS instance when create_database = true."
+  }
+
+  # --- Ray cluster file carries the profiles from the ray module ------------------------------
+  assert {
+    condition     = strcontains(output.ray_cluster_yaml, module.ray[0].head_instance_profile_arn) && strcontains(output.ray_cluster_yaml, "ray.worker.default")
+    error_message = "cluster.yaml must be rendered from the ray module's outputs."
+  }
+}
+
+run "local_profile_gates_unsupported_services" {
+  command = plan
+
+  variables {
+    name                 = "sfmlops-local"
+    environment          = "local"
+    create_kafka         = false
+    create_database      = false
+    create_spark         = false
+    create_mlflow        = false
+    create_orchestration = false
+    create_nat_gateway   = false
+    app_profile          = "local"
+    local_endpoints = {
+      aws_endpoint_url        = "http://127.0.0.1:4566"
+      pg_host                 = "127.0.0.1"
+      pg_port                 = 5432
+      kafka_bootstrap_servers = "127.0.0.1:9092"
+      mlflow_tracking_uri     = "http://127.0.0.1:5000"
+      ray_address             = "http://127.0.0.1:8265"
+    }
+    buckets = {
+      raw         = { name = "l-raw", versioning = false, noncurrent_expiration_days = 1 }
+      checkpoints = { name = "l-checkpoints", versioning = false, noncurrent_expiration_days = 1 }
+      mlflow      = { name = "l-mlflow", versioning = true, noncurrent_expiration_days = 7 }
+      code        = { name = "l-code", versioning = true, noncurrent_expiration_days = 7 }
+      dags        = { name = "l-dags", versioning = true, noncurrent_expiration_days = 7 }
+    }
+    access_log_bucket_name = "l-access-logs"
+  }
+
+  assert {
+    condition     = length(module.kafka) == 0 && length(module.database) == 0 && length(module.spark) == 0 && length(module.mlflow) == 0 && length(module.orchestration) == 0
+    error_message = "The local profile must not plan MSK, RDS, EMR, ECS or MWAA."
+  }
+  assert {
+    condition     = output.app_environment["SFMLOPS_PG_HOST"] == "127.0.0.1" && output.app_environment["SFMLOPS_KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:9092"
+    error_message = "Without RDS/MSK the app must point at the local stand-ins."
+  }
+}
+
+run "rejects_a_database_without_network" {
+  command = plan
+
+  variables {
+    name                   = "sfmlops-bad"
+    environment            = "test"
+    create_network         = false
+    create_database        = true
+    create_kafka           = false
+    create_spark           = false
+    create_ray             = false
+    create_mlflow          = false
+    create_orchestration   = false
+    buckets                = { raw = { name = "b-raw", versioning = false, noncurrent_expiration_days = 1 }, checkpoints = { name = "b-c", versioning = false, noncurrent_expiration_days = 1 }, mlflow = { name = "b-m", versioning = false, noncurrent_expiration_days = 1 }, code = { name = "b-co", versioning = false, noncurrent_expiration_days = 1 }, dags = { name = "b-d", versioning = false, noncurrent_expiration_days = 1 } }
+    access_log_bucket_name = "b-logs"
+  }
+
+  expect_failures = [var.create_database]
+}
+
+run "rejects_secrets_in_app_environment" {
+  command = plan
+
+  variables {
+    name                   = "sfmlops-bad"
+    environment            = "test"
+    create_network         = false
+    create_database        = false
+    create_kafka           = false
+    create_spark           = false
+    create_ray             = false
+    create_mlflow          = false
+    create_orchestration   = false
+    app_environment        = { SFMLOPS_PG_PASSWORD = "hunter2" }
+    buckets                = { raw = { name = "b-raw", versioning = false, noncurrent_expiration_days = 1 }, checkpoints = { name = "b-c", versioning = false, noncurrent_expiration_days = 1 }, mlflow = { name = "b-m", versioning = false, noncurrent_expiration_days = 1 }, code = { name = "b-co", versioning = false, noncurrent_expiration_days = 1 }, dags = { name = "b-d", versioning = false, noncurrent_expiration_days = 1 } }
+    access_log_bucket_name = "b-logs"
+  }
+
+  expect_failures = [var.app_environment]
+}
