@@ -76,6 +76,11 @@ def up(
     except stack.StackError as exc:
         _fail(str(exc))
     console.print(f"stack up in {time.monotonic() - t0:.1f}s")
+    if s.profile == "local":
+        # The key the UI and the DAGs present (settings.api_key) is a registered client locally.
+        from app.api.auth import register_key
+
+        register_key(s, "local", s.api_key.get_secret_value())
     print_status(stack.status(s))
 
 
@@ -129,6 +134,106 @@ def data(
             console.print(f"[yellow]store metadata not loaded into PostgreSQL ({exc.__class__.__name__}: {exc}); run `sfmlops up` first[/yellow]")
         else:
             console.print(f"store metadata: {n:,} rows upserted into {s.table_stores}")
+
+
+@app.command()
+def produce(
+    live: Annotated[bool, typer.Option("--live/--replay", help="live: one day per interval dated today; replay: a date range as fast as possible")] = False,
+    start: Annotated[Optional[str], typer.Option(help="First source day YYYY-MM-DD (default: first day of the data)")] = None,
+    end: Annotated[Optional[str], typer.Option(help="Last source day YYYY-MM-DD (default: last day of the data)")] = None,
+    interval: Annotated[float, typer.Option(help="Live mode: seconds between days")] = 10.0,
+    days: Annotated[Optional[int], typer.Option(help="Stop after this many days")] = None,
+    topic: Annotated[Optional[str], typer.Option(help="Topic (default: SFMLOPS_KAFKA_TOPIC)")] = None,
+) -> None:
+    """Publish daily store rows (JSON, schema-versioned, key = store id) to the sales topic."""
+    from app.produce import produce as run_produce
+
+    result = run_produce(settings(), "live" if live else "replay", start, end, topic=topic, interval_s=interval, max_days=days)
+    _print_json(result)
+    if result.get("failed"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def ingest(
+    trigger: Annotated[str, typer.Option(help="available-now (drain the topic and stop) or processing-time (continuous)")] = "available-now",
+    checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint location (default: s3a://<checkpoints bucket>/sales_stream)")] = None,
+    max_offsets_per_trigger: Annotated[Optional[int], typer.Option(help="Records per micro-batch")] = None,
+    run_seconds: Annotated[Optional[float], typer.Option(help="processing-time: stop after this many seconds")] = None,
+    topic: Annotated[Optional[str], typer.Option(help="Topic (default: SFMLOPS_KAFKA_TOPIC)")] = None,
+) -> None:
+    """Run the Spark Structured Streaming job (same file and arguments as spark-submit on EMR)."""
+    from app.ingest import run as run_ingest
+
+    if trigger not in ("available-now", "processing-time"):
+        _fail(f"--trigger must be available-now or processing-time, not {trigger!r}", 2)
+    opts = {k: v for k, v in {"checkpoint": checkpoint, "max_offsets_per_trigger": max_offsets_per_trigger,
+                              "run_seconds": run_seconds, "topic": topic}.items() if v is not None}
+    try:
+        result = run_ingest(settings(), trigger=trigger, echo=True, **opts)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    _print_json(result)
+
+
+@app.command()
+def api() -> None:
+    """Serve the API with uvicorn on 127.0.0.1 (development; on AWS it runs in Lambda)."""
+    from app.api.main import run_api
+
+    run_api(settings())
+
+
+api_key_app = typer.Typer(help="Issue and revoke API keys (stored hashed).", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
+
+
+@api_key_app.command("create")
+def api_key_create(name: Annotated[str, typer.Argument(help="Client name the key belongs to")]) -> None:
+    """Issue a new key for client NAME and print it once (only its hash is stored)."""
+    from app.api.auth import issue_key
+
+    print(issue_key(settings(), name))
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(name: Annotated[str, typer.Argument(help="Client whose keys are revoked")]) -> None:
+    """Revoke every key of client NAME."""
+    from app.api.auth import revoke_keys
+
+    n = revoke_keys(settings(), name)
+    console.print(f"revoked {n} key(s) of {name}")
+
+
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON line last (figure and same-run baseline).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def _print_json(result: dict) -> None:
+    print(json.dumps(result, default=str))
+
+
+@bench_app.command("api")
+def bench_api(
+    rate: Annotated[float, typer.Option(help="Requests per second, open loop")] = 200.0,
+    duration: Annotated[float, typer.Option(help="Seconds of measured load per route")] = 20.0,
+) -> None:
+    """Forecast route vs a trivial route under the same fixed-rate load (p50/p99, rps)."""
+    from app.bench.api import run
+
+    _print_json(run(settings(), rate=rate, duration_s=duration))
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    path: Annotated[Optional[Path], typer.Option("--path", help="Kaggle folder (default: prepared data, else shared Rossmann files)")] = None,
+    limit_rows: Annotated[Optional[int], typer.Option(help="Only the first N rows (quick check)")] = None,
+    max_offsets_per_trigger: Annotated[Optional[int], typer.Option(help="Records per micro-batch")] = None,
+) -> None:
+    """Replay the history through Kafka -> Spark -> Postgres vs a plain COPY of the same rows."""
+    from app.bench.ingest import run
+
+    _print_json(run(settings(), rossmann_dir=path, limit_rows=limit_rows, max_offsets_per_trigger=max_offsets_per_trigger))
 
 
 def main() -> None:

@@ -1,0 +1,149 @@
+"""API keys: issued once in plain text, stored only as HMAC-SHA256(pepper, key).
+
+A key looks like ``sfm_<8 hex prefix>_<43 url-safe chars>``; the prefix is stored in clear so an operator
+can tell keys apart. Callers present the key in the ``X-API-Key`` header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from app.api import db
+from app.api.errors import ApiError
+from app.config import Settings
+
+KEY_HEADER = "X-API-Key"
+#: Seconds a successful key lookup is reused by this process (a revoked key stops working within this time).
+AUTH_CACHE_TTL_S = 30.0
+_AUTH_CACHE_MAX = 10_000
+_auth_cache: dict[str, tuple[float, "Client"]] = {}
+_auth_lock = threading.Lock()
+CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Client:
+    """An authenticated API client."""
+
+    id: int
+    name: str
+
+
+def hash_key(settings: Settings, key: str) -> str:
+    """The stored form of ``key``: hex HMAC-SHA256 keyed with ``settings.api_key_pepper``."""
+    pepper = settings.api_key_pepper.get_secret_value().encode()
+    return hmac.new(pepper, key.encode(), hashlib.sha256).hexdigest()
+
+
+def _key_prefix(key: str) -> str:
+    return key[:12] if key.startswith("sfm_") else key[:4]
+
+
+def register_key(settings: Settings, client_name: str, key: str) -> Client:
+    """Store ``key`` (hashed) for ``client_name``, creating the client if needed; idempotent.
+
+    Used by :func:`issue_key`, and by the local stack to accept ``settings.api_key`` for the UI and DAGs.
+
+    Raises:
+        ValueError: if the client name or key is malformed.
+    """
+    if not CLIENT_NAME_RE.match(client_name):
+        raise ValueError(f"client name {client_name!r} must match {CLIENT_NAME_RE.pattern}")
+    if len(key) < 12:
+        raise ValueError("API key must be at least 12 characters (SFMLOPS_API_KEY)")
+    t_clients, t_keys = settings.table_api_clients, settings.table_api_keys
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {t_clients} (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+            " RETURNING id",
+            (client_name,),
+        )
+        client_id = cur.fetchone()[0]
+        cur.execute(
+            f"INSERT INTO {t_keys} (client_id, key_prefix, key_hash) VALUES (%s, %s, %s)"
+            " ON CONFLICT (key_hash) DO NOTHING RETURNING client_id",
+            (client_id, _key_prefix(key), hash_key(settings, key)),
+        )
+        if cur.fetchone() is None:
+            cur.execute(f"SELECT client_id FROM {t_keys} WHERE key_hash = %s", (hash_key(settings, key),))
+            owner = cur.fetchone()[0]
+            if owner != client_id:
+                raise ValueError(f"this key is already registered to another client (id {owner})")
+    return Client(id=client_id, name=client_name)
+
+
+def issue_key(settings: Settings, client_name: str) -> str:
+    """Create a new API key for ``client_name`` (creating the client if needed) and return it in plain text.
+
+    The key is not stored, only its hash: show it to the operator once.
+    """
+    key = f"sfm_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
+    register_key(settings, client_name, key)
+    return key
+
+
+def revoke_keys(settings: Settings, client_name: str) -> int:
+    """Revoke every active key of ``client_name``; returns how many were revoked.
+
+    Other API processes may accept a revoked key for up to ``AUTH_CACHE_TTL_S`` seconds.
+    """
+    with _auth_lock:
+        _auth_cache.clear()
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE {settings.table_api_keys} k SET revoked_at = now() FROM {settings.table_api_clients} c"
+            " WHERE k.client_id = c.id AND c.name = %s AND k.revoked_at IS NULL",
+            (client_name,),
+        )
+        return cur.rowcount
+
+
+def _cache_key(settings: Settings, digest: str) -> str:
+    return f"{settings.pg_host}:{settings.pg_port}/{settings.pg_database}|{digest}"
+
+
+def cached_client(settings: Settings, key: str | None) -> Client | None:
+    """The client of ``key`` if this process authenticated it less than ``AUTH_CACHE_TTL_S`` ago."""
+    if not key or len(key) > 256:
+        return None
+    hit = _auth_cache.get(_cache_key(settings, hash_key(settings, key)))
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
+def authenticate(settings: Settings, key: str | None) -> Client:
+    """The client owning ``key``.
+
+    Raises:
+        ApiError: 401 when the key is missing, unknown or revoked.
+    """
+    challenge = {"WWW-Authenticate": f'ApiKey header="{KEY_HEADER}"'}
+    if not key:
+        raise ApiError(401, f"Missing API key: send it in the {KEY_HEADER} header", headers=challenge)
+    if len(key) > 256:
+        raise ApiError(401, "Invalid API key", headers=challenge)
+    digest = hash_key(settings, key)
+    cache_key = _cache_key(settings, digest)
+    hit = _auth_cache.get(cache_key)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT c.id, c.name FROM {settings.table_api_keys} k JOIN {settings.table_api_clients} c"
+            " ON c.id = k.client_id WHERE k.key_hash = %s AND k.revoked_at IS NULL",
+            (digest,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise ApiError(401, "Invalid or revoked API key", headers=challenge)
+    client = Client(id=row[0], name=row[1])
+    with _auth_lock:
+        if len(_auth_cache) >= _AUTH_CACHE_MAX:
+            _auth_cache.clear()
+        _auth_cache[cache_key] = (time.monotonic() + AUTH_CACHE_TTL_S, client)
+    return client

@@ -1,0 +1,62 @@
+"""Read-only MLflow model registry access over its REST API (httpx; mlflow itself is not imported)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from app.api.errors import ApiError
+from app.config import Settings
+
+
+class MlflowRest:
+    """Registry queries against ``settings.mlflow_uri``."""
+
+    def __init__(self, settings: Settings, timeout_s: float | None = None) -> None:
+        self.base_url = settings.mlflow_uri.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s or settings.api_upstream_timeout_s)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            resp = self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                503, f"MLflow unreachable at {self.base_url} (SFMLOPS_MLFLOW_TRACKING_URI): {type(exc).__name__}: {exc}"
+            ) from exc
+        if resp.status_code == 404 or (resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text):
+            return None
+        if resp.status_code >= 400:
+            raise ApiError(502, f"MLflow {path} answered {resp.status_code}: {resp.text.strip()[-300:]}")
+        return resp.json()
+
+    def health(self) -> bool:
+        """True when the tracking server answers ``/health``."""
+        try:
+            return self._http.get("/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def registered_model(self, name: str) -> dict[str, Any] | None:
+        """The registered model (with ``aliases``), or None when it does not exist."""
+        data = self._get("/api/2.0/mlflow/registered-models/get", {"name": name})
+        return None if data is None else data.get("registered_model")
+
+    def versions(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Versions of ``name``, newest first."""
+        data = self._get(
+            "/api/2.0/mlflow/model-versions/search",
+            {"filter": f"name='{name}'", "max_results": limit, "order_by": "version_number DESC"},
+        )
+        versions = (data or {}).get("model_versions", [])
+        return sorted(versions, key=lambda v: int(v.get("version", 0)), reverse=True)
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        """Latest value of every metric logged in ``run_id`` (empty if the run is gone)."""
+        data = self._get("/api/2.0/mlflow/runs/get", {"run_id": run_id})
+        metrics = ((data or {}).get("run") or {}).get("data", {}).get("metrics", [])
+        return {m["key"]: m["value"] for m in metrics if "key" in m}

@@ -1,0 +1,102 @@
+"""A small client for the Ray Jobs REST API (no ray import; the Lambda package does not contain ray).
+
+Endpoints used (Ray Jobs API version 3+): ``GET /api/version``, ``POST /api/jobs/``,
+``GET /api/jobs/{id}``, ``GET /api/jobs/{id}/logs``, ``POST /api/jobs/{id}/stop``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from app.api.errors import ApiError
+
+#: Ray job states that never change again.
+TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+
+
+class RayJobNotFound(Exception):
+    """Ray does not know the job (never submitted, or the cluster was restarted)."""
+
+
+@dataclass
+class RayJobsClient:
+    """Talks to the Jobs API of one Ray cluster.
+
+    Args:
+        base_url: Dashboard address, e.g. ``http://127.0.0.1:8265``.
+        timeout_s: Per-request timeout.
+    """
+
+    base_url: str
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s)
+
+    def close(self) -> None:
+        """Close the underlying HTTP connections."""
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                503,
+                f"Ray Jobs API unreachable at {self.base_url} (SFMLOPS_RAY_ADDRESS): {type(exc).__name__}: {exc}",
+            ) from exc
+        if resp.status_code == 404:
+            raise RayJobNotFound(resp.text.strip())
+        if resp.status_code >= 400:
+            raise ApiError(502, f"Ray Jobs API {method} {path} answered {resp.status_code}: {resp.text.strip()[-500:]}")
+        return resp
+
+    def version(self) -> dict[str, Any]:
+        """``{"version", "ray_version", "ray_commit", ...}`` of the cluster."""
+        return self._request("GET", "/api/version").json()
+
+    def submit(
+        self,
+        *,
+        entrypoint: str,
+        submission_id: str,
+        runtime_env: dict[str, Any] | None = None,
+        metadata: dict[str, str] | None = None,
+        entrypoint_num_cpus: float | None = None,
+    ) -> str:
+        """Submit a job; returns its submission id."""
+        body: dict[str, Any] = {"entrypoint": entrypoint, "submission_id": submission_id}
+        if runtime_env:
+            body["runtime_env"] = runtime_env
+        if metadata:
+            body["metadata"] = metadata
+        if entrypoint_num_cpus is not None:
+            body["entrypoint_num_cpus"] = entrypoint_num_cpus
+        return self._request("POST", "/api/jobs/", json=body).json()["submission_id"]
+
+    def get(self, submission_id: str) -> dict[str, Any]:
+        """Job details: ``status``, ``message``, ``start_time``/``end_time`` (ms epoch), ``driver_exit_code``..."""
+        return self._request("GET", f"/api/jobs/{submission_id}").json()
+
+    def logs(self, submission_id: str) -> str:
+        """The job's driver log so far."""
+        return self._request("GET", f"/api/jobs/{submission_id}/logs").json().get("logs", "")
+
+    def stop(self, submission_id: str) -> bool:
+        """Ask Ray to stop the job; True if a stop was initiated."""
+        return bool(self._request("POST", f"/api/jobs/{submission_id}/stop").json().get("stopped"))
+
+
+_clients: dict[tuple[str, float], RayJobsClient] = {}
+
+
+def client_for(base_url: str, timeout_s: float) -> RayJobsClient:
+    """A cached client per (url, timeout) so connections are reused across requests."""
+    key = (base_url, timeout_s)
+    if key not in _clients:
+        _clients[key] = RayJobsClient(base_url, timeout_s)
+    return _clients[key]
