@@ -1,0 +1,92 @@
+"""The Kafka record format of the sales topic, shared by the producer and the streaming job.
+
+One JSON object per store and day, key = the store id as ASCII digits::
+
+    {"schema_version": 1, "store": 1, "date": "2015-06-13", "day_of_week": 6, "sales": 5263,
+     "customers": 555, "open": 1, "promo": 1, "state_holiday": "0", "school_holiday": 0}
+
+The producer and the streaming job apply the same rules (:func:`validate_row` here, the Spark
+expressions in :mod:`app.ingest.job`), so a record the producer lets through is accepted downstream.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 1
+
+#: field name -> JSON type ("int" or "str"), in payload order.
+FIELDS: dict[str, str] = {
+    "schema_version": "int",
+    "store": "int",
+    "date": "str",
+    "day_of_week": "int",
+    "sales": "int",
+    "customers": "int",
+    "open": "int",
+    "promo": "int",
+    "state_holiday": "str",
+    "school_holiday": "int",
+}
+
+#: the data columns stored in ``sales`` (every field except the version).
+SALES_COLUMNS = [name for name in FIELDS if name != "schema_version"]
+
+STATE_HOLIDAYS = ("0", "a", "b", "c")
+FLAG_FIELDS = ("open", "promo", "school_holiday")
+INT32_MAX = 2**31 - 1
+
+
+def validate_row(
+    row: Mapping[str, Any],
+    known_stores: set[int] | None = None,
+    today: dt.date | None = None,
+    max_future_days: int = 1,
+    min_date: dt.date = dt.date(2000, 1, 1),
+) -> str | None:
+    """Check one record; returns the reason it is invalid, or ``None`` when it is valid.
+
+    Args:
+        row: The decoded JSON object.
+        known_stores: Store ids that exist; ``None`` skips the check.
+        today: Reference day for the future-date rule (default: today in UTC).
+        max_future_days: Days after ``today`` that are still accepted.
+        min_date: Earliest accepted day.
+    """
+    for name, kind in FIELDS.items():
+        if name not in row or row[name] is None:
+            return f"missing field {name}"
+        value = row[name]
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int) or abs(value) > INT32_MAX):
+            return f"wrong type for {name}: expected integer"
+        if kind == "str" and not isinstance(value, str):
+            return f"wrong type for {name}: expected string"
+    if row["schema_version"] != SCHEMA_VERSION:
+        return f"unsupported schema_version {row['schema_version']} (expected {SCHEMA_VERSION})"
+    if row["store"] <= 0:
+        return f"store {row['store']} out of range (must be > 0)"
+    if known_stores is not None and row["store"] not in known_stores:
+        return f"unknown store {row['store']}"
+    try:
+        day = dt.date.fromisoformat(row["date"]) if len(row["date"]) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        return f"invalid date {row['date']!r} (expected YYYY-MM-DD)"
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    if day > today + dt.timedelta(days=max_future_days):
+        return f"date {day} is in the future"
+    if day < min_date:
+        return f"date {day} is before {min_date}"
+    if row["day_of_week"] != day.isoweekday():
+        return f"day_of_week {row['day_of_week']} does not match date {day} ({day.isoweekday()})"
+    for name in ("sales", "customers"):
+        if row[name] < 0:
+            return f"negative {name} {row[name]}"
+    for name in FLAG_FIELDS:
+        if row[name] not in (0, 1):
+            return f"{name} must be 0 or 1, got {row[name]}"
+    if row["state_holiday"] not in STATE_HOLIDAYS:
+        return f"state_holiday must be one of {','.join(STATE_HOLIDAYS)}, got {row['state_holiday']!r}"
+    return None

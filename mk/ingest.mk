@@ -1,0 +1,19 @@
+# Streaming ingestion (issue 4): connector jars, EMR packaging, tests and benchmark.
+SPARK_JARS_DIR := .cache/jars/spark
+
+.PHONY: spark-jars spark-package ingest-test ingest-bench
+
+spark-jars: ## Resolve the Spark Kafka connector + hadoop-aws jars with Maven into .cache/jars/spark
+	mvn -B -q -f spark_jobs/pom.xml dependency:copy-dependencies -Dmaven.repo.local=$(CURDIR)/.cache/m2 \
+	  -DoutputDirectory=$(CURDIR)/$(SPARK_JARS_DIR) -DincludeScope=runtime \
+	  -DexcludeArtifactIds=hadoop-client-runtime,hadoop-client-api,scala-library,scala-parallel-collections_2.13,slf4j-api,snappy-java,jsr305,spark-tags_2.13,lz4-java,wildfly-openssl
+	@ls $(SPARK_JARS_DIR)
+
+spark-package: ## Build dist/spark (job file, app.zip for --py-files) and print the EMR spark-submit line
+	$(PY) spark_jobs/package.py
+
+ingest-test: spark-jars ## Run the ingestion tests against the local stack
+	nice -n 19 $(PY) -m pytest tests/ingest -q
+
+ingest-bench: spark-jars ## Replay the full history through Kafka -> Spark -> Postgres and print one JSON line
+	nice -n 19 $(PY) -m app.bench.ingest

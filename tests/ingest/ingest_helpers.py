@@ -1,0 +1,58 @@
+"""Helpers shared by the ingestion tests (real Kafka and Postgres; nothing mocked)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.config import Settings
+
+
+def record(store: int, day: str, sales: int = 5000, **changes: Any) -> dict:
+    """A valid record for ``store`` on ``day`` (YYYY-MM-DD); ``changes`` override fields."""
+    import datetime as dt
+
+    row = {
+        "schema_version": 1,
+        "store": store,
+        "date": day,
+        "day_of_week": dt.date.fromisoformat(day).isoweekday(),
+        "sales": sales,
+        "customers": 500,
+        "open": 1,
+        "promo": 0,
+        "state_holiday": "0",
+        "school_holiday": 0,
+    }
+    row.update(changes)
+    return row
+
+
+def send_raw(settings: Settings, messages: list[tuple[bytes | None, bytes | None]], partitions: int | None = None) -> None:
+    """Send (key, value) pairs as they are (no validation), after creating the topic."""
+    from app.produce import ensure_topic, make_producer
+
+    ensure_topic(settings, partitions=partitions)
+    producer = make_producer(settings, max_request_size=2 * 1024 * 1024)
+    try:
+        for key, value in messages:
+            producer.send(settings.kafka_topic, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def encode(row: dict) -> tuple[bytes, bytes]:
+    return str(row.get("store")).encode(), json.dumps(row).encode()
+
+
+def query(settings: Settings, sql: str, params: tuple = ()) -> list[tuple]:
+    from app.db import connect
+
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.format(**{k: getattr(settings, k) for k in type(settings).model_fields if k.startswith("table_")}), params)
+            return cur.fetchall()
+    finally:
+        conn.close()
