@@ -1,0 +1,160 @@
+"""Batch forecast: the champion's forecasts for every store for the next N days into ``{table_forecasts}``.
+
+Known-future inputs of days after the data are projected from the recent past (the real system would read
+them from the promotion calendar and the store opening plan):
+
+* ``open``: 1 when the store was open on at least half of the same weekday in the last 8 weeks;
+* ``promo``: Rossmann promotions run on a two-week cycle, so a day copies ``promo`` from 14 days (or a
+  multiple of 14 days) earlier;
+* ``state_holiday`` = '0' and ``school_holiday`` = 0 (no holiday calendar is available here).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def project_future_inputs(sales: pd.DataFrame, days: int, start: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Known-future inputs for ``days`` days after the last day of ``sales`` (see module docstring).
+
+    Args:
+        sales: Canonical sales frame (at least the last 8 weeks of every store).
+        days: Number of days to project.
+        start: First projected day (default: the day after the last day in ``sales``).
+
+    Returns:
+        Frame with ``store, date, day_of_week, open, promo, state_holiday, school_holiday``.
+    """
+    if days < 1:
+        raise ValueError(f"days must be >= 1, got {days}")
+    last = sales["date"].max()
+    start = pd.Timestamp(start) if start is not None else last + pd.Timedelta(days=1)
+    recent = sales[sales["date"] > last - pd.Timedelta(days=56)]
+    open_rate = recent.groupby(["store", recent["date"].dt.dayofweek.rename("dow")])["open"].mean()
+    promo_cycle = recent[recent["date"] > last - pd.Timedelta(days=14)].set_index(["store", "date"])["promo"]
+    stores = np.sort(sales["store"].unique())
+    dates = pd.date_range(start, periods=days, freq="D")
+    grid = pd.MultiIndex.from_product([stores, dates], names=["store", "date"]).to_frame(index=False)
+    dow = grid["date"].dt.dayofweek
+    grid["day_of_week"] = (dow + 1).astype("int8")
+    rate = open_rate.reindex(pd.MultiIndex.from_arrays([grid["store"], dow])).to_numpy()
+    grid["open"] = (np.nan_to_num(rate, nan=1.0) >= 0.5).astype("int8")
+    # Map each day back into the last 14 observed days.
+    source_day = grid["date"] - pd.to_timedelta(((grid["date"] - last).dt.days + 13) // 14 * 14, unit="D")
+    promo = promo_cycle.reindex(pd.MultiIndex.from_arrays([grid["store"], source_day])).to_numpy()
+    grid["promo"] = np.nan_to_num(promo, nan=0.0).astype("int8")
+    grid.loc[grid["open"] == 0, "promo"] = 0
+    grid["state_holiday"] = "0"
+    grid["school_holiday"] = np.int8(0)
+    return grid
+
+
+def load_model(settings: "Settings", model_uri: str | None = None) -> tuple[Any, dict[str, str]]:
+    """Load the champion (or ``model_uri``) as the python object behind the pyfunc, with its identity.
+
+    Returns:
+        ``(SalesForecaster, {"model_name", "model_version", "run_id"})``.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    from app.forecasting.pipeline import configure_mlflow
+    from app.forecasting.registry import CHAMPION
+
+    configure_mlflow(settings)
+    client = MlflowClient()
+    if model_uri is None:
+        try:
+            mv = client.get_model_version_by_alias(settings.model_name, CHAMPION)
+        except Exception as exc:  # noqa: BLE001
+            raise RuntimeError(
+                f"registered model {settings.model_name!r} has no '{CHAMPION}' alias at {settings.mlflow_uri}: train first"
+            ) from exc
+        model_uri = f"models:/{settings.model_name}/{mv.version}"
+        ident = {"model_name": settings.model_name, "model_version": str(mv.version), "run_id": mv.run_id}
+    else:
+        ident = {"model_name": settings.model_name, "model_version": model_uri, "run_id": model_uri.split("/")[1] if model_uri.startswith("runs:/") else ""}
+    pyfunc = mlflow.pyfunc.load_model(model_uri)
+    return pyfunc.unwrap_python_model(), ident
+
+
+def write_forecasts(settings: "Settings", frame: pd.DataFrame, ident: dict[str, str]) -> int:
+    """Upsert forecast rows into ``{table_forecasts}`` (idempotent per model name, version, store, date)."""
+    import psycopg2
+    from psycopg2.extras import execute_values
+
+    rows = [
+        (ident["model_name"], ident["model_version"], int(r.store), r.date.date(), float(r.value), float(r.lower), float(r.upper), ident["run_id"])
+        for r in frame.itertuples(index=False)
+    ]
+    sql = (
+        f"INSERT INTO {settings.table_forecasts} (model_name, model_version, store, date, value, lower, upper, run_id) VALUES %s "
+        "ON CONFLICT (model_name, model_version, store, date) DO UPDATE SET value = EXCLUDED.value, lower = EXCLUDED.lower,"
+        " upper = EXCLUDED.upper, run_id = EXCLUDED.run_id, created_at = now()"
+    )
+    with psycopg2.connect(settings.pg_dsn(), connect_timeout=10) as conn, conn.cursor() as cur:
+        execute_values(cur, sql, rows, page_size=5000)
+    conn.close()
+    return len(rows)
+
+
+def forecast(
+    settings: "Settings",
+    days: int | None = None,
+    stores: list[int] | None = None,
+    model_uri: str | None = None,
+    source: str = "auto",
+    write: bool = True,
+    version_label: str | None = None,
+) -> dict[str, Any]:
+    """Forecast every store (or ``stores``) for the ``days`` days after the sales data and store them.
+
+    Args:
+        settings: Settings (MLflow, Postgres, table names, ``horizon_days`` as default ``days``).
+        days: Horizon in days.
+        stores: Only these stores.
+        model_uri: A model URI instead of the champion.
+        source: Where the recent sales come from (see :func:`app.forecasting.data.load_training_data`).
+        write: Write to the forecasts table (False: only return the summary).
+        version_label: Value of ``model_version`` in the table (default: the registry version).
+
+    Returns:
+        Summary: rows written, stores, first/last date, model identity, seconds.
+    """
+    from app.forecasting.data import load_training_data
+
+    t0 = time.perf_counter()
+    days = int(days or settings.horizon_days)
+    model, ident = load_model(settings, model_uri)
+    if version_label:
+        ident["model_version"] = version_label
+    sales, _, used = load_training_data(settings, source=source, stores=stores)  # type: ignore[arg-type]
+    known = set(model.stores)
+    sales = sales[sales["store"].isin(known)]
+    if sales.empty:
+        raise ValueError("none of the requested stores is known to the model")
+    start = max(sales["date"].max(), model.train_end) + pd.Timedelta(days=1)
+    future = project_future_inputs(sales, days, start=start)
+    pred = model.predict(None, future)
+    written = write_forecasts(settings, pred, ident) if write else 0
+    return {
+        **ident,
+        "rows": int(len(pred)),
+        "written": int(written),
+        "stores": int(pred["store"].nunique()),
+        "first_date": str(pred["date"].min().date()),
+        "last_date": str(pred["date"].max().date()),
+        "days": days,
+        "source": used,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }

@@ -1,0 +1,246 @@
+"""Forecasting models: a global LightGBM on known-future and store features, and a neuralforecast model.
+
+Each model is a small class with an ``alias``, ``fit(history, stores)`` and ``predict(future)``:
+
+* ``history`` - long frame (``unique_id, ds, y`` + known-future inputs, see :mod:`features`), targets known.
+* ``future`` - long frame of the days to forecast with their known-future inputs (``y`` ignored).
+* ``predict`` returns ``future`` with a ``yhat`` column; closed days are 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.forecasting import features as F
+
+log = logging.getLogger(__name__)
+
+#: Days of history inputs kept with a fitted model so that "days since" features work for forecasts.
+CONTEXT_DAYS = 3 * F.DISTANCE_CAP
+
+DEFAULT_LGBM_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.08,
+    "num_leaves": 127,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.7,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "max_bin": 255,
+    "verbose": -1,
+}
+
+
+def _design(dense: pd.DataFrame, static: pd.DataFrame, stores: pd.DataFrame, stats: F.StoreStats) -> pd.DataFrame:
+    """Feature matrix for every row of a dense (gap-filled) frame."""
+    ev = F.event_features(dense)
+    st = static.reindex(dense["unique_id"].to_numpy()).reset_index(drop=True)
+    st.index = dense.index
+    dated = F.dated_store_features(dense, stores)
+    te = F.apply_store_stats(dense, stats, ev["dow"].to_numpy().astype("int64"))
+    base = dense[["unique_id", "open", "promo", "state_holiday", "school_holiday"]].rename(columns={"unique_id": "store"})
+    return pd.concat([base, ev, st, dated, te], axis=1)
+
+
+@dataclass
+class LGBMForecaster:
+    """Global LightGBM on log sales relative to the store level, trained on open days with sales > 0.
+
+    Attributes:
+        params: LightGBM parameters (merged over :data:`DEFAULT_LGBM_PARAMS`).
+        num_boost_round: Boosting rounds.
+        num_threads: Threads LightGBM may use.
+        correction: Multiplier applied to forecasts (RMSPE punishes over-forecasts more than under-forecasts).
+        seed: Random seed.
+    """
+
+    params: dict[str, Any] = field(default_factory=dict)
+    num_boost_round: int = 500
+    num_threads: int = 2
+    correction: float = 1.0
+    seed: int = 0
+    alias: str = "lgbm"
+
+    booster: Any = field(default=None, repr=False)
+    stats: F.StoreStats | None = field(default=None, repr=False)
+    static: pd.DataFrame | None = field(default=None, repr=False)
+    stores: pd.DataFrame | None = field(default=None, repr=False)
+    context: pd.DataFrame | None = field(default=None, repr=False)
+    feature_names: list[str] = field(default_factory=list)
+    fit_seconds: float = 0.0
+    train_end: pd.Timestamp | None = None
+
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> "LGBMForecaster":
+        """Fit on ``history`` (long frame, targets known) and the stores frame."""
+        import lightgbm as lgb
+
+        t0 = time.perf_counter()
+        self.stores = stores.copy()
+        self.static = F.store_static_features(stores)
+        self.stats = F.fit_store_stats(history)
+        self.train_end = history["ds"].max()
+        dense = F.fill_gaps(history)
+        X = _design(dense, self.static, stores, self.stats)
+        rows = (dense["available"] == 1) & (dense["open"] == 1) & (dense["y"] > 0)
+        X = X[rows.to_numpy()]
+        y = np.log1p(dense.loc[rows, "y"].to_numpy()) - X["te_mean"].to_numpy()
+        self.feature_names = list(X.columns)
+        params = {**DEFAULT_LGBM_PARAMS, **self.params, "num_threads": self.num_threads, "seed": self.seed}
+        ds = lgb.Dataset(X.to_numpy(dtype="float32"), label=y, feature_name=self.feature_names, free_raw_data=True)
+        self.booster = lgb.train(params, ds, num_boost_round=self.num_boost_round)
+        keep = dense["ds"] > self.train_end - pd.Timedelta(days=CONTEXT_DAYS)
+        self.context = dense.loc[keep & (dense["available"] == 1), ["unique_id", "ds", *F.FUTURE_EXOG, "available"]].reset_index(drop=True)
+        self.fit_seconds = time.perf_counter() - t0
+        log.info("lgbm fitted on %d rows x %d features in %.1fs", len(X), X.shape[1], self.fit_seconds)
+        return self
+
+    def predict(self, future: pd.DataFrame) -> pd.DataFrame:
+        """Forecast ``future`` rows (known-future inputs required); returns them with ``yhat``."""
+        if self.booster is None:
+            raise RuntimeError("LGBMForecaster.predict called before fit")
+        fut = future[["unique_id", "ds", *F.FUTURE_EXOG]].assign(available=np.int8(1))
+        ctx = self.context[self.context["unique_id"].isin(fut["unique_id"].unique()) & (self.context["ds"] < fut["ds"].min())]
+        both = pd.concat([ctx, fut], ignore_index=True)
+        dense = F.fill_gaps(both)
+        X = _design(dense, self.static, self.stores, self.stats)
+        key = pd.MultiIndex.from_frame(dense[["unique_id", "ds"]])
+        pos = key.get_indexer(pd.MultiIndex.from_frame(fut[["unique_id", "ds"]]))
+        Xf = X.iloc[pos]
+        rel = self.booster.predict(Xf[self.feature_names].to_numpy(dtype="float32"), num_threads=self.num_threads)
+        level = Xf["te_mean"].to_numpy()
+        yhat = np.expm1(rel + level) * self.correction
+        out = future.copy()
+        out["yhat"] = np.nan_to_num(yhat, nan=0.0)
+        return F.apply_closed(out)
+
+
+NEURAL_FUTR_EXOG = ["open", "promo", "state_holiday", "school_holiday", "dow_sin", "dow_cos", "promo_day"]
+NEURAL_STAT_EXOG = ["store_type", "assortment", "competition_distance", "promo2"]
+
+
+@dataclass
+class NeuralForecaster:
+    """Global NHITS (neuralforecast) on log1p sales with known-future inputs, static store features and the
+    availability mask (gap days are masked out of the loss and the inputs).
+
+    Attributes:
+        h: Horizon the network is trained for; forecasts may cover at most ``h`` days after the history.
+        input_size: Days of history the network reads.
+        max_steps: Training steps (each a batch of ``batch_size`` stores x ``windows_batch_size`` windows).
+        num_threads: torch threads.
+        seed: Random seed.
+    """
+
+    h: int = 48
+    input_size: int = 96
+    max_steps: int = 100
+    batch_size: int = 64
+    windows_batch_size: int = 256
+    learning_rate: float = 1e-3
+    num_threads: int = 2
+    seed: int = 1
+    alias: str = "nhits"
+
+    nf: Any = field(default=None, repr=False)
+    static_df: pd.DataFrame | None = field(default=None, repr=False)
+    history_df: pd.DataFrame | None = field(default=None, repr=False)
+    bounds: pd.DataFrame | None = field(default=None, repr=False)
+    fit_seconds: float = 0.0
+    train_end: pd.Timestamp | None = None
+
+    @staticmethod
+    def _frame(long: pd.DataFrame) -> pd.DataFrame:
+        dense = F.fill_gaps(long)
+        dow = dense["ds"].dt.dayofweek.to_numpy()
+        ev = F.event_features(dense)
+        out = dense[["unique_id", "ds", "open", "promo", "state_holiday", "school_holiday"]].copy()
+        out["dow_sin"] = np.sin(2 * np.pi * dow / 7)
+        out["dow_cos"] = np.cos(2 * np.pi * dow / 7)
+        out["promo_day"] = ev["promo_day"].to_numpy() / 5.0
+        # Only open days with sales are targets; closed and missing days are masked out and imputed with the
+        # store's median log sales so that the input windows stay on the scale of open days.
+        ok = (dense["available"].to_numpy() == 1) & (dense["open"].to_numpy() == 1) & (dense["y"].fillna(0.0).to_numpy() > 0)
+        logy = pd.Series(np.where(ok, np.log1p(dense["y"].fillna(0.0).to_numpy()), np.nan), index=dense.index)
+        fill = logy.groupby(dense["unique_id"]).transform("median")
+        out["y"] = logy.fillna(fill).fillna(0.0).to_numpy()
+        out["available_mask"] = ok.astype("float32")
+        return out
+
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> "NeuralForecaster":
+        """Fit on ``history`` (long frame, targets known) and the stores frame."""
+        import torch
+        from neuralforecast import NeuralForecast
+        from neuralforecast.losses.pytorch import MAE
+        from neuralforecast.models import NHITS
+
+        t0 = time.perf_counter()
+        torch.set_num_threads(self.num_threads)
+        self.train_end = history["ds"].max()
+        df = self._frame(history)
+        static = F.store_static_features(stores).reset_index()
+        static["competition_distance"] = static["competition_distance"].fillna(static["competition_distance"].median())
+        self.static_df = static[static["unique_id"].isin(df["unique_id"].unique())][["unique_id", *NEURAL_STAT_EXOG]]
+        model = NHITS(
+            h=self.h,
+            input_size=self.input_size,
+            futr_exog_list=NEURAL_FUTR_EXOG,
+            stat_exog_list=NEURAL_STAT_EXOG,
+            loss=MAE(),
+            scaler_type="robust",
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            windows_batch_size=self.windows_batch_size,
+            learning_rate=self.learning_rate,
+            random_seed=self.seed,
+            alias=self.alias,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            logger=False,
+            enable_checkpointing=False,
+            accelerator="cpu",
+        )
+        self.nf = NeuralForecast(models=[model], freq="D")
+        self.nf.fit(df=df, static_df=self.static_df)
+        self.history_df = df[df["ds"] > self.train_end - pd.Timedelta(days=self.input_size + 2 * F.DISTANCE_CAP)].reset_index(drop=True)
+        seen = df[df["available_mask"] == 1].groupby("unique_id")["y"]
+        self.bounds = pd.DataFrame({"lo": seen.min(), "hi": seen.max() + np.log(1.3)})
+        self.fit_seconds = time.perf_counter() - t0
+        log.info("nhits fitted (%d steps) in %.1fs", self.max_steps, self.fit_seconds)
+        return self
+
+    def predict(self, future: pd.DataFrame) -> pd.DataFrame:
+        """Forecast ``future`` rows: days ``train_end + 1 .. train_end + h`` (known-future inputs required)."""
+        if self.nf is None:
+            raise RuntimeError("NeuralForecaster.predict called before fit")
+        first, last = future["ds"].min(), future["ds"].max()
+        if first <= self.train_end or (last - self.train_end).days > self.h:
+            raise ValueError(
+                f"{self.alias} forecasts days {self.train_end.date()} + 1..{self.h}; got {first.date()}..{last.date()}"
+            )
+        end = self.train_end + pd.Timedelta(days=self.h)
+        stores = future["unique_id"].unique()
+        hist = self.history_df[self.history_df["unique_id"].isin(stores)]
+        fut_long = future[["unique_id", "ds", *F.FUTURE_EXOG]].assign(available=np.int8(1), y=np.nan)
+        both = pd.concat(
+            [hist[["unique_id", "ds"]].assign(**{c: hist[c].to_numpy() for c in F.FUTURE_EXOG}, available=np.int8(1)), fut_long],
+            ignore_index=True,
+        )
+        frame = self._frame(F.fill_gaps(both, end=end))
+        futr = frame[frame["ds"] > self.train_end].drop(columns=["y", "available_mask"])
+        pred = self.nf.predict(df=hist, static_df=self.static_df[self.static_df["unique_id"].isin(stores)], futr_df=futr)
+        pred = pred.reset_index() if "unique_id" not in pred.columns else pred
+        out = future.drop(columns=["yhat"], errors="ignore").merge(
+            pred[["unique_id", "ds", self.alias]].rename(columns={self.alias: "yhat"}), on=["unique_id", "ds"], how="left"
+        )
+        # Clip to the store's observed range (+30 %): a few windows otherwise explode after long closures.
+        lo = self.bounds["lo"].reindex(out["unique_id"]).to_numpy()
+        hi = self.bounds["hi"].reindex(out["unique_id"]).to_numpy()
+        out["yhat"] = np.expm1(np.clip(out["yhat"].fillna(0.0).to_numpy(), lo, hi))
+        return F.apply_closed(out)

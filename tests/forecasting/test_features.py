@@ -1,0 +1,112 @@
+"""Feature preparation on the real shared data and on hand-made frames: gaps, closed days, no leakage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.forecasting import features as F
+from app.forecasting.batch import project_future_inputs
+
+
+def test_long_format_on_real_data(real_long: pd.DataFrame) -> None:
+    assert len(real_long) == 963_689
+    assert real_long["unique_id"].nunique() == 1115
+    assert list(real_long.columns[:3]) == ["unique_id", "ds", "y"]
+    assert set(real_long["state_holiday"].unique()) <= {0, 1, 2, 3}
+    assert not real_long.duplicated(["unique_id", "ds"]).any()
+    # Closed days have zero sales in the source.
+    assert (real_long.loc[real_long["open"] == 0, "y"] == 0).all()
+
+
+def test_fill_gaps_marks_inserted_days(real_long: pd.DataFrame) -> None:
+    dense = F.fill_gaps(real_long)
+    days = (real_long["ds"].max() - real_long["ds"].min()).days + 1
+    assert len(dense) == 1115 * days
+    assert int(dense["available"].sum()) == 963_689
+    inserted = dense[dense["available"] == 0]
+    # 180 stores lack 2014-07-01..2014-12-31 (184 days), one store lacks one day.
+    assert inserted.groupby("unique_id").size().value_counts().to_dict() == {184: 180, 1: 1}
+    gap = inserted[inserted["unique_id"] == inserted["unique_id"].iloc[0]]
+    assert gap["ds"].min() >= pd.Timestamp("2014-07-01") or len(gap) == 1
+    assert inserted["y"].isna().all()
+    assert (inserted[list(F.FUTURE_EXOG)] == 0).all().all()
+    # Rows that existed are unchanged.
+    merged = dense[dense["available"] == 1].reset_index(drop=True)
+    pd.testing.assert_series_equal(merged["y"], real_long["y"].reset_index(drop=True), check_names=False)
+
+
+def test_fill_gaps_rejects_duplicates(make_sales) -> None:
+    long = F.to_long(make_sales(7, 1))
+    with pytest.raises(ValueError, match="duplicate"):
+        F.fill_gaps(pd.concat([long, long.head(1)]))
+
+
+def test_event_distances_by_hand(make_sales) -> None:
+    sales = make_sales(21, 1)  # starts on a Monday; promo Mon-Fri of week 1 and week 3
+    ev = F.event_features(F.fill_gaps(F.to_long(sales)))
+    assert ev["promo_day"].tolist()[:7] == [1, 2, 3, 4, 5, 0, 0]
+    assert ev["promo_since"].tolist()[4:8] == [0, 1, 2, 3]
+    # Next promo starts on day 14 (Monday of week 3): day 7 is 7 days before it.
+    assert ev["promo_until"].iloc[7] == 7
+    # Sundays (day 6, 13) are closed: day 5 is one day before a closure, day 7 one day after.
+    assert ev["closed_until"].iloc[5] == 1 and ev["closed_since"].iloc[7] == 1
+    assert ev["open_next"].iloc[5] == 0 and ev["open_prev"].iloc[7] == 0
+    assert ev["dow"].tolist()[:7] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_store_stats_and_features_do_not_leak_future_targets(real_long: pd.DataFrame, real_data) -> None:
+    cutoff = real_long["ds"].max() - pd.Timedelta(days=48)
+    hist = real_long[real_long["ds"] <= cutoff]
+    stats = F.fit_store_stats(hist)
+    assert stats.cutoff == cutoff
+    # Scrambling every target after the cutoff changes nothing the model sees.
+    scrambled = real_long.copy()
+    future = scrambled["ds"] > cutoff
+    scrambled.loc[future, "y"] = np.random.default_rng(0).integers(0, 50_000, int(future.sum()))
+    stats2 = F.fit_store_stats(scrambled[scrambled["ds"] <= cutoff])
+    pd.testing.assert_frame_equal(stats.store, stats2.store)
+    sub = real_long[real_long["unique_id"].isin([1, 2, 3])]
+    sub2 = scrambled[scrambled["unique_id"].isin([1, 2, 3])]
+    ev1 = F.event_features(F.fill_gaps(sub))
+    ev2 = F.event_features(F.fill_gaps(sub2))
+    pd.testing.assert_frame_equal(ev1, ev2)
+
+
+def test_static_and_dated_store_features(real_data) -> None:
+    _, stores = real_data
+    static = F.store_static_features(stores)
+    assert len(static) == 1115 and static.index.is_unique
+    assert set(static["store_type"].unique()) == {0, 1, 2, 3}
+    frame = pd.DataFrame({"unique_id": [2, 2, 1], "ds": pd.to_datetime(["2015-04-01", "2015-05-01", "2015-04-01"])})
+    dated = F.dated_store_features(frame, stores)
+    # Store 2: Promo2 since week 13 of 2010, interval Jan,Apr,Jul,Oct; competition since 11/2007.
+    assert dated["promo2_active"].tolist() == [1, 1, 0]
+    assert dated["promo2_month"].tolist() == [1, 0, 0]
+    assert dated["competition_months"].iloc[0] == (2015 - 2007) * 12 + (4 - 11)
+
+
+def test_apply_closed_forces_zero() -> None:
+    frame = pd.DataFrame({"open": [1, 0, 1], "yhat": [10.0, 20.0, -5.0]})
+    assert F.apply_closed(frame)["yhat"].tolist() == [10.0, 0.0, 0.0]
+
+
+def test_state_holiday_encoding_error_names_value() -> None:
+    with pytest.raises(ValueError, match="state_holiday has value"):
+        F.encode_state_holiday(pd.Series(["0", "x"]))
+
+
+def test_projected_inputs_follow_promo_cycle_and_closures(make_sales) -> None:
+    sales = make_sales(28, 2)
+    last = sales["date"].max()
+    fut = project_future_inputs(sales, 20)
+    assert fut["date"].min() == last + pd.Timedelta(days=1)
+    assert len(fut) == 2 * 20
+    hist1 = sales[sales["store"] == 1].set_index("date")
+    for row in fut[fut["store"] == 1].itertuples():
+        back = row.date - pd.Timedelta(days=14)
+        while back > last:
+            back -= pd.Timedelta(days=14)
+        assert row.promo == hist1.loc[back, "promo"]
+        assert row.open == int(row.date.dayofweek != 6)

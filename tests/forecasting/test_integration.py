@@ -1,0 +1,184 @@
+"""End to end on the real local stack: a Ray job trains a few stores and logs to MLflow, the champion gate
+works both ways, batch forecasts are idempotent, evaluate scores the champion."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+
+import pandas as pd
+import pytest
+
+from app.config import PROJECT_ROOT, Settings
+
+pytestmark = pytest.mark.integration
+
+STORES = "1,2,3"
+JOB_EXCLUDES = [".git", ".venv", ".venv-*", ".cache", ".local", ".hypothesis", ".pytest_cache", "*.egg-info", "__pycache__", "terraform/.terraform", "screenshots", "tests"]
+
+
+@pytest.fixture(scope="module")
+def fc_stack(stack: Settings, rossmann_dir) -> Settings:  # noqa: ANN001
+    """The stack with the prepared dataset present and a model name of its own (so the gate starts empty)."""
+    from app.data import SALES_FILE, prepare
+
+    if not (stack.data_dir / SALES_FILE).is_file():
+        prepare(stack, rossmann_dir)
+    return stack.model_copy(update={"model_name": f"sales-forecaster-test-{uuid.uuid4().hex[:8]}"})
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.startswith("SFMLOPS_")}
+    env["SFMLOPS_MODEL_NAME"] = settings.model_name
+    env["SFMLOPS_STATE_DIR"] = str(settings.state_dir)
+    return env
+
+
+def _submit(settings: Settings, args: str, timeout_s: float = 1200) -> dict:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(settings.ray_jobs_url)
+    deadline = time.monotonic() + 180
+    while True:  # a freshly started head answers 500 "No available agent" until its agent is up
+        try:
+            job_id = client.submit_job(
+                # The head runs on this machine: use this interpreter (the head's PATH may lack the venv).
+                entrypoint=f"{sys.executable} ray_cluster/jobs/train_all.py {args}",
+                runtime_env={"working_dir": str(PROJECT_ROOT), "excludes": JOB_EXCLUDES, "env_vars": _env(settings)},
+            )
+            break
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+    deadline = time.monotonic() + timeout_s
+    status = client.get_job_status(job_id)
+    while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED} and time.monotonic() < deadline:
+        time.sleep(3)
+        status = client.get_job_status(job_id)
+    logs = client.get_job_logs(job_id)
+    if status != JobStatus.SUCCEEDED:
+        client.stop_job(job_id)
+        pytest.fail(f"ray job {job_id} ended {status}:\n{logs[-4000:]}")
+    last = [line for line in logs.splitlines() if line.startswith("{")][-1]
+    return json.loads(last)
+
+
+@pytest.mark.slow
+def test_ray_job_trains_logs_and_gates_both_ways(fc_stack: Settings) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from app.forecasting.pipeline import configure_mlflow
+
+    common = f"--stores {STORES} --source dataset --short-windows 1"
+    first = _submit(fc_stack, f"{common} --lgbm-rounds 60 --max-steps 3")
+    assert first["stores"] == 3 and first["gate"]["decision"] == "champion"
+    assert {r["model"] for r in first["backtest"]["h48"]} == {"lgbm", "nhits", "seasonal_naive", "median_dow_promo"}
+    assert first["backtest"]["h7"], "7-day backtest missing"
+
+    configure_mlflow(fc_stack)
+    client = MlflowClient()
+    run = client.get_run(first["run_id"])
+    assert run.data.metrics["backtest_rmspe"] == pytest.approx(first["rmspe"])
+    assert "h48.median_dow_promo.rmspe" in run.data.metrics and "h48.nhits.rmspe" in run.data.metrics
+    arts = {a.path for a in client.list_artifacts(first["run_id"], "backtest")}
+    assert "backtest/actual_vs_forecast.png" in arts
+    champion = client.get_model_version_by_alias(fc_stack.model_name, "champion")
+    assert champion.version == first["model_version"]
+
+    # A much worse model (one boosting round) does not move the alias.
+    worse = _submit(fc_stack, f"{common} --lgbm-rounds 1 --no-neural --lgbm-param learning_rate=0.01")
+    assert worse["rmspe"] > first["rmspe"]
+    assert worse["gate"]["decision"] == "challenger"
+    assert worse["gate"]["champion_rmspe"] == pytest.approx(first["rmspe"], rel=1e-4)
+    assert client.get_model_version_by_alias(fc_stack.model_name, "champion").version == first["model_version"]
+    assert client.get_model_version_by_alias(fc_stack.model_name, "challenger").version == worse["model_version"]
+
+    # The champion loads as a pyfunc and forecasts from its input example.
+    model = mlflow.pyfunc.load_model(f"models:/{fc_stack.model_name}@champion")
+    example = pd.DataFrame(
+        {"store": [1, 2], "date": ["2015-06-14", "2015-06-15"], "open": [0, 1], "promo": [0, 1], "state_holiday": ["0", "0"], "school_holiday": [0, 0]}
+    )
+    out = model.predict(example)
+    assert out["value"].tolist()[0] == 0.0 and out["value"].tolist()[1] > 0
+
+
+@pytest.mark.slow
+def test_gate_better_model_moves_champion(fc_stack: Settings) -> None:
+    from mlflow import MlflowClient
+
+    from app.forecasting.pipeline import configure_mlflow
+    from app.forecasting.registry import champion_gate
+
+    configure_mlflow(fc_stack)
+    client = MlflowClient()
+    name = f"{fc_stack.model_name}-gate"
+    client.create_registered_model(name)
+    versions = [client.create_model_version(name, source="s3://nowhere/model").version for _ in range(3)]
+    assert champion_gate(client, name, versions[0], 0.20)["decision"] == "champion"
+    assert champion_gate(client, name, versions[1], 0.15)["decision"] == "champion"
+    assert client.get_model_version_by_alias(name, "champion").version == versions[1]
+    assert champion_gate(client, name, versions[2], 0.15)["decision"] == "challenger"  # a tie does not move it
+    assert client.get_model_version_by_alias(name, "champion").version == versions[1]
+
+
+@pytest.mark.slow
+def test_batch_forecast_idempotent_and_evaluate(fc_stack: Settings, rossmann_dir, tmp_path) -> None:  # noqa: ANN001
+    from app import db
+    from app.forecasting.batch import forecast
+    from app.forecasting.evaluate import EvaluationError, evaluate
+    from app.forecasting.pipeline import train
+
+    settings = fc_stack.model_copy(update={"model_name": f"{fc_stack.model_name}-batch"})
+    # Train on data that ends 14 days before the real end, so that the last 14 days are unseen actuals.
+    from app.data import load_dataset
+
+    sales, stores = load_dataset(settings)
+    sales = sales[sales["store"].isin([1, 2, 3])]
+    end = sales["date"].max()
+    held_out = sales[sales["date"] > end - pd.Timedelta(days=14)]
+    hist_dir = tmp_path / "data"
+    hist_dir.mkdir()
+    sales[sales["date"] <= end - pd.Timedelta(days=14)].to_parquet(hist_dir / "sales.parquet")
+    stores.to_parquet(hist_dir / "stores.parquet")
+    local = settings.model_copy(update={"state_dir": tmp_path})
+    result = train(local, lgbm_rounds=40, neural=False, short_windows=0, source="dataset")
+    assert result["gate"]["decision"] == "champion"
+
+    def count() -> tuple[int, object]:
+        with db.transaction(settings) as conn, conn.cursor() as cur:
+            cur.execute(
+                f"SELECT count(*), max(created_at) FROM {settings.table_forecasts} WHERE model_name = %s AND model_version = %s",
+                (settings.model_name, result["model_version"]),
+            )
+            return cur.fetchone()
+
+    one = forecast(local, days=7, source="dataset")
+    n1, t1 = count()
+    two = forecast(local, days=7, source="dataset")
+    n2, t2 = count()
+    assert one["written"] == two["written"] == n1 == n2 == 3 * 7
+    assert t2 >= t1
+
+    actuals = tmp_path / "actuals.csv"
+    kaggle = held_out.rename(
+        columns={"store": "Store", "day_of_week": "DayOfWeek", "date": "Date", "sales": "Sales", "customers": "Customers",
+                 "open": "Open", "promo": "Promo", "state_holiday": "StateHoliday", "school_holiday": "SchoolHoliday"}
+    )
+    kaggle.assign(Date=kaggle["Date"].dt.strftime("%Y-%m-%d")).to_csv(actuals, index=False)
+    scored = evaluate(local, actuals)
+    assert scored["rows"] == len(held_out) and scored["stores"] == 3 and scored["horizon_days"] == 14
+    assert scored["model_version"] == result["model_version"] and 0 < scored["rmspe"] < 0.3
+    overlap = tmp_path / "overlap.csv"
+    kaggle.assign(Date=(kaggle["Date"] - pd.Timedelta(days=21)).dt.strftime("%Y-%m-%d")).to_csv(overlap, index=False)
+    with pytest.raises(EvaluationError, match="overlapping the training data"):
+        evaluate(local, overlap)
+    unknown = tmp_path / "unknown.csv"
+    one = kaggle[kaggle["Store"] == 1]
+    one.assign(Store=999, Date=one["Date"].dt.strftime("%Y-%m-%d")).to_csv(unknown, index=False)
+    with pytest.raises(EvaluationError, match="unknown to the model"):
+        evaluate(local, unknown)
