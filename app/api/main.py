@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.api.errors import error_response, install_error_handlers
-from app.api.routes import forecasts, health, models, training_jobs
+from app.api.routes import forecasts, health, models, stores_ui, training_jobs
 from app.config import Settings, get_settings
 
 API_VERSION = "1.0.0"
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(training_jobs.router)
     app.include_router(forecasts.router)
     app.include_router(models.router)
+    app.include_router(stores_ui.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     return app
 

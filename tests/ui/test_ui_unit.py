@@ -1,0 +1,89 @@
+"""UI pieces that need no services: chart frames, projections, summaries, and the client's error mapping."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pandas as pd
+import pytest
+
+from app.config import Settings
+from app.ui import charts, streamlit_command, ui_env
+from app.ui.client import ApiClient, ApiProblem
+from uitest_support import free_port
+
+
+def _actuals(days: int = 28) -> pd.DataFrame:
+    last = date(2015, 6, 13)  # a Saturday
+    rows = []
+    for k in range(days):
+        d = last - timedelta(days=k)
+        opened = int(d.isoweekday() != 7)
+        promo = int(opened and d.isoweekday() <= 5 and ((last - d).days // 7) % 2 == 1)
+        rows.append({"date": str(d), "sales": 5000 * opened, "open": opened, "promo": promo})
+    return charts.sales_frame({"points": rows})
+
+
+def test_projection_follows_weekday_closures_and_two_week_promo_cycle() -> None:
+    actuals = _actuals()
+    future = pd.Series(pd.date_range("2015-06-14", periods=28, freq="D"))
+    opened, promo = charts.project_inputs(actuals, future)
+    for day, o, p in zip(future, opened, promo):
+        assert o == int(day.isoweekday() != 7)
+        source = day - pd.Timedelta(days=((day - pd.Timestamp("2015-06-13")).days + 13) // 14 * 14)
+        assert p == int(actuals.set_index("date").loc[source, "promo"])
+    assert sum(promo) == 2 * int(actuals.tail(14)["promo"].sum())
+
+
+def test_forecast_frame_marks_zero_forecast_closed_and_keeps_band() -> None:
+    points = [{"date": "2015-06-14", "value": 0.0, "lower": 0.0, "upper": 0.0}] + [
+        {"date": f"2015-06-{15 + k}", "value": 100.0 + k, "lower": 90.0, "upper": 120.0} for k in range(3)
+    ]
+    frame = charts.forecast_frame({"points": points}, _actuals())
+    assert frame["open"].tolist() == [0, 1, 1, 1]
+    assert frame.loc[0, "promo"] == 0
+    chart = charts.forecast_chart(_actuals(), frame, "Store 1").to_dict()
+    assert len(chart["layer"]) == 4
+
+
+def test_metrics_table_puts_models_and_baselines_side_by_side() -> None:
+    versions = [
+        {"version": "2", "metrics": {"h48.lgbm.rmspe": 0.11, "h48.median.rmspe": 0.128, "backtest_rmspe": 0.11}},
+        {"version": "1", "metrics": {"h48.lgbm.rmspe": 0.13, "h48.median.rmspe": 0.128, "h7.lgbm.mae": 500.0}},
+    ]
+    table = charts.metrics_table(versions)
+    assert list(table.columns) == ["horizon", "metric", "model", "v2", "v1"]
+    rmspe = table[(table["metric"] == "rmspe") & (table["horizon"] == 48)].set_index("model")
+    assert rmspe.loc["lgbm", "v2"] == 0.11 and rmspe.loc["median", "v1"] == 0.128
+    assert charts.metrics_table([{"version": "1", "metrics": {"backtest_rmspe": 0.1}}]).empty
+
+
+def test_champion_decision_and_duration_texts() -> None:
+    gate = {"decision": "challenger", "version": "4", "new_rmspe": 0.12, "champion_rmspe": 0.11, "previous_champion": "3"}
+    assert charts.champion_decision({"gate": gate}) == (
+        "Version 4 did not beat the champion v3 and is a challenger (backtest RMSPE 0.1200 vs champion 0.1100)."
+    )
+    first = {"decision": "champion", "version": "1", "new_rmspe": 0.1, "champion_rmspe": None}
+    assert charts.champion_decision({"gate": first}) == "Version 1 is the new champion (backtest RMSPE 0.1000)."
+    assert charts.champion_decision({"ok": True}) is None and charts.champion_decision(None) is None
+    job = {"created_at": "2026-01-01T10:00:00Z", "started_at": "2026-01-01T10:00:05Z", "finished_at": "2026-01-01T10:01:10Z"}
+    assert charts.duration(job) == "1 min 05 s"
+
+
+def test_client_reports_unreachable_api_with_the_setting_to_check() -> None:
+    port = free_port()
+    client = ApiClient(Settings(api_url=f"http://127.0.0.1:{port}", ui_api_timeout_s=2))
+    with pytest.raises(ApiProblem) as info:
+        client.models()
+    client.close()
+    assert info.value.status == 0 and info.value.title == "API unreachable"
+    assert f"127.0.0.1:{port}" in info.value.message and "SFMLOPS_API_URL" in info.value.message
+
+
+def test_streamlit_command_binds_to_settings_and_passes_api_settings() -> None:
+    s = Settings(ui_port=8599, api_port=8123)
+    cmd = streamlit_command(s)
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.port") + 1] == "8599"
+    assert cmd[cmd.index("--client.showErrorDetails") + 1] == "false"
+    assert ui_env(s)["SFMLOPS_API_URL"] == "http://127.0.0.1:8123"
