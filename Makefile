@@ -12,6 +12,7 @@ UV_VERSION  := 0.13.8
 export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
 ROSSMANN_DIR ?= $(firstword $(wildcard ../shared/data/rossmann))
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: env-example help setup system-deps up down status data demo test test-fast lock clean-state
 
@@ -57,8 +58,8 @@ status: ## Show the local stack's services, health and memory
 data: setup ## Load the Rossmann data (../shared/data/rossmann if present, else synthetic)
 	$(SFMLOPS) data $(if $(ROSSMANN_DIR),--path $(ROSSMANN_DIR),--synthetic)
 
-demo: up data ## The main job end to end on the local stack
-	$(SFMLOPS) status
+demo: setup ## The main job end to end: stack, Terraform on the emulator, Kafka, Spark, Ray training via the API, forecasts
+	$(SFMLOPS) demo $(if $(ROSSMANN_DIR),--path $(ROSSMANN_DIR)) $(DEMO_ARGS)
 
 test: setup ## The whole test suite, real services included
 	$(SFMLOPS) up

@@ -176,6 +176,87 @@ def ingest(
     _print_json(result)
 
 
+def _store_list(stores: str) -> list[int] | None:
+    try:
+        return [int(x) for x in stores.split(",") if x.strip()] or None
+    except ValueError:
+        _fail(f"--stores must be comma-separated store ids, not {stores!r}", 2)
+        return None
+
+
+@app.command()
+def train(
+    stores: Annotated[str, typer.Option(help="Comma-separated store ids (default: all stores)")] = "",
+    lgbm_rounds: Annotated[Optional[int], typer.Option(help="Boosting rounds of the LightGBM candidate")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Training steps of the neural (NHITS) candidate")] = None,
+    neural: Annotated[bool, typer.Option("--neural/--no-neural", help="Also train the neuralforecast candidate")] = True,
+) -> None:
+    """Backtest candidates vs baselines, log to MLflow, register, and move `champion` only if better (in-process).
+
+    The same work runs as a Ray job through the API (POST /v1/training-jobs) or `ray_cluster/jobs/train_all.py`.
+    """
+    from app.forecasting.pipeline import train as run_train
+
+    _print_json(run_train(settings(), stores=_store_list(stores), lgbm_rounds=lgbm_rounds, max_steps=max_steps, neural=neural))
+
+
+@app.command()
+def forecast(
+    days: Annotated[Optional[int], typer.Option(help="Days after the data to forecast (default: SFMLOPS_HORIZON_DAYS)")] = None,
+    stores: Annotated[str, typer.Option(help="Comma-separated store ids (default: all stores)")] = "",
+) -> None:
+    """Write the champion's forecasts for every store and the next N days to the forecasts table (idempotent)."""
+    from app.forecasting.batch import forecast as run_forecast
+
+    _print_json(run_forecast(settings(), days=days, stores=_store_list(stores)))
+
+
+@app.command()
+def evaluate(
+    actuals: Annotated[Path, typer.Option("--actuals", help="CSV in Kaggle train.csv format with dates after the training data")],
+) -> None:
+    """Score the champion on later actuals; prints {"rmspe", "mae", "rows", "stores", "horizon_days", "model_version"}."""
+    from app.forecasting.evaluate import EvaluationError
+    from app.forecasting.evaluate import evaluate as run_evaluate
+
+    try:
+        result = run_evaluate(settings(), actuals)
+    except (EvaluationError, FileNotFoundError) as exc:
+        _fail(str(exc), 2)
+    _print_json(result)
+
+
+@app.command()
+def ui() -> None:
+    """Serve the operator UI (Streamlit) on 127.0.0.1; it talks only to the API."""
+    from app.ui import run as run_ui
+
+    raise typer.Exit(run_ui(settings()))
+
+
+@app.command()
+def demo(
+    path: Annotated[Optional[Path], typer.Option("--path", help="Kaggle folder (default: setting, else ../shared/data/rossmann, else synthetic)")] = None,
+    terraform: Annotated[bool, typer.Option("--terraform/--no-terraform", help="Apply Terraform to the emulator (Lambda behind API Gateway)")] = True,
+    lgbm_rounds: Annotated[Optional[int], typer.Option(help="Boosting rounds of the LightGBM candidate (default: the model's)")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Training steps of the neural candidate (default: the model's)")] = None,
+    days: Annotated[Optional[int], typer.Option(help="Forecast horizon (default: SFMLOPS_HORIZON_DAYS)")] = None,
+) -> None:
+    """The main job end to end: stack, Terraform, data, Kafka, Spark, training via the API on Ray, forecasts."""
+    from app.demo import run as run_demo
+
+    s = settings()
+    folder = path or s.rossmann_dir
+    if folder is None:
+        shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "rossmann"
+        folder = shared if (shared / "store.csv").is_file() else None
+    body = {"kind": "all", **{k: v for k, v in {"lgbm_rounds": lgbm_rounds, "max_steps": max_steps}.items() if v}}
+    try:
+        _print_json(run_demo(s, folder, terraform=terraform, train_body=body, days=days))
+    except RuntimeError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def api() -> None:
     """Serve the API with uvicorn on 127.0.0.1 (development; on AWS it runs in Lambda)."""
@@ -234,6 +315,11 @@ def bench_ingest(
     from app.bench.ingest import run
 
     _print_json(run(settings(), rossmann_dir=path, limit_rows=limit_rows, max_offsets_per_trigger=max_offsets_per_trigger))
+
+
+from app.bench.train import register as _register_bench_train  # noqa: E402 - light module, heavy imports are lazy
+
+_register_bench_train(bench_app)
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ class RayHead(Service):
 
     def ports(self) -> list[int]:
         s = self.settings
-        return [s.ray_gcs_port, s.ray_dashboard_port, s.ray_client_port]
+        return [s.ray_gcs_port, s.ray_dashboard_port, s.ray_client_port, s.ray_agent_port, s.ray_agent_grpc_port,
+                s.ray_runtime_env_agent_port, s.ray_metrics_port]
 
     @property
     def address(self) -> str:
@@ -42,6 +43,11 @@ class RayHead(Service):
             "--object-store-memory", str(s.ray_object_store_mb * 1024 * 1024),
             # Ray starts its client server whenever grpc is installed; give it a configured port.
             "--ray-client-server-port", str(s.ray_client_port),
+            # Fixed agent ports from settings, so several heads can share a machine.
+            "--dashboard-agent-listen-port", str(s.ray_agent_port),
+            "--dashboard-agent-grpc-port", str(s.ray_agent_grpc_port),
+            "--runtime-env-agent-port", str(s.ray_runtime_env_agent_port),
+            "--metrics-export-port", str(s.ray_metrics_port),
             "--temp-dir", self.temp_dir,
             "--disable-usage-stats",
         ]
@@ -58,6 +64,9 @@ class RayHead(Service):
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "MLFLOW_TRACKING_URI": self.settings.mlflow_uri,
             "PYTHONUNBUFFERED": "1",
+            # Job entrypoints say `python ...`: that must be the project's interpreter, not the system's.
+            "PATH": os.pathsep.join([str(PROJECT_ROOT / ".venv" / "bin"), os.environ.get("PATH", "")]),
+            "VIRTUAL_ENV": str(PROJECT_ROOT / ".venv"),
         }
 
     def healthy(self) -> bool:
