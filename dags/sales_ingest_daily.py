@@ -1,0 +1,143 @@
+"""sales_ingest_daily: move the day's new Kafka records into `sales`, then check what arrived.
+
+Runs the streaming job `spark_jobs/sales_stream.py` with the `availableNow` trigger (it drains what is in
+the topic since its checkpoint, then stops), followed by a data-quality check.
+
+* **backend = local** (default): `spark-submit` of the job on this machine, against the embedded stack.
+* **backend = aws**: an EMR Serverless job run of the same file and arguments
+  (`EmrServerlessStartJobOperator`, deferrable: the wait happens in the triggerer, not a worker slot).
+
+The backend and every address are configuration read at run time (`SFMLOPS_DAG_*` environment variables
+or `sfmlops_*` Airflow Variables; connections `sfmlops_postgres` and `aws_default`), see dags/README.md.
+
+Schedule: daily at 02:00 UTC, no catch-up, one run at a time; tasks retry twice, 5 minutes apart.
+The data-quality task fails without retrying when more records were dead-lettered than
+`max_dead_letters` or fewer rows than `min_rows` arrived, and its message says which and why.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow import DAG
+from airflow.decorators import task
+from airflow.models.baseoperator import chain
+from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
+from airflow.utils.trigger_rule import TriggerRule
+
+DAG_ID = "sales_ingest_daily"
+SCHEDULE = "0 2 * * *"
+RETRIES = 2
+RETRY_DELAY = timedelta(minutes=5)
+_SPEC = "ti.xcom_pull(task_ids='emr_job_spec')"
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Kafka -> Spark (availableNow) -> Postgres, then a data-quality check",
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=3),
+    default_args={"owner": "sfmlops", "retries": RETRIES, "retry_delay": RETRY_DELAY},
+    tags=["sfmlops", "ingest"],
+    doc_md=__doc__,
+) as dag:
+
+    @task.branch(retries=0)
+    def choose_backend() -> str:
+        """Pick the ingest task of the configured backend (local or aws)."""
+        from sfmlops_dag_utils.config import run_config
+
+        cfg = run_config()
+        print(f"backend: {cfg.backend}")
+        return "ingest_local" if cfg.backend == "local" else "emr_job_spec"
+
+    @task(execution_timeout=timedelta(hours=2))
+    def ingest_local() -> dict[str, Any]:
+        """spark-submit the streaming job (availableNow) on this machine; returns the job's summary."""
+        from airflow.exceptions import AirflowException
+
+        from sfmlops_dag_utils.config import run_config
+        from sfmlops_dag_utils.local import ingest_summary, run_logged, spark_submit_command
+
+        cfg = run_config()
+        argv, env = spark_submit_command(cfg.project_dir, cfg["ingest_extra_args"])
+        lines = run_logged(argv, env, cfg.project_dir, cfg.int("ingest_timeout_s", 1), print, "streaming job (spark-submit)")
+        summary = ingest_summary(lines)
+        if summary is None:
+            raise AirflowException("streaming job ended without its SFMLOPS_INGEST_SUMMARY line; see the log above")
+        if summary.get("error"):
+            raise AirflowException(f"streaming job reported an error: {summary['error']}")
+        print(f"ingest summary: {summary}")
+        return summary
+
+    @task(retries=0)
+    def emr_job_spec() -> dict[str, Any]:
+        """Resolve the EMR Serverless job run (application, role, code location) from configuration."""
+        from airflow.exceptions import AirflowFailException
+
+        from sfmlops_dag_utils.config import run_config
+
+        cfg = run_config()
+        missing = [k for k in ("emr_application_id", "emr_execution_role_arn") if not cfg[k]]
+        if missing:
+            raise AirflowFailException(
+                "backend=aws needs " + ", ".join(f"SFMLOPS_DAG_{k.upper()} (or Variable sfmlops_{k})" for k in missing)
+                + " (Terraform outputs of the spark module)"
+            )
+        code = f"s3://{cfg['code_bucket']}/spark"
+        return {
+            "application_id": cfg["emr_application_id"],
+            "execution_role_arn": cfg["emr_execution_role_arn"],
+            "entry_point": f"{code}/sales_stream.py",
+            "spark_submit_parameters": cfg["emr_spark_submit_parameters"] or f"--py-files {code}/app.zip",
+            "aws_conn_id": cfg["aws_conn_id"],
+        }
+
+    ingest_aws = EmrServerlessStartJobOperator(
+        task_id="ingest_aws",
+        application_id="{{ " + _SPEC + "['application_id'] }}",
+        execution_role_arn="{{ " + _SPEC + "['execution_role_arn'] }}",
+        job_driver={
+            "sparkSubmit": {
+                "entryPoint": "{{ " + _SPEC + "['entry_point'] }}",
+                "entryPointArguments": ["--trigger", "available-now"],
+                "sparkSubmitParameters": "{{ " + _SPEC + "['spark_submit_parameters'] }}",
+            }
+        },
+        aws_conn_id="{{ " + _SPEC + "['aws_conn_id'] }}",
+        name="sales_stream-{{ ds }}",
+        wait_for_completion=True,
+        deferrable=True,
+        execution_timeout=timedelta(hours=2),
+    )
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, retries=0)
+    def data_quality(**context: Any) -> dict[str, Any]:
+        """Rows upserted per day and dead letters since this run began; fail on too many dead letters."""
+        from contextlib import closing
+
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        from sfmlops_dag_utils.config import run_config
+        from sfmlops_dag_utils.quality import check_ingest, ingest_report
+
+        cfg = run_config()
+        dag_run = context["dag_run"]
+        first = dag_run.get_task_instance("choose_backend")
+        since = (first.start_date if first and first.start_date else None) or dag_run.start_date
+        with closing(PostgresHook(postgres_conn_id=cfg["postgres_conn_id"]).get_conn()) as conn:
+            report = ingest_report(conn, cfg["table_sales"], cfg["table_dead_letter"], since)
+        print(f"rows per day: {report['rows_per_day']}")
+        print(f"{report['rows']} rows over {report['days']} days, {report['dead_letters']} dead letters {report['dead_letter_reasons']}")
+        check_ingest(report, cfg.int("max_dead_letters"), cfg.int("min_rows"), cfg["table_dead_letter"])
+        return report
+
+    backend = choose_backend()
+    spec = emr_job_spec()
+    quality = data_quality()
+    chain(backend, [ingest_local(), spec], [quality, ingest_aws])
+    chain(ingest_aws, quality)

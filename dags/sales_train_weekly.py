@@ -1,0 +1,158 @@
+"""sales_train_weekly: retrain through the API, forecast every store, check the forecasts, report the champion.
+
+1. `submit_training` - `POST /v1/training-jobs` on the sfmlops API (never Ray directly), with an
+   Idempotency-Key unique to the DAG run, so a retried task cannot start a second job.
+2. `wait_for_training` - a sensor in **reschedule** mode polls `GET /v1/training-jobs/{id}`; a FAILED,
+   STOPPED or LOST job fails the run with Ray's message and the end of the job's log.
+3. `batch_forecast` - forecasts for every store for the next `forecast_days` days into `forecasts`:
+   locally `sfmlops forecast --days N`; on AWS a Ray job submitted through the API
+   (`{"kind": "forecast", "days": N}`) and awaited by the same sensor.
+4. `check_forecasts` - every store in `sales` has `forecast_days` forecast days after the last sales day.
+5. `report_champion` - the champion gate's decision of the new model (champion or challenger, both RMSPEs)
+   and the registry's aliases from `GET /v1/models`.
+
+Backend, API connection (`sfmlops_api`: host = base URL, password = API key) and thresholds are read at
+run time (`SFMLOPS_DAG_*` environment or `sfmlops_*` Variables), see dags/README.md.
+
+Schedule: Sundays at 04:00 UTC (after the daily ingest), no catch-up, one run at a time; tasks retry
+once after 10 minutes; the training sensor gives up after 6 hours.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow import DAG
+from airflow.decorators import task
+from airflow.models.baseoperator import chain
+from airflow.utils.trigger_rule import TriggerRule
+
+from sfmlops_dag_utils.sensors import TrainingJobSensor
+
+DAG_ID = "sales_train_weekly"
+SCHEDULE = "0 4 * * 0"
+RETRIES = 1
+RETRY_DELAY = timedelta(minutes=10)
+POKE_INTERVAL_S = 120
+TRAINING_TIMEOUT = timedelta(hours=6)
+API_CONN_ID = "{{ ti.xcom_pull(task_ids='submit_training', key='api_conn_id') }}"
+
+
+def _api():  # noqa: ANN202 - SfmlopsApi, imported lazily
+    from sfmlops_dag_utils.api import SfmlopsApi
+    from sfmlops_dag_utils.config import run_config
+
+    cfg = run_config()
+    return cfg, SfmlopsApi.from_connection(cfg["api_conn_id"], timeout_s=cfg.int("api_timeout_s", 1))
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Train on Ray through the API, batch forecast, check coverage, report the champion decision",
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=10),
+    default_args={"owner": "sfmlops", "retries": RETRIES, "retry_delay": RETRY_DELAY},
+    tags=["sfmlops", "training", "forecast"],
+    doc_md=__doc__,
+) as dag:
+
+    @task
+    def submit_training(**context: Any) -> str:
+        """Submit the weekly training job through the API; returns its job id."""
+        from sfmlops_dag_utils.api import idempotency_key
+
+        cfg, api = _api()
+        ti = context["ti"]
+        ti.xcom_push(key="api_conn_id", value=cfg["api_conn_id"])
+        key = idempotency_key(DAG_ID, context["run_id"], ti.task_id)
+        job = api.submit_training({"kind": cfg["training_kind"]}, key)
+        print(f"training job {job['id']} ({job.get('kind')}) is {job.get('state')}; Idempotency-Key {key}")
+        return str(job["id"])
+
+    wait_for_training = TrainingJobSensor(
+        task_id="wait_for_training",
+        job_id="{{ ti.xcom_pull(task_ids='submit_training') }}",
+        api_conn_id=API_CONN_ID,
+        mode="reschedule",
+        poke_interval=POKE_INTERVAL_S,
+        timeout=TRAINING_TIMEOUT.total_seconds(),
+        retries=0,
+    )
+
+    @task.branch(retries=0)
+    def forecast_backend() -> str:
+        """Pick the batch-forecast task of the configured backend."""
+        from sfmlops_dag_utils.config import run_config
+
+        return "batch_forecast" if run_config().backend == "local" else "submit_forecast"
+
+    @task(execution_timeout=timedelta(hours=2))
+    def batch_forecast() -> dict[str, Any]:
+        """local: `sfmlops forecast --days N` writes the champion's forecasts for every store."""
+        from sfmlops_dag_utils.config import run_config
+        from sfmlops_dag_utils.local import forecast_command, last_json, run_logged
+
+        cfg = run_config()
+        argv, env = forecast_command(cfg.project_dir, cfg.int("forecast_days", 1))
+        lines = run_logged(argv, env, cfg.project_dir, cfg.int("forecast_timeout_s", 1), print, "batch forecast")
+        return last_json(lines) or {}
+
+    @task
+    def submit_forecast(**context: Any) -> str:
+        """aws: the batch forecast as a Ray job through the API (same sensor as training)."""
+        from sfmlops_dag_utils.api import idempotency_key
+
+        cfg, api = _api()
+        key = idempotency_key(DAG_ID, context["run_id"], context["ti"].task_id)
+        job = api.submit_training({"kind": "forecast", "days": cfg.int("forecast_days", 1)}, key)
+        return str(job["id"])
+
+    wait_for_forecast = TrainingJobSensor(
+        task_id="wait_for_forecast",
+        job_id="{{ ti.xcom_pull(task_ids='submit_forecast') }}",
+        api_conn_id=API_CONN_ID,
+        mode="reschedule",
+        poke_interval=POKE_INTERVAL_S,
+        timeout=timedelta(hours=2).total_seconds(),
+        retries=0,
+    )
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, retries=0)
+    def check_forecasts() -> dict[str, Any]:
+        """Every store has `forecast_days` forecast days after the last sales day (newest model version)."""
+        from contextlib import closing
+
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        from sfmlops_dag_utils.config import run_config
+        from sfmlops_dag_utils.quality import check_forecasts as check, forecast_report
+
+        cfg = run_config()
+        with closing(PostgresHook(postgres_conn_id=cfg["postgres_conn_id"]).get_conn()) as conn:
+            report = forecast_report(conn, cfg.values, cfg.int("forecast_days", 1))
+        print(f"forecast coverage: {report}")
+        check(report)
+        return report
+
+    @task(retries=0)
+    def report_champion(**context: Any) -> dict[str, Any]:
+        """Log the champion gate's decision for the new model and the registry's aliases."""
+        from sfmlops_dag_utils.reporting import champion_decision
+
+        _, api = _api()
+        job = context["ti"].xcom_pull(task_ids="wait_for_training", key="job") or {}
+        decision = champion_decision(job.get("result") or {}, api.models())
+        print(decision["summary"])
+        return decision
+
+    local_forecast = batch_forecast()
+    aws_forecast = submit_forecast()
+    checked = check_forecasts()
+    chain(submit_training(), wait_for_training, forecast_backend(), [local_forecast, aws_forecast])
+    chain(aws_forecast, wait_for_forecast, checked)
+    chain(local_forecast, checked, report_champion())

@@ -1,0 +1,121 @@
+"""Run-time configuration of the DAGs: environment first, then Airflow Variables, then defaults.
+
+Each key ``name`` is looked up, in this order, as
+
+1. the environment variable ``SFMLOPS_DAG_<NAME>`` (set by ``sfmlops up --with-airflow`` locally, or by
+   the MWAA environment's startup script),
+2. the Airflow Variable ``sfmlops_<name>`` (MWAA: the Variables UI or a Secrets Manager backend),
+3. the default below.
+
+Connections (``sfmlops_postgres``, ``sfmlops_api``) come from Airflow's connection machinery: the
+``AIRFLOW_CONN_*`` environment variables locally, Secrets Manager on MWAA.
+
+Only call :func:`run_config` inside a task: reading Variables at parse time would hit the metadata
+database every time the scheduler parses the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SFMLOPS_DAG_"
+VARIABLE_PREFIX = "sfmlops_"
+
+#: every key with its default and meaning (also rendered into dags/README.md).
+DEFAULTS: dict[str, tuple[str, str]] = {
+    "backend": ("local", "local = spark-submit / sfmlops CLI on this machine; aws = EMR Serverless and Ray via the API"),
+    "project_dir": ("", "Repository root for the local backend (default: the parent of the DAGs folder)"),
+    "postgres_conn_id": ("sfmlops_postgres", "Airflow connection of the sales database (local Postgres or RDS)"),
+    "api_conn_id": ("sfmlops_api", "Airflow HTTP connection of the API: host = base URL, password = API key"),
+    "table_sales": ("sales", "Sales table"),
+    "table_dead_letter": ("sales_dead_letter", "Dead-letter table of the streaming job"),
+    "table_forecasts": ("forecasts", "Batch forecast table"),
+    "table_stores": ("stores", "Store metadata table"),
+    "max_dead_letters": ("100", "Dead letters allowed per ingest run before the data-quality task fails"),
+    "min_rows": ("0", "Fewest sales rows an ingest run must upsert (0 = no minimum)"),
+    "ingest_timeout_s": ("3600", "Local spark-submit run limit in seconds"),
+    "ingest_extra_args": ("", "Extra arguments of sales_stream.py (e.g. --max-offsets-per-trigger 500000)"),
+    "training_kind": ("all", "Body `kind` of POST /v1/training-jobs (all | noop for tests)"),
+    "forecast_days": ("48", "Days every store must have forecasts for after the weekly run"),
+    "forecast_timeout_s": ("3600", "Local batch forecast run limit in seconds"),
+    "api_timeout_s": ("30", "HTTP timeout of each API call"),
+    "emr_application_id": ("", "aws: EMR Serverless application id (Terraform output)"),
+    "emr_execution_role_arn": ("", "aws: job execution role ARN (Terraform output)"),
+    "code_bucket": ("sfmlops-code", "aws: bucket with spark/sales_stream.py and spark/app.zip"),
+    "emr_spark_submit_parameters": ("", "aws: sparkSubmitParameters (default: --py-files s3://<code_bucket>/spark/app.zip)"),
+    "aws_conn_id": ("aws_default", "aws: Airflow AWS connection"),
+}
+
+
+def _variable(name: str) -> str | None:
+    try:
+        from airflow.models import Variable
+
+        value = Variable.get(VARIABLE_PREFIX + name, default_var=None)
+    except Exception:  # noqa: BLE001 - no metadata DB (unit use) means no Variables
+        return None
+    return None if value is None else str(value)
+
+
+def lookup(name: str) -> str:
+    """The value of one key (environment, then Variable, then default)."""
+    if name not in DEFAULTS:
+        raise KeyError(f"unknown sfmlops DAG setting {name!r}; known: {', '.join(sorted(DEFAULTS))}")
+    env = os.environ.get(ENV_PREFIX + name.upper())
+    if env is not None and env.strip() != "":
+        return env.strip()
+    var = _variable(name)
+    if var is not None and var.strip() != "":
+        return var.strip()
+    return DEFAULTS[name][0]
+
+
+def _int(name: str, value: str, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()} (or Variable {VARIABLE_PREFIX}{name}) must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()} (or Variable {VARIABLE_PREFIX}{name}) must be >= {minimum}, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class DagConfig:
+    """The resolved configuration of one task run."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> str:
+        return self.values[name]
+
+    @property
+    def backend(self) -> str:
+        return self.values["backend"]
+
+    @property
+    def project_dir(self) -> Path:
+        raw = self.values["project_dir"]
+        return Path(raw) if raw else Path(__file__).resolve().parents[2]
+
+    def int(self, name: str, minimum: int = 0) -> int:
+        return _int(name, self.values[name], minimum)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def run_config() -> DagConfig:
+    """Resolve every key now (inside a task). Raises ``ValueError`` naming a bad setting."""
+    values = {name: lookup(name) for name in DEFAULTS}
+    if values["backend"] not in ("local", "aws"):
+        raise ValueError(
+            f"{ENV_PREFIX}BACKEND (or Variable {VARIABLE_PREFIX}backend) must be 'local' or 'aws', got {values['backend']!r}"
+        )
+    cfg = DagConfig(values)
+    for name in ("max_dead_letters", "min_rows", "ingest_timeout_s", "forecast_days", "forecast_timeout_s", "api_timeout_s"):
+        cfg.int(name, minimum=1 if name.endswith(("_s", "_days")) else 0)
+    return cfg

@@ -1,0 +1,47 @@
+# Airflow (issue 8): its own pinned virtualenv, the DAG tests, and the MWAA DAGs-bucket package.
+# Target: Amazon MWAA with Apache Airflow 2.10.1 on Python 3.11 (see dags/README.md).
+AIRFLOW_VERSION     := 2.10.1
+AIRFLOW_PYTHON      := 3.11
+AIRFLOW_VENV        := .venv-airflow
+AIRFLOW_PY          := $(AIRFLOW_VENV)/bin/python
+AIRFLOW_CONSTRAINTS := .cache/airflow/constraints-$(AIRFLOW_VERSION)-$(AIRFLOW_PYTHON).txt
+AIRFLOW_CONSTRAINTS_URL := https://raw.githubusercontent.com/apache/airflow/constraints-$(AIRFLOW_VERSION)/constraints-$(AIRFLOW_PYTHON).txt
+DAGS_ZIP            := build/dags.zip
+
+# `make setup` installs the Airflow virtualenv too (extra prerequisite of the root setup target).
+setup: $(AIRFLOW_VENV)/.installed
+
+.PHONY: airflow-setup airflow-constraints airflow-lock dags-package test-dags airflow-up
+
+$(AIRFLOW_VENV)/.installed: requirements/airflow.lock | $(VENV)/.installed
+	@test -x $(AIRFLOW_PY) || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(UV) pip install -q --python $(AIRFLOW_PY) -r requirements/airflow.lock
+	@touch $@
+
+airflow-setup: $(AIRFLOW_VENV)/.installed ## Create .venv-airflow from requirements/airflow.lock (idempotent, stamp file)
+	@$(AIRFLOW_VENV)/bin/airflow version
+
+airflow-constraints: ## Download Airflow's official constraints file for AIRFLOW_VERSION into .cache/airflow/
+	@mkdir -p $(dir $(AIRFLOW_CONSTRAINTS))
+	curl -fsSL --retry 2 -o $(AIRFLOW_CONSTRAINTS).tmp $(AIRFLOW_CONSTRAINTS_URL) && mv $(AIRFLOW_CONSTRAINTS).tmp $(AIRFLOW_CONSTRAINTS)
+
+airflow-lock: | $(VENV)/.installed ## Re-resolve requirements/airflow.lock from requirements/airflow.in under the constraints
+	@test -f $(AIRFLOW_CONSTRAINTS) || $(MAKE) airflow-constraints
+	$(UV) pip compile -q requirements/airflow.in -c $(AIRFLOW_CONSTRAINTS) --python-version $(AIRFLOW_PYTHON) -o requirements/airflow.lock
+
+dags-package: ## Build build/dags.zip (DAG files, helper package, .airflowignore) for the MWAA DAGs bucket
+	@mkdir -p build
+	@rm -f $(DAGS_ZIP)
+	@python3 -c 'import pathlib, zipfile, sys; root = pathlib.Path("dags"); \
+		files = [root / "sales_ingest_daily.py", root / "sales_train_weekly.py", root / ".airflowignore", \
+			*sorted(p for p in (root / "sfmlops_dag_utils").rglob("*.py"))]; \
+		z = zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED); \
+		[z.write(f, f.relative_to(root).as_posix()) or print("  " + f.relative_to(root).as_posix()) for f in files]; z.close()' $(DAGS_ZIP)
+	@echo "$(DAGS_ZIP): $$(stat -c %s $(DAGS_ZIP)) bytes; upload its contents to s3://<dags bucket>/dags/ and dags/requirements.txt as the MWAA requirements file"
+
+test-dags: airflow-setup ## DAG tests in .venv-airflow (DagBag, failing tasks, dag.test() end to end on the stack)
+	$(SFMLOPS) up
+	$(PY) -m pytest tests/dags $(PYTEST_ARGS)
+
+airflow-up: airflow-setup ## Start the local stack with Airflow standalone on 127.0.0.1:SFMLOPS_AIRFLOW_PORT
+	$(SFMLOPS) up --with-airflow

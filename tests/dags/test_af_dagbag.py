@@ -1,0 +1,115 @@
+"""DagBag tests: every file parses, no lookups at parse time, ids, schedules and retries as documented."""
+
+from __future__ import annotations
+
+import re
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import DAGS_DIR
+
+EXPECTED = {
+    # dag id: (schedule, retries, retry_delay, wording in the DAG doc) - as documented in dags/README.md and the DAG docstrings
+    "sales_ingest_daily": ("0 2 * * *", 2, timedelta(minutes=5), "daily at 02:00 UTC"),
+    "sales_train_weekly": ("0 4 * * 0", 1, timedelta(minutes=10), "Sundays at 04:00 UTC"),
+}
+
+
+def test_every_file_parses_without_import_errors(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == set(EXPECTED)
+
+
+def test_file_name_equals_dag_id(dagbag) -> None:
+    for dag_id, dag in dagbag.dags.items():
+        assert Path(dag.fileloc).stem == dag_id
+    on_disk = {p.stem for p in DAGS_DIR.glob("*.py")}
+    assert on_disk == set(EXPECTED), "every top-level .py file in dags/ is a DAG named after its file"
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_schedule_retries_and_concurrency(dagbag, dag_id: str) -> None:
+    schedule, retries, delay, documented = EXPECTED[dag_id]
+    dag = dagbag.dags.__getitem__(dag_id)
+    assert dag.schedule_interval == schedule
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.default_args["retries"] == retries
+    assert dag.default_args["retry_delay"] == delay
+    assert documented in dag.doc_md
+    for task in dag.tasks:
+        assert task.retries in (0, retries), f"{dag_id}.{task.task_id} retries={task.retries}"
+
+
+def test_no_variable_connection_or_network_use_at_parse_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.hooks.base import BaseHook
+    from airflow.models import Connection, DagBag, Variable
+
+    calls: list[str] = []
+
+    def forbid(name):  # noqa: ANN001, ANN202
+        def _raise(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            calls.append(name)
+            raise AssertionError(f"{name} called while parsing the DAG files")
+
+        return _raise
+
+    monkeypatch.setattr(Variable, "get", forbid("Variable.get"))
+    monkeypatch.setattr(Connection, "get_connection_from_secrets", forbid("Connection.get_connection_from_secrets"))
+    monkeypatch.setattr(BaseHook, "get_connection", forbid("BaseHook.get_connection"))
+    monkeypatch.setattr(socket.socket, "connect", forbid("socket.connect"))
+    bag = DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
+    assert bag.import_errors == {}
+    assert calls == []
+
+
+def test_branches_and_sensor_modes(dagbag) -> None:
+    daily = dagbag.dags.__getitem__("sales_ingest_daily")
+    assert daily.get_task("choose_backend").downstream_task_ids == {"ingest_local", "emr_job_spec"}
+    assert daily.get_task("ingest_aws").deferrable is True
+    assert daily.get_task("data_quality").trigger_rule == "none_failed_min_one_success"
+    weekly = dagbag.dags.__getitem__("sales_train_weekly")
+    for sensor_id in ("wait_for_training", "wait_for_forecast"):
+        assert weekly.get_task(sensor_id).mode == "reschedule"
+    assert weekly.get_task("check_forecasts").upstream_task_ids == {"batch_forecast", "wait_for_forecast"}
+
+
+def test_requirements_match_the_installed_airflow() -> None:
+    """dags/requirements.txt pins the constraints of the Airflow version this venv runs (= the MWAA target)."""
+    from importlib.metadata import version
+
+    import airflow
+
+    text = (DAGS_DIR / "requirements.txt").read_text()
+    constraint = re.search(r"constraints-(\d+\.\d+\.\d+)/constraints-(\d+\.\d+)\.txt", text)
+    assert constraint, "dags/requirements.txt must start with the --constraint of the MWAA Airflow version"
+    assert constraint.group(1) == airflow.__version__
+    for name, pinned in re.findall(r"^([a-z0-9-]+)==(\S+)$", text, flags=re.M):
+        assert version(name) == pinned, f"{name}: requirements.txt pins {pinned}, .venv-airflow has {version(name)}"
+
+
+def test_run_config_names_a_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfmlops_dag_utils.config import run_config
+
+    monkeypatch.setenv("SFMLOPS_DAG_BACKEND", "gcp")
+    with pytest.raises(ValueError, match="SFMLOPS_DAG_BACKEND"):
+        run_config()
+    monkeypatch.setenv("SFMLOPS_DAG_BACKEND", "local")
+    monkeypatch.setenv("SFMLOPS_DAG_MAX_DEAD_LETTERS", "many")
+    with pytest.raises(ValueError, match="SFMLOPS_DAG_MAX_DEAD_LETTERS"):
+        run_config()
+
+
+def test_champion_report_wording() -> None:
+    from sfmlops_dag_utils.reporting import champion_decision
+
+    models = {"name": "sales-forecaster", "aliases": {"champion": "3", "challenger": "4"}}
+    lost = champion_decision({"gate": {"decision": "challenger", "version": "4", "new_rmspe": 0.15, "champion_rmspe": 0.12, "previous_champion": "3"}}, models)
+    assert lost["decision"] == "challenger"
+    assert "v4 stays challenger" in lost["summary"] and "0.1200" in lost["summary"]
+    won = champion_decision({"gate": {"decision": "champion", "version": "5", "new_rmspe": 0.11, "champion_rmspe": None, "previous_champion": None}}, models)
+    assert "first champion" in won["summary"]
+    assert champion_decision({}, models)["decision"] == "unknown"
