@@ -34,38 +34,43 @@ def step(title: str, fn: Callable[[], Any]) -> Any:
     return result
 
 
-def terraform_apply(settings: "Settings") -> str | None:
-    """Build the Lambda zip and apply Terraform to the emulator; return the API Gateway URL (or None)."""
-    env = {**os.environ}
+def terraform_apply(settings: "Settings") -> dict | None:
+    """Build the Lambda zip, apply Terraform to the emulator and return its outputs (None on failure)."""
     for target in ("lambda-package", "tf-apply-local"):
-        proc = subprocess.run(["make", "--no-print-directory", target], cwd=PROJECT_ROOT, env=env, text=True,
+        proc = subprocess.run(["make", "--no-print-directory", target], cwd=PROJECT_ROOT, text=True,
                               capture_output=True, check=False)
-        sys.stderr.write(proc.stdout[-3000:])
+        sys.stderr.write(proc.stdout[-1500:])
         if proc.returncode != 0:
             console.print(f"[yellow]`make {target}` failed; the demo goes on with the local API only:[/yellow]\n{proc.stderr[-2000:]}")
             return None
-    lines = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip().startswith("http")]
-    return lines[-1].rstrip("/") if lines else None
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(PROJECT_ROOT / "terraform" / "terraformrc")}
+    out = subprocess.run(["terraform", "-chdir=terraform", "output", "-json"], cwd=PROJECT_ROOT, env=env, text=True,
+                         capture_output=True, check=True)
+    return {k: v.get("value") for k, v in json.loads(out.stdout).items()}
 
 
-def start_api(settings: "Settings") -> subprocess.Popen:
-    """Serve the API with uvicorn in the background (`sfmlops api`) and wait until it answers."""
-    import httpx
+def gateway_url(settings: "Settings", api_id: str) -> str:
+    """The emulator's path-style invoke URL of an HTTP API (``<id>.execute-api.localhost`` needs DNS)."""
+    return f"{settings.aws_endpoint_url}/_aws/execute-api/{api_id}"
 
-    log = open(settings.logs_dir / "api.log", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "api"], cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{settings.api_base_url}/healthz", timeout=3).status_code < 500:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(1)
-    raise RuntimeError(f"the API did not start; see {settings.logs_dir / 'api.log'}")
+
+def publish_job_code(settings: "Settings", extra_buckets: list[str]) -> list[str]:
+    """Build the Ray job-code zip and upload it where the API (local and Lambda) points jobs."""
+    from app.api.job_package import build, upload
+
+    path = build()
+    uris = [upload(settings, path)]
+    for bucket in extra_buckets:
+        if bucket and bucket != settings.bucket_code:
+            uris.append(upload(settings.model_copy(update={"bucket_code": bucket}), path))
+    return uris
+
+
+def start_api(settings: "Settings") -> str:
+    """Serve the API with uvicorn in the background as a stack service (stopped by `sfmlops down`)."""
+    from app.stack.api import ApiServer
+
+    return ApiServer(settings).start()
 
 
 def train_through_api(settings: "Settings", base_url: str, body: dict, timeout_s: float) -> dict:
@@ -143,40 +148,43 @@ def run(settings: "Settings", rossmann_dir: Path | None, terraform: bool = True,
     from app.forecasting.batch import forecast
     from app.ingest import run as ingest
     from app.produce import produce
+    from app.stack.api import UiServer
 
     summary: dict[str, Any] = {}
     step("local stack", lambda: stack.up(settings, on_event=lambda n, r, s: console.print(f"  {n:<9} {r} ({s:.1f}s)")))
     register_key(settings, "local", settings.api_key.get_secret_value())
-    if terraform:
-        summary["api_gateway_url"] = step("terraform apply to the emulator (Lambda + API Gateway)", lambda: terraform_apply(settings))
+    outputs = step("terraform apply to the emulator (Lambda + API Gateway)", lambda: terraform_apply(settings)) if terraform else None
+    if outputs and outputs.get("api_id"):
+        summary["api_gateway_url"] = gateway_url(settings, outputs["api_id"])
+    tf_code_bucket = ((outputs or {}).get("bucket_names") or {}).get("code")
+    summary["job_code"] = step("job code zip for Ray (working_dir on S3)", lambda: publish_job_code(settings, [tf_code_bucket]))
     data = step("data", lambda: prepare(settings, rossmann_dir=rossmann_dir))
     load_stores_table(settings)
     summary["data"] = f"{data.source}: {data.rows:,} rows, {data.stores:,} stores"
     summary["produce"] = step("produce: replay the history into Kafka", lambda: produce(settings, "replay"))
     summary["ingest"] = step("ingest: Spark Structured Streaming -> Postgres", lambda: ingest(settings, trigger="available-now", echo=True))
-    api_proc = step("API (uvicorn, for the UI and scripts)", lambda: start_api(settings))
-    try:
-        gw = summary.get("api_gateway_url")
-        if gw:
-            import httpx
+    step("API (uvicorn, for the UI and scripts)", lambda: start_api(settings))
+    gw = summary.get("api_gateway_url")
+    if gw:
+        import httpx
 
-            health = httpx.get(f"{gw}/healthz", timeout=60)
-            summary["api_gateway_healthz"] = health.status_code
-            console.print(f"API Gateway -> Lambda: GET {gw}/healthz -> {health.status_code} {health.text[:200]}")
-        job = step("train through the API as a Ray job",
-                   lambda: train_through_api(settings, settings.api_base_url, train_body or {"kind": "all"}, train_timeout_s))
-        summary["training"] = job.get("result") or job
-        summary["forecast"] = step("batch forecast", lambda: forecast(settings, days=days or settings.horizon_days))
-        summary["chart"] = str(forecast_chart(settings, 1, settings.state_dir / "demo" / "forecast_store_1.png"))
-    finally:
-        if api_proc.poll() is None:
-            summary["api_pid"] = api_proc.pid
+        health = httpx.get(f"{gw}/healthz", timeout=60)
+        summary["api_gateway_healthz"] = health.status_code
+        console.print(f"API Gateway -> Lambda: GET {gw}/healthz -> {health.status_code} {health.text[:200]}")
+    # Through API Gateway -> Lambda when Terraform applied, else through the local uvicorn API.
+    base = gw or settings.api_base_url
+    job = step(f"train through the API ({'API Gateway -> Lambda' if gw else 'uvicorn'}) as a Ray job",
+               lambda: train_through_api(settings, base, train_body or {"kind": "all"}, train_timeout_s))
+    summary["training"] = job.get("result") or job
+    summary["forecast"] = step("batch forecast", lambda: forecast(settings, days=days or settings.horizon_days))
+    summary["chart"] = str(forecast_chart(settings, 1, settings.state_dir / "demo" / "forecast_store_1.png"))
     summary["where"] = {
         "api": settings.api_base_url + "/docs",
         "mlflow": settings.mlflow_uri,
         "ray_dashboard": settings.ray_jobs_url,
-        "ui": "run `sfmlops ui`",
+        "ui": UiServer(settings).address,
     }
+    step("operator UI (Streamlit)", lambda: UiServer(settings).start())
     console.rule("[b]where to look")
     for key, value in summary["where"].items():
         console.print(f"  {key:<14} {value}")

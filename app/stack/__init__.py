@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable
 
 from app.stack.airflow import Airflow
+from app.stack.api import ApiServer, UiServer
 from app.stack.base import PortInUseError, Service, ServiceStatus, StackError
 from app.stack.emulator import Emulator
 from app.stack.kafka import Kafka
@@ -28,9 +29,14 @@ WAVES: list[list[type[Service]]] = [[Emulator, Postgres, Kafka, RayHead], [MLflo
 
 def _waves(settings: "Settings", with_airflow: bool) -> list[list[type[Service]]]:
     """Start waves; Airflow joins as the last wave when asked for or already running."""
+    waves = list(WAVES)
+    # The API and UI servers join when `sfmlops demo` (or a user) started them, so `down` stops them too.
+    for cls in (ApiServer, UiServer):
+        if cls(settings).is_running():
+            waves.append([cls])
     if with_airflow or Airflow(settings).is_running():
-        return [*WAVES, [Airflow]]
-    return WAVES
+        waves.append([Airflow])
+    return waves
 
 
 def services(settings: "Settings", with_airflow: bool = False) -> list[Service]:

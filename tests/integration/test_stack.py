@@ -39,7 +39,7 @@ def private_settings(base: Settings, tmp_path, **overrides) -> Settings:
 
 def test_every_service_is_healthy_and_really_works(stack):
     rows = {r.name: r for r in local_stack.status(stack)}
-    assert set(rows) == {"emulator", "postgres", "kafka", "mlflow", "ray"}
+    assert set(rows) >= {"emulator", "postgres", "kafka", "mlflow", "ray"}
     assert all(r.healthy and r.pid and r.rss_bytes > 0 for r in rows.values()), rows
 
     # S3 on the emulator: the project's buckets exist and take objects.
