@@ -193,9 +193,19 @@ def get_chain_forecast(
 
 def _store_rmspe(settings: Settings, run_id: str) -> dict[int, float]:
     """Parse the run's per-store RMSPE artifact (columns: store id, rmspe), served by the tracking server."""
-    url = settings.mlflow_uri.rstrip("/") + "/get-artifact"
+    base = settings.mlflow_uri.rstrip("/")
+    folder = STORE_RMSPE_ARTIFACT.rpartition("/")[0]
     try:
-        resp = httpx.get(url, params={"path": STORE_RMSPE_ARTIFACT, "run_uuid": run_id}, timeout=settings.api_upstream_timeout_s)
+        # MLflow answers a missing artifact with a 500, so list the folder first: absent means 404 here.
+        listing = httpx.get(
+            f"{base}/api/2.0/mlflow/artifacts/list", params={"run_id": run_id, "path": folder},
+            timeout=settings.api_upstream_timeout_s,
+        )
+        files = {f.get("path") for f in (listing.json().get("files") or [])} if listing.status_code == 200 else set()
+        if STORE_RMSPE_ARTIFACT not in files:
+            raise ApiError(404, f"Run {run_id} has no {STORE_RMSPE_ARTIFACT} artifact")
+        resp = httpx.get(f"{base}/get-artifact", params={"path": STORE_RMSPE_ARTIFACT, "run_uuid": run_id},
+                         timeout=settings.api_upstream_timeout_s)
     except httpx.HTTPError as exc:
         raise ApiError(503, f"MLflow unreachable at {settings.mlflow_uri} (SFMLOPS_MLFLOW_TRACKING_URI): {exc}") from exc
     if resp.status_code in (400, 404):
