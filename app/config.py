@@ -258,6 +258,18 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``SFMLOPS_*`` variables that reproduce ``settings`` in a child process (secrets included)."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+    return env
+
+
 def render_env_example() -> str:
     """The text of ``.env.example``: every setting with its description and local default."""
     lines = [

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.config import PROJECT_ROOT, ENV_PREFIX
+from app.config import PROJECT_ROOT, settings_env  # noqa: F401 - settings_env is part of this module's API
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
@@ -61,18 +61,6 @@ def resolve_jars(settings: "Settings", quiet: bool = True) -> list[Path]:
     if proc.returncode != 0:
         raise RuntimeError(f"Maven could not resolve spark_jobs/pom.xml:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     return sorted(folder.glob("*.jar"))
-
-
-def settings_env(settings: "Settings") -> dict[str, str]:
-    """``SFMLOPS_*`` variables that reproduce ``settings`` in a child process."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    return env
 
 
 def job_arguments(

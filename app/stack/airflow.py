@@ -19,7 +19,7 @@ import os
 import urllib.request
 from typing import TYPE_CHECKING
 
-from app.config import ENV_PREFIX, PROJECT_ROOT
+from app.config import PROJECT_ROOT, settings_env
 from app.stack.base import Service, StackError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,18 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 AIRFLOW_VENV = PROJECT_ROOT / ".venv-airflow"
 DAGS_FOLDER = PROJECT_ROOT / "dags"
-
-
-def settings_env(settings: "Settings") -> dict[str, str]:
-    """``SFMLOPS_*`` variables that reproduce ``settings`` in a child process."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    return env
 
 
 def airflow_env(settings: "Settings", airflow_home: str | None = None) -> dict[str, str]:
