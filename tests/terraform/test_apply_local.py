@@ -136,7 +136,15 @@ def test_apply_check_call_destroy(workdir, record_property) -> None:  # noqa: PL
     applied = False
     try:
         t0 = time.monotonic()
-        run_tf(["apply", "-auto-approve", "-input=false", *var_args], work, timeout=900, env=env)
+        try:
+            run_tf(["apply", "-auto-approve", "-input=false", *var_args], work, timeout=900, env=env)
+        except AssertionError as exc:
+            # MiniStack sometimes answers the provider's AttachInternetGateway retry with AlreadyAssociated
+            # although the first attach worked (seen once in ~6 applies); a second apply reconciles it.
+            if "AlreadyAssociated" not in str(exc):
+                raise
+            print(f"first apply hit the emulator's AlreadyAssociated quirk; applying again:\n{str(exc)[-800:]}")
+            run_tf(["apply", "-auto-approve", "-input=false", *var_args], work, timeout=900, env=env)
         applied = True
         apply_s = time.monotonic() - t0
         record_property("apply_seconds", round(apply_s, 1))
@@ -193,12 +201,13 @@ def test_apply_check_call_destroy(workdir, record_property) -> None:  # noqa: PL
         # A real HTTP call through the emulator's API Gateway data plane reaches the Lambda.
         url = f"{settings.aws_endpoint_url.rstrip('/')}/_aws/execute-api/{api_id}/$default/healthz"
         resp = requests.get(url, timeout=60)
-        assert resp.status_code == 200, (url, resp.status_code, resp.text[:500])
         body = resp.json()
         if "test_only_handler" in body:
+            assert resp.status_code == 200, (url, resp.status_code, resp.text[:500])
             assert body["path"] == "/healthz" and body["method"] == "GET" and body["bucket_code"] == f"{name}-code"
-        else:  # the real app's /healthz
-            assert "status" in body or "dependencies" in body, body
+        else:  # the real app's /healthz: 200 with the stack up, 503 naming the unreachable dependencies otherwise
+            assert resp.status_code in (200, 503), (url, resp.status_code, resp.text[:500])
+            assert body["status"] in ("ok", "down") and {"database", "ray", "mlflow"} <= set(body["checks"]), body
 
         # The Ray cluster file rendered from these outputs is valid for `ray up`.
         yaml = pytest.importorskip("yaml")
