@@ -1,4 +1,15 @@
 locals {
+  # Both the execution role (pulls the image, writes logs, reads the secret) and the task role (the
+  # server itself) are assumed by ECS tasks.
+  ecs_tasks_assume_role = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "ecs-tasks.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+    }]
+  })
+
   namespace = "${var.name}.internal"
   port      = 5000
 
@@ -39,16 +50,9 @@ resource "aws_secretsmanager_secret" "admin" {
 }
 
 resource "aws_iam_role" "execution" {
-  name = "${var.name}-mlflow-execution"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "ecs-tasks.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-    }]
-  })
-  tags = var.tags
+  name               = "${var.name}-mlflow-execution"
+  assume_role_policy = local.ecs_tasks_assume_role
+  tags               = var.tags
 }
 
 resource "aws_iam_role_policy" "execution" {
@@ -80,16 +84,9 @@ resource "aws_iam_role_policy" "execution" {
 }
 
 resource "aws_iam_role" "task" {
-  name = "${var.name}-mlflow-task"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "ecs-tasks.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-    }]
-  })
-  tags = var.tags
+  name               = "${var.name}-mlflow-task"
+  assume_role_policy = local.ecs_tasks_assume_role
+  tags               = var.tags
 }
 
 resource "aws_iam_role_policy" "task" {
