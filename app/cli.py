@@ -241,6 +241,7 @@ def demo(
     lgbm_rounds: Annotated[Optional[int], typer.Option(help="Boosting rounds of the LightGBM candidate (default: the model's)")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Training steps of the neural candidate (default: the model's)")] = None,
     days: Annotated[Optional[int], typer.Option(help="Forecast horizon (default: SFMLOPS_HORIZON_DAYS)")] = None,
+    with_airflow: Annotated[bool, typer.Option("--with-airflow", help="Then run the weekly Airflow DAG once (airflow dags test, .venv-airflow)")] = False,
 ) -> None:
     """The main job end to end: stack, Terraform, data, Kafka, Spark, training via the API on Ray, forecasts."""
     from app.demo import run as run_demo
@@ -252,9 +253,12 @@ def demo(
         folder = shared if (shared / "store.csv").is_file() else None
     body = {"kind": "all", **{k: v for k, v in {"lgbm_rounds": lgbm_rounds, "max_steps": max_steps}.items() if v}}
     try:
-        _print_json(run_demo(s, folder, terraform=terraform, train_body=body, days=days))
+        result = run_demo(s, folder, terraform=terraform, train_body=body, days=days, with_airflow=with_airflow)
     except RuntimeError as exc:
         _fail(str(exc))
+    _print_json(result)
+    if with_airflow and result["airflow_weekly"]["state"] != "success":
+        _fail(f"the weekly DAG failed; see {result['airflow_weekly']['log']}")
 
 
 @app.command()

@@ -2,7 +2,8 @@
 
 stack up -> Terraform apply to the emulator (Lambda behind API Gateway) -> data -> Kafka replay ->
 Spark ingestion into Postgres -> training submitted through the API as a Ray job -> batch forecast ->
-a forecast chart, and where to look.
+a forecast chart, and where to look; with ``with_airflow`` then the weekly Airflow DAG once
+(``airflow dags test sales_train_weekly``: retrain through the API, forecast, check, champion report).
 """
 
 from __future__ import annotations
@@ -138,8 +139,69 @@ def forecast_chart(settings: "Settings", store: int, out: Path) -> Path:
     return out
 
 
+WEEKLY_DAG = "sales_train_weekly"
+
+
+def run_weekly_dag(settings: "Settings", train_body: dict | None, days: int | None, timeout_s: float = 4 * 3600) -> dict:
+    """Run the weekly Airflow DAG once (`airflow dags test sales_train_weekly` from ``.venv-airflow``).
+
+    Uses the environment the Airflow service gets (``app.stack.airflow.airflow_env``: connections to the
+    stack's Postgres and to the API started by the demo, local backend), the demo's training options
+    (``lgbm_rounds``, ``max_steps``, forecast ``days``) and, over both, any ``SFMLOPS_DAG_*`` variable
+    already set (e.g. ``SFMLOPS_DAG_TRAINING_NEURAL=false`` for a faster run). The log goes to
+    ``<state_dir>/demo/airflow_weekly.log``.
+
+    Returns:
+        ``state`` (success | failed), ``exit_code``, ``seconds``, the DAG's champion report and forecast
+        coverage lines, and the log path.
+    """
+    import re
+
+    from app.stack.airflow import AIRFLOW_VENV, airflow_env
+
+    airflow = AIRFLOW_VENV / "bin" / "airflow"
+    if not airflow.exists():
+        raise RuntimeError(f"{airflow} is missing: run `make airflow-setup` (or `make setup`) before `--with-airflow`")
+    env = {**os.environ, **airflow_env(settings), "PATH": os.pathsep.join([str(airflow.parent), os.environ.get("PATH", "")])}
+    options = {"TRAINING_LGBM_ROUNDS": (train_body or {}).get("lgbm_rounds"), "TRAINING_MAX_STEPS": (train_body or {}).get("max_steps"),
+               "FORECAST_DAYS": days}
+    env.update({f"SFMLOPS_DAG_{k}": str(v) for k, v in options.items() if v})
+    env.update({k: v for k, v in os.environ.items() if k.startswith("SFMLOPS_DAG_")})  # explicit settings win
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    log_path = settings.state_dir / "demo" / "airflow_weekly.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with log_path.open("w") as log, console.status(f"Airflow: {WEEKLY_DAG} (log: {log_path})"):
+        subprocess.run([str(airflow), "db", "migrate"], env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
+        try:
+            code = subprocess.run([str(airflow), "dags", "test", WEEKLY_DAG], env=env, cwd=PROJECT_ROOT, stdout=log,
+                                  stderr=subprocess.STDOUT, timeout=timeout_s, check=False).returncode
+        except subprocess.TimeoutExpired:
+            code = 124
+    text = log_path.read_text(errors="replace")
+
+    def first(pattern: str) -> str | None:  # the task's own print (later lines repeat it inside the return value)
+        found = re.findall(pattern, text, flags=re.M)
+        return found[0].strip() if found else None
+
+    outcome = {
+        "dag": WEEKLY_DAG,
+        "state": "success" if code == 0 else "failed",
+        "exit_code": code,
+        "seconds": round(time.monotonic() - t0, 1),
+        "champion": first(r"(new model v\S+ (?:is the champion|stays challenger).*|the training job reported no champion.*)$"),
+        "forecast_coverage": first(r"forecast coverage: (.*)$"),
+        "log": str(log_path),
+    }
+    colour = "green" if code == 0 else "red"
+    console.print(f"[{colour}]{WEEKLY_DAG}: {outcome['state']}[/{colour}] in {outcome['seconds']}s; {outcome['champion'] or ''}")
+    if code != 0:
+        console.print("\n".join(text.strip().splitlines()[-40:]))
+    return outcome
+
+
 def run(settings: "Settings", rossmann_dir: Path | None, terraform: bool = True, train_body: dict | None = None,
-        train_timeout_s: float = 3600, days: int | None = None) -> dict:
+        train_timeout_s: float = 3600, days: int | None = None, with_airflow: bool = False) -> dict:
     """Run the whole demo; returns the summary printed at the end."""
     from app import stack
     from app.api.auth import register_key
@@ -185,6 +247,9 @@ def run(settings: "Settings", rossmann_dir: Path | None, terraform: bool = True,
         "ui": UiServer(settings).address,
     }
     step("operator UI (Streamlit)", lambda: UiServer(settings).start())
+    if with_airflow:
+        summary["airflow_weekly"] = step(f"Airflow: the weekly DAG ({WEEKLY_DAG}) through the API",
+                                         lambda: run_weekly_dag(settings, train_body, days))
     console.rule("[b]where to look")
     for key, value in summary["where"].items():
         console.print(f"  {key:<14} {value}")

@@ -4,14 +4,16 @@
    Idempotency-Key unique to the DAG run, so a retried task cannot start a second job.
 2. `wait_for_training` - a sensor in **reschedule** mode polls `GET /v1/training-jobs/{id}`; a FAILED,
    STOPPED or LOST job fails the run with Ray's message and the end of the job's log.
-3. `batch_forecast` - forecasts for every store for the next `forecast_days` days into `forecasts`:
-   locally `sfmlops forecast --days N`; on AWS a Ray job submitted through the API
+3. `batch_forecast` - forecasts for every store (or the `stores` setting) for the next `forecast_days` days
+   into `forecasts`: locally `sfmlops forecast --days N`; on AWS a Ray job submitted through the API
    (`{"kind": "forecast", "days": N}`) and awaited by the same sensor.
-4. `check_forecasts` - every store in `sales` has `forecast_days` forecast days after the last sales day.
+4. `check_forecasts` - every expected store (`stores`, else every store in `sales`) has `forecast_days`
+   forecast days after its last sales day, for the model version the forecast step reported.
 5. `report_champion` - the champion gate's decision of the new model (champion or challenger, both RMSPEs)
    and the registry's aliases from `GET /v1/models`.
 
-Backend, API connection (`sfmlops_api`: host = base URL, password = API key) and thresholds are read at
+Backend, API connection (`sfmlops_api`: host = base URL, password = API key), the training options
+(`stores`, `training_neural`, `training_lgbm_rounds`, `training_max_steps`) and thresholds are read at
 run time (`SFMLOPS_DAG_*` environment or `sfmlops_*` Variables), see dags/README.md.
 
 Schedule: Sundays at 04:00 UTC (after the daily ingest), no catch-up, one run at a time; tasks retry
@@ -70,8 +72,9 @@ with DAG(
         ti = context["ti"]
         ti.xcom_push(key="api_conn_id", value=cfg["api_conn_id"])
         key = idempotency_key(DAG_ID, context["run_id"], ti.task_id)
-        job = api.submit_training({"kind": cfg["training_kind"]}, key)
-        print(f"training job {job['id']} ({job.get('kind')}) is {job.get('state')}; Idempotency-Key {key}")
+        body = cfg.training_request()
+        job = api.submit_training(body, key)
+        print(f"training job {job['id']} {body} is {job.get('state')}; Idempotency-Key {key}")
         return str(job["id"])
 
     wait_for_training = TrainingJobSensor(
@@ -93,12 +96,12 @@ with DAG(
 
     @task(execution_timeout=timedelta(hours=2))
     def batch_forecast() -> dict[str, Any]:
-        """local: `sfmlops forecast --days N` writes the champion's forecasts for every store."""
+        """local: `sfmlops forecast --days N [--stores ...]` writes the champion's forecasts of the stores."""
         from sfmlops_dag_utils.config import run_config
         from sfmlops_dag_utils.local import forecast_command, last_json, run_logged
 
         cfg = run_config()
-        argv, env = forecast_command(cfg.project_dir, cfg.int("forecast_days", 1))
+        argv, env = forecast_command(cfg.project_dir, cfg.int("forecast_days", 1), cfg.stores())
         lines = run_logged(argv, env, cfg.project_dir, cfg.int("forecast_timeout_s", 1), print, "batch forecast")
         return last_json(lines) or {}
 
@@ -109,7 +112,9 @@ with DAG(
 
         cfg, api = _api()
         key = idempotency_key(DAG_ID, context["run_id"], context["ti"].task_id)
-        job = api.submit_training({"kind": "forecast", "days": cfg.int("forecast_days", 1)}, key)
+        body = cfg.forecast_request()
+        job = api.submit_training(body, key)
+        print(f"forecast job {job['id']} {body} is {job.get('state')}; Idempotency-Key {key}")
         return str(job["id"])
 
     wait_for_forecast = TrainingJobSensor(
@@ -123,8 +128,9 @@ with DAG(
     )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, retries=0)
-    def check_forecasts() -> dict[str, Any]:
-        """Every store has `forecast_days` forecast days after the last sales day (newest model version)."""
+    def check_forecasts(**context: Any) -> dict[str, Any]:
+        """Every expected store has `forecast_days` forecast days after its last sales day, for the model
+        version the batch forecast reported (expected stores: the `stores` setting, else all in sales)."""
         from contextlib import closing
 
         from airflow.providers.postgres.hooks.postgres import PostgresHook
@@ -133,8 +139,14 @@ with DAG(
         from sfmlops_dag_utils.quality import check_forecasts as check, forecast_report
 
         cfg = run_config()
+        ti = context["ti"]
+        written = ti.xcom_pull(task_ids="batch_forecast") or (ti.xcom_pull(task_ids="wait_for_forecast", key="job") or {}).get("result") or {}
+        print(f"batch forecast reported: {written}")
         with closing(PostgresHook(postgres_conn_id=cfg["postgres_conn_id"]).get_conn()) as conn:
-            report = forecast_report(conn, cfg.values, cfg.int("forecast_days", 1))
+            report = forecast_report(
+                conn, cfg.values, cfg.int("forecast_days", 1), model_version=written.get("model_version"),
+                model_name=written.get("model_name"), stores=cfg.stores(),
+            )
         print(f"forecast coverage: {report}")
         check(report)
         return report

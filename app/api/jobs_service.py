@@ -25,6 +25,7 @@ from app.config import Settings
 ACTIVE_STATES = ("PENDING", "RUNNING")
 TRAIN_ALL = "ray_cluster/jobs/train_all.py"
 TRAIN_STORE = "ray_cluster/jobs/train_store.py"
+FORECAST = "ray_cluster/jobs/forecast.py"
 #: Settings passed to the job as SFMLOPS_* env vars (addresses only; secrets come from the Ray nodes' env).
 JOB_ENV_SETTINGS = (
     "profile",
@@ -62,13 +63,18 @@ def job_env(settings: Settings) -> dict[str, str]:
 
 
 def build_submission(settings: Settings, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Entrypoint and runtime_env for one training request (see ``ray_cluster/jobs/`` for the options)."""
+    """Entrypoint and runtime_env for one job request (see ``ray_cluster/jobs/`` for the options)."""
     kind, store, noop_seconds = payload["kind"], payload.get("store"), payload.get("noop_seconds") or 0
+    stores = ",".join(str(int(s)) for s in payload.get("stores") or [])
     options = ""
+    if stores:
+        options += f" --stores {stores}"
     if payload.get("lgbm_rounds"):
         options += f" --lgbm-rounds {int(payload['lgbm_rounds'])}"
     if payload.get("max_steps"):
         options += f" --max-steps {int(payload['max_steps'])}"
+    if payload.get("neural") is False:
+        options += " --no-neural"
     if kind == "noop":
         script = (
             "import json,time; print('sfmlops noop job', flush=True); "
@@ -78,6 +84,9 @@ def build_submission(settings: Settings, payload: dict[str, Any]) -> tuple[str, 
     runtime_env = {"working_dir": working_dir(settings), "env_vars": job_env(settings)}
     if kind == "store":
         return f"python {TRAIN_STORE} --store {int(store)}{options}", runtime_env  # type: ignore[arg-type]
+    if kind == "forecast":
+        days = int(payload.get("days") or settings.horizon_days)
+        return f"python {FORECAST} --days {days}" + (f" --stores {stores}" if stores else ""), runtime_env
     return f"python {TRAIN_ALL}{options}", runtime_env
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 ENV_PREFIX = "SFMLOPS_DAG_"
 VARIABLE_PREFIX = "sfmlops_"
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
 
 #: every key with its default and meaning (also rendered into dags/README.md).
 DEFAULTS: dict[str, tuple[str, str]] = {
@@ -39,6 +41,10 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "ingest_timeout_s": ("3600", "Local spark-submit run limit in seconds"),
     "ingest_extra_args": ("", "Extra arguments of sales_stream.py (e.g. --max-offsets-per-trigger 500000)"),
     "training_kind": ("all", "Body `kind` of POST /v1/training-jobs (all | noop for tests)"),
+    "stores": ("", "Comma-separated store ids to train on, forecast and check (kind=all; empty = every store in sales)"),
+    "training_neural": ("true", "Also train the neuralforecast candidate (true | false; false = LightGBM only, much faster)"),
+    "training_lgbm_rounds": ("", "Boosting rounds of LightGBM (empty = the model's default)"),
+    "training_max_steps": ("", "Training steps of the neural candidate (empty = the model's default)"),
     "forecast_days": ("48", "Days every store must have forecasts for after the weekly run"),
     "forecast_timeout_s": ("3600", "Local batch forecast run limit in seconds"),
     "api_timeout_s": ("30", "HTTP timeout of each API call"),
@@ -104,6 +110,51 @@ class DagConfig:
     def int(self, name: str, minimum: int = 0) -> int:
         return _int(name, self.values[name], minimum)
 
+    def optional_int(self, name: str, minimum: int = 1) -> int | None:
+        """An integer setting that may be left empty (``None``)."""
+        return None if self.values[name] == "" else _int(name, self.values[name], minimum)
+
+    def bool(self, name: str) -> bool:
+        """A true/false setting (true, false, 1, 0, yes, no)."""
+        value = self.values[name].lower()
+        if value in _TRUE or value in _FALSE:
+            return value in _TRUE
+        raise ValueError(
+            f"{ENV_PREFIX}{name.upper()} (or Variable {VARIABLE_PREFIX}{name}) must be true or false, got {self.values[name]!r}"
+        )
+
+    def stores(self) -> list[int] | None:
+        """The ``stores`` setting as a list of distinct ids (``None`` = every store)."""
+        raw = self.values["stores"]
+        if not raw:
+            return None
+        ids = [_int("stores", part.strip(), minimum=1) for part in raw.split(",") if part.strip()]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{ENV_PREFIX}STORES (or Variable {VARIABLE_PREFIX}stores) repeats a store id: {raw!r}")
+        return ids or None
+
+    def training_request(self) -> dict[str, Any]:
+        """The body of ``POST /v1/training-jobs`` for the weekly training (only the options that are set)."""
+        body: dict[str, Any] = {"kind": self.values["training_kind"]}
+        stores = self.stores()
+        if stores:
+            body["stores"] = stores
+        if not self.bool("training_neural"):
+            body["neural"] = False
+        for name, key in (("training_lgbm_rounds", "lgbm_rounds"), ("training_max_steps", "max_steps")):
+            value = self.optional_int(name)
+            if value is not None:
+                body[key] = value
+        return body
+
+    def forecast_request(self) -> dict[str, Any]:
+        """The body of ``POST /v1/training-jobs`` for the batch forecast on AWS (a Ray job)."""
+        body: dict[str, Any] = {"kind": "forecast", "days": self.int("forecast_days", 1)}
+        stores = self.stores()
+        if stores:
+            body["stores"] = stores
+        return body
+
     def as_dict(self) -> dict[str, Any]:
         return dict(self.values)
 
@@ -118,4 +169,5 @@ def run_config() -> DagConfig:
     cfg = DagConfig(values)
     for name in ("max_dead_letters", "min_rows", "ingest_timeout_s", "forecast_days", "forecast_timeout_s", "api_timeout_s"):
         cfg.int(name, minimum=1 if name.endswith(("_s", "_days")) else 0)
+    cfg.training_request()  # validates stores, training_neural, training_lgbm_rounds, training_max_steps
     return cfg

@@ -59,12 +59,15 @@ def spark_submit_command(project_dir: Path, extra_args: str = "") -> tuple[list[
     return argv, env
 
 
-def forecast_command(project_dir: Path, days: int) -> tuple[list[str], dict[str, str]]:
-    """``(argv, env)`` of the local batch forecast (``sfmlops forecast --days N``)."""
+def forecast_command(project_dir: Path, days: int, stores: list[int] | None = None) -> tuple[list[str], dict[str, str]]:
+    """``(argv, env)`` of the local batch forecast (``sfmlops forecast --days N [--stores 1,2]``)."""
     cli = project_dir / ".venv" / "bin" / "sfmlops"
     if not cli.exists():
         raise AirflowException(f"local forecast: {cli} is missing (run `make setup` in {project_dir})")
-    return [str(cli), "forecast", "--days", str(days)], dict(os.environ)
+    argv = [str(cli), "forecast", "--days", str(days)]
+    if stores:
+        argv += ["--stores", ",".join(str(s) for s in stores)]
+    return argv, dict(os.environ)
 
 
 def run_logged(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: int, log: Callable[[str], Any], what: str) -> list[str]:

@@ -60,42 +60,64 @@ def check_ingest(report: dict[str, Any], max_dead_letters: int, min_rows: int, t
         raise AirflowFailException("data quality check failed: " + "; ".join(problems))
 
 
-def forecast_report(conn: Any, tables: dict[str, str], days: int, model_version: str | None = None) -> dict[str, Any]:
-    """Coverage of the newest batch forecast: stores with fewer than ``days`` future days.
+def forecast_report(
+    conn: Any,
+    tables: dict[str, str],
+    days: int,
+    model_version: str | None = None,
+    model_name: str | None = None,
+    stores: list[int] | None = None,
+) -> dict[str, Any]:
+    """Coverage of a batch forecast: the expected stores with fewer than ``days`` future days.
 
-    "Future" means after the last day in the sales table. The model version checked is ``model_version``
-    or, if not given, the version of the newest forecast row.
+    Args:
+        conn: DB-API connection to the sales database.
+        tables: ``table_sales`` and ``table_forecasts`` names.
+        days: Forecast days every expected store must have.
+        model_version: The version the batch forecast wrote (as it reported it); default: the version of
+            the newest forecast row (of ``model_name`` when given).
+        model_name: The registered model the forecast came from (as reported); default: the newest row's.
+        stores: The expected stores (those trained and forecast); default: every store in the sales table.
+
+    "Future" means after the last sales day of the expected stores (the day the batch forecast starts from).
     """
     sales = _ident(tables["table_sales"], "table_sales")
     fc = _ident(tables["table_forecasts"], "table_forecasts")
     with conn.cursor() as cur:
-        cur.execute(f"SELECT max(date), count(DISTINCT store) FROM {sales}")
-        last_day, n_stores = cur.fetchone()
+        if stores:
+            cur.execute(f"SELECT max(date) FROM {sales} WHERE store = ANY(%s)", (list(stores),))
+            last_day = cur.fetchone()[0]
+            expected = sorted(int(s) for s in stores)
+            scope = f"stores {expected[:20]}{'...' if len(expected) > 20 else ''}"
+        else:
+            cur.execute(f"SELECT max(date) FROM {sales}")
+            last_day = cur.fetchone()[0]
+            cur.execute(f"SELECT DISTINCT store FROM {sales} ORDER BY store")
+            expected = [int(r[0]) for r in cur.fetchall()]
+            scope = f"every store in {sales}"
         if last_day is None:
-            raise AirflowFailException(f"table {sales} is empty: nothing to forecast from")
-        if model_version is None:
-            cur.execute(f"SELECT model_name, model_version FROM {fc} ORDER BY created_at DESC LIMIT 1")
+            raise AirflowFailException(f"table {sales} has no rows for {scope}: nothing to forecast from")
+        if model_version is None or model_name is None:
+            where, args = ("WHERE model_name = %s", (model_name,)) if model_name else ("", ())
+            cur.execute(f"SELECT model_name, model_version FROM {fc} {where} ORDER BY created_at DESC LIMIT 1", args)
             row = cur.fetchone()
             if row is None:
-                raise AirflowFailException(f"table {fc} has no forecasts after the batch forecast ran")
+                raise AirflowFailException(f"table {fc} has no forecasts{' of ' + model_name if model_name else ''} after the batch forecast ran")
             model_name, model_version = row
-        else:
-            cur.execute(f"SELECT model_name FROM {fc} WHERE model_version = %s LIMIT 1", (model_version,))
-            row = cur.fetchone()
-            model_name = row[0] if row else None
         cur.execute(
-            f"""SELECT s.store, count(f.date) FROM (SELECT DISTINCT store FROM {sales}) s
+            f"""SELECT s.store, count(f.date) FROM unnest(%s::int[]) AS s(store)
                 LEFT JOIN {fc} f ON f.store = s.store AND f.model_version = %s AND f.model_name = %s
                      AND f.date > %s AND f.date <= %s::date + %s
                 GROUP BY s.store HAVING count(f.date) < %s ORDER BY s.store""",
-            (model_version, model_name, last_day, last_day, days, days),
+            (expected, str(model_version), model_name, last_day, last_day, days, days),
         )
         short = {int(s): int(n) for s, n in cur.fetchall()}
     return {
         "model_name": model_name,
-        "model_version": model_version,
+        "model_version": str(model_version),
         "last_sales_day": last_day.isoformat() if isinstance(last_day, date) else str(last_day),
-        "stores": int(n_stores),
+        "scope": scope,
+        "stores": len(expected),
         "days": days,
         "stores_short": len(short),
         "short_examples": dict(list(short.items())[:10]),
@@ -103,10 +125,10 @@ def forecast_report(conn: Any, tables: dict[str, str], days: int, model_version:
 
 
 def check_forecasts(report: dict[str, Any]) -> None:
-    """Fail when any store lacks forecasts for the required days."""
+    """Fail when any expected store lacks forecasts for the required days."""
     if report["stores_short"]:
         raise AirflowFailException(
-            f"forecast check failed: {report['stores_short']} of {report['stores']} stores have fewer than "
-            f"{report['days']} forecast days after {report['last_sales_day']} for model "
+            f"forecast check failed: {report['stores_short']} of {report['stores']} stores ({report['scope']}) have "
+            f"fewer than {report['days']} forecast days after {report['last_sales_day']} for model "
             f"{report['model_name']} v{report['model_version']} (store: days found) {report['short_examples']}"
         )

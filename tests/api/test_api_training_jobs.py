@@ -162,6 +162,12 @@ def test_oversized_body_is_413(api: TestClient, keys: dict[str, str]) -> None:
         ({"kind": "weekly"}, "body.kind"),
         ({"kind": "all", "extra": 1}, "body.extra"),
         ({"kind": "store"}, "body"),
+        ({"kind": "all", "stores": [2, 2]}, "body.stores"),
+        ({"kind": "store", "store": 1, "stores": [1]}, "body.stores"),
+        ({"kind": "all", "stores": list(range(1, 202))}, "body.stores"),
+        ({"kind": "store", "store": 1, "neural": False}, "body.neural"),
+        ({"kind": "all", "days": 7}, "body.days"),
+        ({"kind": "forecast", "lgbm_rounds": 5}, "body.lgbm_rounds"),
     ],
 )
 def test_validation_is_422_naming_the_field(api: TestClient, keys: dict[str, str], body: dict, field: str) -> None:

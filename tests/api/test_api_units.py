@@ -61,3 +61,73 @@ def test_result_is_the_last_json_line() -> None:
     logs = 'Running entrypoint\n{"not": "last"}\nsome text\n{"rmspe": 0.1, "model_version": "3"}\n'
     assert jobs_service._result_from_logs(logs) == {"rmspe": 0.1, "model_version": "3"}
     assert jobs_service._result_from_logs("no json here\n{broken") is None
+
+
+def test_small_training_and_forecast_entrypoints() -> None:
+    s = settings()
+    entry, env = jobs_service.build_submission(s, {"kind": "all", "stores": [3, 1, 2], "neural": False, "lgbm_rounds": 40})
+    assert entry == "python ray_cluster/jobs/train_all.py --stores 3,1,2 --lgbm-rounds 40 --no-neural"
+    assert env["working_dir"] == "s3://sfmlops-code/ray/job.zip"
+    entry, _ = jobs_service.build_submission(s, {"kind": "all", "neural": True})
+    assert entry == "python ray_cluster/jobs/train_all.py"
+    entry, env = jobs_service.build_submission(s, {"kind": "forecast", "days": 7, "stores": [5, 6]})
+    assert entry == "python ray_cluster/jobs/forecast.py --days 7 --stores 5,6"
+    assert env["env_vars"]["SFMLOPS_TABLE_FORECASTS"] == s.table_forecasts
+    entry, _ = jobs_service.build_submission(settings(horizon_days=30), {"kind": "forecast"})
+    assert entry == "python ray_cluster/jobs/forecast.py --days 30"
+
+
+def test_entrypoint_options_match_the_job_scripts_arguments() -> None:
+    """Every option build_submission emits is one the Ray job script's argparse accepts."""
+    import importlib.util
+    import sys
+
+    from app.config import PROJECT_ROOT
+
+    jobs = PROJECT_ROOT / "ray_cluster" / "jobs"
+    sys.path.insert(0, str(jobs))
+    try:
+        for body in ({"kind": "all", "stores": [1, 2], "neural": False, "lgbm_rounds": 5, "max_steps": 3}, {"kind": "forecast", "days": 4, "stores": [9]}):
+            entry, _ = jobs_service.build_submission(settings(), body)
+            script, *args = entry.split()[1:]
+            spec = importlib.util.spec_from_file_location(f"job_{body['kind']}", PROJECT_ROOT / script)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            with pytest.raises(SystemExit) as stop:
+                module.main([*args, "--help"])
+            assert stop.value.code == 0
+    finally:
+        sys.path.remove(str(jobs))
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"kind": "store", "store": 1, "stores": [1, 2]}, "stores", "stores is only allowed when kind is 'all' or 'forecast', not 'store'"),
+        ({"kind": "all", "stores": []}, "stores", "at least 1 item"),
+        ({"kind": "all", "stores": list(range(1, 202))}, "stores", "at most 200 items"),
+        ({"kind": "all", "stores": [4, 4, 5]}, "stores", "stores must be distinct; repeated: [4]"),
+        ({"kind": "all", "stores": [0]}, "stores.0", "greater than or equal to 1"),
+        ({"kind": "store", "store": 1, "neural": False}, "neural", "neural is only allowed when kind is 'all', not 'store'"),
+        ({"kind": "forecast", "max_steps": 3}, "max_steps", "max_steps is only allowed when kind is 'all', not 'forecast'"),
+        ({"kind": "forecast", "lgbm_rounds": 3}, "lgbm_rounds", "lgbm_rounds is only allowed when kind is 'all' or 'store', not 'forecast'"),
+        ({"kind": "all", "days": 7}, "days", "days is only allowed when kind is 'forecast', not 'all'"),
+        ({"kind": "forecast", "days": 0}, "days", "greater than or equal to 1"),
+        ({"kind": "forecast", "store": 3}, "store", "store is only allowed when kind is 'store'"),
+        ({"kind": "all", "neural": "maybe"}, "neural", "valid boolean"),
+    ],
+)
+def test_new_fields_are_refused_with_the_field_and_reason(body: dict, field: str, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        TrainingJobRequest(**body)
+    errors = info.value.errors()
+    assert [".".join(str(x) for x in e["loc"]) for e in errors] == [field], errors
+    assert message in errors[0]["msg"]
+
+
+def test_new_fields_accepted_where_they_apply() -> None:
+    req = TrainingJobRequest(kind="all", stores=[1, 2, 3], neural=False, lgbm_rounds=50)
+    assert req.stores == [1, 2, 3] and req.neural is False
+    req = TrainingJobRequest(kind="forecast", days=14, stores=[7])
+    assert req.days == 14 and req.store is None
+    assert TrainingJobRequest(kind="forecast").days is None

@@ -1,67 +1,140 @@
-"""Helpers of the end-to-end DAG test that need the ``app`` package (run in ``.venv``, not in Airflow's venv)."""
+"""Helpers of the end-to-end DAG test that need the ``app`` package (run in ``.venv``, not in Airflow's venv).
+
+The test runs on an isolated slice of the real stack: its own Kafka topic, sales/stores/ingest/forecast
+tables, checkpoint, registered model name and job-code zip on the emulator's S3. So the weekly DAG's
+``kind=all`` training sees only the slice, whatever else the stack's ``sales`` table holds (or not), and
+the stack's data, champion and forecasts are left untouched.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
-SLICE_STORES = 10
-SLICE_DAYS = 3
+#: Stores whose full history the daily DAG ingests ...
+SLICE_STORES = [1, 2, 3, 4, 5, 6]
+#: ... and the weekly DAG trains on, forecasts and checks (store 6 is ingested but left out on purpose).
+TRAIN_STORES = [1, 2, 3, 4, 5]
+_TABLES = ("sales", "stores", "dead", "ledger", "stage", "forecasts")
 
 
-def produce_slice(settings) -> tuple[str, int]:  # noqa: ANN001 - app.config.Settings
-    """Publish the last few days of a few stores to a fresh topic; returns ``(topic, rows)``.
+def isolated_settings(base, tmp_path: Path):  # noqa: ANN001, ANN201 - app.config.Settings
+    """``base`` with a fresh topic, tables (migrated), checkpoint, model name and job-code key."""
+    from app.db import apply_migrations
 
-    The rows are those already in ``sales`` (or the shared Kaggle data when the table is empty), so the
-    upsert the DAG performs rewrites identical values and leaves the stack's data as it was.
+    tag = uuid.uuid4().hex[:8]
+    settings = base.model_copy(update={
+        "kafka_topic": f"test-airflow-{tag}",
+        "table_sales": f"taf{tag}_sales",
+        "table_stores": f"taf{tag}_stores",
+        "table_dead_letter": f"taf{tag}_dead",
+        "table_ledger": f"taf{tag}_ledger",
+        "table_ingest_staging": f"taf{tag}_stage",
+        "table_forecasts": f"taf{tag}_forecasts",
+        "ingest_checkpoint": str(tmp_path / "checkpoint"),
+        "model_name": f"test-airflow-{tag}",
+        "mlflow_experiment": f"{base.mlflow_experiment}-airflow-tests",
+        "job_code_key": f"tests/airflow-{tag}.zip",
+    })
+    apply_migrations(settings)
+    return settings
+
+
+def cleanup(settings) -> None:  # noqa: ANN001
+    """Drop the slice's tables, registered model, topic and job-code zip (best effort)."""
+    from app.db import transaction
+
+    prefix = settings.table_sales.rsplit("_", 1)[0]
+    with contextlib.suppress(Exception), transaction(settings) as conn, conn.cursor() as cur:
+        for name in _TABLES:
+            cur.execute(f"DROP TABLE IF EXISTS {prefix}_{name}")
+    with contextlib.suppress(Exception):
+        from mlflow import MlflowClient
+
+        MlflowClient(settings.mlflow_uri).delete_registered_model(settings.model_name)
+    with contextlib.suppress(Exception):
+        settings.boto3_client("s3").delete_object(Bucket=settings.bucket_code, Key=settings.job_code_key)
+    with contextlib.suppress(Exception):
+        from kafka.admin import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin.delete_topics([settings.kafka_topic])
+        admin.close()
+
+
+def slice_data() -> tuple[Any, Any, str]:
+    """The full history of ``SLICE_STORES`` and their store rows: the shared Kaggle data, else synthetic."""
+    candidates = [os.environ.get("SFMLOPS_TEST_ROSSMANN_DIR"), str(ROOT.parent / "shared" / "data" / "rossmann")]
+    folder = next((Path(c) for c in candidates if c and (Path(c) / "store.csv").is_file()), None)
+    if folder is not None:
+        from app.data.kaggle import load_stores, load_train
+
+        train = next(p for p in (folder / "train.csv.gz", folder / "train.csv") if p.is_file())
+        sales, stores, source = load_train(train), load_stores(folder / "store.csv"), f"kaggle {folder}"
+    else:
+        from app.data.synthetic import generate
+
+        sales, stores = generate(42, max(SLICE_STORES), "2013-01-01", "2015-06-13")
+        source = "synthetic"
+    sales = sales[sales["store"].isin(SLICE_STORES)].sort_values(["date", "store"]).reset_index(drop=True)
+    return sales, stores[stores["store"].isin(SLICE_STORES)].reset_index(drop=True), source
+
+
+def prepare_slice(settings) -> dict[str, Any]:  # noqa: ANN001
+    """Load the slice's stores, publish its sales to the slice's topic and the job code to S3.
+
+    Returns what the DAG test expects: rows and days sent, the last day, the stores.
     """
-    import pandas as pd
-    import psycopg2
-
+    from app.api import job_package
+    from app.data.load import load_stores_table
     from app.produce import produce
 
-    with contextlib.closing(psycopg2.connect(settings.pg_dsn())) as conn:
-        frame = pd.read_sql_query(
-            f"SELECT store, date, day_of_week, sales, customers, open, promo, state_holiday, school_holiday "
-            f"FROM {settings.table_sales} WHERE store <= %s AND date > (SELECT max(date) FROM {settings.table_sales}) - %s "
-            f"ORDER BY date, store",
-            conn,
-            params=(SLICE_STORES, SLICE_DAYS),
-        )
-    if frame.empty:
-        from app.data.kaggle import load_train
+    sales, stores, source = slice_data()
+    load_stores_table(settings, stores)
+    summary = produce(settings, "replay", sales=sales, progress=False)
+    print(f"produced {len(sales)} rows of stores {SLICE_STORES} ({source}) to {settings.kafka_topic}: {summary}")
+    zip_path = job_package.build(ROOT / "build" / f"job-{settings.job_code_key.rsplit('/', 1)[-1]}")
+    job_package.upload(settings, zip_path)
+    zip_path.unlink(missing_ok=True)
+    return {
+        "rows": len(sales),
+        "days": int(sales["date"].nunique()),
+        "last_day": str(sales["date"].max().date()),
+        "stores": SLICE_STORES,
+        "train_stores": TRAIN_STORES,
+        "source": source,
+    }
 
-        shared = Path(os.environ.get("SFMLOPS_TEST_ROSSMANN_DIR") or ROOT.parent / "shared" / "data" / "rossmann")
-        full = load_train(shared / "train.csv.gz")
-        last = full["date"].max()
-        frame = full[(full["store"] <= SLICE_STORES) & (full["date"] > last - pd.Timedelta(days=SLICE_DAYS))]
-    frame = frame.assign(date=pd.to_datetime(frame["date"])).reset_index(drop=True)
-    topic = f"test-airflow-{uuid.uuid4().hex[:8]}"
-    summary = produce(settings, "replay", sales=frame, topic=topic, progress=False)
-    print(f"produced {summary} to {topic}")
-    return topic, len(frame)
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager
 def api_server(settings) -> Iterator[tuple[str, str]]:  # noqa: ANN001
-    """The real API under uvicorn on the stack's API port, and a fresh key; yields ``(base_url, key)``."""
+    """The real API under uvicorn on a free loopback port, and a fresh key; yields ``(base_url, key)``."""
     from app.api.auth import issue_key
-    from app.stack.airflow import settings_env
+    from app.config import settings_env
 
+    port = _free_port(settings.bind_host)
+    settings = settings.model_copy(update={"api_port": port})
     key = issue_key(settings, f"airflow-e2e-{uuid.uuid4().hex[:8]}")
-    url = settings.api_base_url
+    url = f"http://{settings.bind_host}:{port}"
     env = {**os.environ, **settings_env(settings), **settings.aws_env()}
     proc = subprocess.Popen(  # noqa: S603 - fixed argv
         [sys.executable, "-m", "uvicorn", "app.api.main:create_app", "--factory", "--host", settings.bind_host,
-         "--port", str(settings.api_port), "--log-level", "warning"],
+         "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
     )
     try:

@@ -113,3 +113,53 @@ def test_champion_report_wording() -> None:
     won = champion_decision({"gate": {"decision": "champion", "version": "5", "new_rmspe": 0.11, "champion_rmspe": None, "previous_champion": None}}, models)
     assert "first champion" in won["summary"]
     assert champion_decision({}, models)["decision"] == "unknown"
+
+
+def test_training_and_forecast_requests_follow_the_run_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfmlops_dag_utils.config import run_config
+
+    for name in ("STORES", "TRAINING_NEURAL", "TRAINING_LGBM_ROUNDS", "TRAINING_MAX_STEPS", "TRAINING_KIND", "FORECAST_DAYS"):
+        monkeypatch.delenv(f"SFMLOPS_DAG_{name}", raising=False)
+    cfg = run_config()
+    assert cfg.training_request() == {"kind": "all"}
+    assert cfg.forecast_request() == {"kind": "forecast", "days": 48}
+    assert cfg.stores() is None
+    monkeypatch.setenv("SFMLOPS_DAG_STORES", " 3, 1,2 ")
+    monkeypatch.setenv("SFMLOPS_DAG_TRAINING_NEURAL", "false")
+    monkeypatch.setenv("SFMLOPS_DAG_TRAINING_LGBM_ROUNDS", "120")
+    monkeypatch.setenv("SFMLOPS_DAG_FORECAST_DAYS", "14")
+    cfg = run_config()
+    assert cfg.training_request() == {"kind": "all", "stores": [3, 1, 2], "neural": False, "lgbm_rounds": 120}
+    assert cfg.forecast_request() == {"kind": "forecast", "days": 14, "stores": [3, 1, 2]}
+    monkeypatch.setenv("SFMLOPS_DAG_TRAINING_NEURAL", "yes")
+    monkeypatch.setenv("SFMLOPS_DAG_TRAINING_MAX_STEPS", "50")
+    assert run_config().training_request() == {"kind": "all", "stores": [3, 1, 2], "lgbm_rounds": 120, "max_steps": 50}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("STORES", "1,x", "SFMLOPS_DAG_STORES (or Variable sfmlops_stores) must be an integer, got 'x'"),
+        ("STORES", "0", "SFMLOPS_DAG_STORES (or Variable sfmlops_stores) must be >= 1, got 0"),
+        ("STORES", "4,4", "SFMLOPS_DAG_STORES (or Variable sfmlops_stores) repeats a store id"),
+        ("TRAINING_NEURAL", "maybe", "SFMLOPS_DAG_TRAINING_NEURAL (or Variable sfmlops_training_neural) must be true or false"),
+        ("TRAINING_LGBM_ROUNDS", "0", "SFMLOPS_DAG_TRAINING_LGBM_ROUNDS (or Variable sfmlops_training_lgbm_rounds) must be >= 1"),
+    ],
+)
+def test_bad_training_options_name_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+    from sfmlops_dag_utils.config import run_config
+
+    monkeypatch.setenv(f"SFMLOPS_DAG_{name}", value)
+    with pytest.raises(ValueError) as info:
+        run_config()
+    assert message in str(info.value)
+
+
+def test_local_forecast_command_is_limited_to_the_stores(tmp_path: Path) -> None:
+    from sfmlops_dag_utils.local import forecast_command
+
+    cli = tmp_path / ".venv" / "bin" / "sfmlops"
+    cli.parent.mkdir(parents=True)
+    cli.write_text("")
+    assert forecast_command(tmp_path, 7)[0] == [str(cli), "forecast", "--days", "7"]
+    assert forecast_command(tmp_path, 7, [5, 2])[0] == [str(cli), "forecast", "--days", "7", "--stores", "5,2"]

@@ -175,3 +175,47 @@ def test_too_many_dead_letters_fail_the_daily_run(airflow_db, dagbag, monkeypatc
     assert "data quality check failed:" in out
     assert "over the threshold of 2 (SFMLOPS_DAG_MAX_DEAD_LETTERS" in out
     assert "negative sales (2)" in out and "unknown store (1)" in out
+
+
+@pytest.mark.integration
+def test_missing_forecasts_of_an_expected_store_fail_the_weekly_check(airflow_db, dagbag, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+    """check_forecasts checks exactly the configured stores, for the model version, on the real Postgres."""
+    import psycopg2
+    from airflow.models import Connection
+
+    uri = os.environ.get("AIRFLOW_CONN_SFMLOPS_POSTGRES")
+    if not uri:
+        pytest.skip("AIRFLOW_CONN_SFMLOPS_POSTGRES is not set (run through tests/dags/test_airflow_suite.py)")
+    info = Connection(uri=uri)
+    tag = uuid.uuid4().hex[:8]
+    sales, fc = f"tafchk{tag}_sales", f"tafchk{tag}_forecasts"
+    monkeypatch.setenv("SFMLOPS_DAG_TABLE_SALES", sales)
+    monkeypatch.setenv("SFMLOPS_DAG_TABLE_FORECASTS", fc)
+    monkeypatch.setenv("SFMLOPS_DAG_FORECAST_DAYS", "3")
+    pg = psycopg2.connect(host=info.host, port=info.port, dbname=info.schema, user=info.login, password=info.password)
+    dag = dagbag.dags["sales_train_weekly"].partial_subset("check_forecasts", include_upstream=False)
+    try:
+        with pg, pg.cursor() as cur:
+            cur.execute(f"CREATE TABLE {sales} (store int, date date)")
+            cur.execute(f"CREATE TABLE {fc} (model_name text, model_version text, store int, date date, created_at timestamptz DEFAULT now())")
+            cur.execute(f"INSERT INTO {sales} SELECT s, DATE '2015-06-13' FROM generate_series(1, 3) s")
+            # model m v2 has 3 days for stores 1 and 3, only 2 days for store 2; store 3 is not expected
+            cur.execute(
+                f"INSERT INTO {fc} (model_name, model_version, store, date) SELECT 'm', '2', s, DATE '2015-06-13' + d "
+                "FROM generate_series(1, 3) s, generate_series(1, 3) d WHERE NOT (s = 2 AND d = 3)"
+            )
+        monkeypatch.setenv("SFMLOPS_DAG_STORES", "1,3")
+        ok = dag.test()
+        monkeypatch.setenv("SFMLOPS_DAG_STORES", "1,2")
+        short = dag.test()
+        out = capfd.readouterr().out + caplog.text
+    finally:
+        with pg, pg.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {sales}, {fc}")
+        pg.close()
+    assert ok.state == "success"
+    report = ok.get_task_instance("check_forecasts").xcom_pull(task_ids="check_forecasts")
+    assert (report["stores"], report["stores_short"], report["model_version"]) == (2, 0, "2")
+    assert short.state == "failed"
+    assert "forecast check failed: 1 of 2 stores (stores [1, 2]) have fewer than 3 forecast days after 2015-06-13" in out
+    assert "for model m v2 (store: days found) {2: 2}" in out

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from app.api import jobs_service
 from app.api.deps import ClientDep, RayDep, SettingsDep
@@ -18,33 +18,91 @@ JobState = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED", "LOST
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Job id returned at submission")]
 
 
+#: Most store ids one request may name (kind=all or forecast): a slice for tests and small runs.
+MAX_STORES = 200
+
+
 class TrainingJobRequest(BaseModel):
-    """What to train."""
+    """What to train (or, with kind=forecast, which batch forecast to run)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["all", "store", "noop"] = Field(
+    kind: Literal["all", "store", "forecast", "noop"] = Field(
         "all",
-        description="all = global model over every store; store = one store (needs `store`); "
+        description="all = global model over every store (or `stores`); store = one store (needs `store`); "
+        "forecast = batch forecast of the champion into the forecasts table (`days`, `stores`); "
         "noop = trivial job, accepted only when the server runs with SFMLOPS_API_TEST_JOBS=true",
     )
     store: int | None = Field(None, ge=1, le=100_000, description="Store id, required when kind=store")
+    stores: list[Annotated[int, Field(ge=1, le=100_000)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_STORES,
+        description=f"Only these store ids (kind=all or forecast; 1 to {MAX_STORES} distinct ids; default: every store)",
+    )
+    neural: bool | None = Field(None, description="Also train the neuralforecast candidate (kind=all; default true)")
+    days: int | None = Field(None, ge=1, le=366, description="Forecast horizon in days (kind=forecast; default SFMLOPS_HORIZON_DAYS)")
     noop_seconds: int = Field(0, ge=0, le=600, description="How long a noop job sleeps (kind=noop only)")
     lgbm_rounds: int | None = Field(None, ge=1, le=20_000, description="Boosting rounds of LightGBM (all, store)")
     max_steps: int | None = Field(None, ge=1, le=100_000, description="Training steps of the neural model (all)")
+
+    @field_validator("store")
+    @classmethod
+    def _store_needs_kind_store(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("kind")
+        if value is not None and kind is not None and kind != "store":
+            raise ValueError("store is only allowed when kind is 'store' (use stores for kind 'all' or 'forecast')")
+        return value
+
+    @field_validator("stores")
+    @classmethod
+    def _stores_distinct_and_kind(cls, value: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if value is None:
+            return value
+        kind = info.data.get("kind")
+        if kind is not None and kind not in ("all", "forecast"):
+            raise ValueError(f"stores is only allowed when kind is 'all' or 'forecast', not {kind!r}")
+        duplicates = sorted({s for s in value if value.count(s) > 1})
+        if duplicates:
+            raise ValueError(f"stores must be distinct; repeated: {duplicates[:10]}")
+        return value
+
+    @field_validator("neural", "max_steps")
+    @classmethod
+    def _all_only(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        if value is not None and kind is not None and kind != "all":
+            raise ValueError(f"{info.field_name} is only allowed when kind is 'all', not {kind!r}")
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _forecast_only(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("kind")
+        if value is not None and kind is not None and kind != "forecast":
+            raise ValueError(f"days is only allowed when kind is 'forecast', not {kind!r}")
+        return value
+
+    @field_validator("noop_seconds")
+    @classmethod
+    def _noop_only(cls, value: int, info: ValidationInfo) -> int:
+        kind = info.data.get("kind")
+        if value and kind is not None and kind != "noop":
+            raise ValueError(f"noop_seconds is only allowed when kind is 'noop', not {kind!r}")
+        return value
+
+    @field_validator("lgbm_rounds")
+    @classmethod
+    def _training_only(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("kind")
+        if value is not None and kind in ("noop", "forecast"):
+            raise ValueError(f"lgbm_rounds is only allowed when kind is 'all' or 'store', not {kind!r}")
+        return value
 
     @model_validator(mode="after")
     def _store_matches_kind(self) -> "TrainingJobRequest":
         if self.kind == "store" and self.store is None:
             raise ValueError("store is required when kind is 'store'")
-        if self.kind != "store" and self.store is not None:
-            raise ValueError("store is only allowed when kind is 'store'")
-        if self.kind != "noop" and self.noop_seconds:
-            raise ValueError("noop_seconds is only allowed when kind is 'noop'")
-        if self.kind == "noop" and self.lgbm_rounds is not None:
-            raise ValueError("lgbm_rounds is not allowed when kind is 'noop'")
-        if self.kind != "all" and self.max_steps is not None:
-            raise ValueError("max_steps is only allowed when kind is 'all'")
         return self
 
 
@@ -131,7 +189,7 @@ def submit_training_job(
         ),
     ] = None,
 ) -> TrainingJob:
-    """Start training on Ray (all stores, or one store). Returns 202 with the job and links."""
+    """Start training on Ray (all stores, a few stores, or one store) or a batch forecast. Returns 202 with the job and links."""
     if body.kind == "noop" and not (settings.api_test_jobs and settings.profile == "local"):
         raise ApiError(
             422,
