@@ -12,7 +12,6 @@ invalid ones are counted as failed, never sent. Durability: ``acks=all``, idempo
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
@@ -98,6 +97,41 @@ def to_record(row: dict) -> dict:
     return record
 
 
+def encode_record(record: dict) -> bytes:
+    """The compact JSON bytes of a record that passed :func:`validate_row`.
+
+    Formatted directly rather than with ``json.dumps`` (the producer's hottest line after the Kafka
+    client): a valid record holds only integers, an ISO date and a state-holiday code from a fixed
+    set, none of which needs escaping. Same bytes as ``json.dumps(record, separators=(",", ":"))``.
+    """
+    return (
+        f'{{"schema_version":{record["schema_version"]},"store":{record["store"]},"date":"{record["date"]}",'
+        f'"day_of_week":{record["day_of_week"]},"sales":{record["sales"]},"customers":{record["customers"]},'
+        f'"open":{record["open"]},"promo":{record["promo"]},"state_holiday":"{record["state_holiday"]}",'
+        f'"school_holiday":{record["school_holiday"]}}}'
+    ).encode()
+
+
+class _KeyPartitions:
+    """Partition of each key, computed once per key as the client's default partitioner does (murmur2).
+
+    The default partitioner costs about a tenth of ``send``; there are only ~1,115 distinct keys.
+    """
+
+    def __init__(self, producer, topic: str) -> None:  # noqa: ANN001 - kafka.KafkaProducer
+        from kafka.partitioner.default import murmur2
+
+        self._murmur2 = murmur2
+        self._all = sorted(producer.partitions_for(topic))
+        self._cache: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        partition = self._cache.get(key)
+        if partition is None:
+            partition = self._cache[key] = self._all[(self._murmur2(key) & 0x7FFFFFFF) % len(self._all)]
+        return partition
+
+
 def _days(sales: "pd.DataFrame", start: dt.date | None, end: dt.date | None) -> list[tuple[dt.date, "pd.DataFrame"]]:
     frame = sales
     if start is not None:
@@ -162,6 +196,7 @@ def produce(
     name = topic or settings.kafka_topic
     ensure_topic(settings, name)
     producer = make_producer(settings)
+    partition_of = _KeyPartitions(producer, name)
     counts = {"sent": 0, "failed": 0, "invalid": 0}
     errors: list[str] = []
 
@@ -197,9 +232,9 @@ def produce(
                     if len(errors) < 5:
                         errors.append(f"store {record.get('store')} {record.get('date')}: {reason}")
                     continue
-                payload = json.dumps(record, separators=(",", ":")).encode()
+                key = str(record["store"]).encode()
                 try:
-                    future = producer.send(name, key=str(record["store"]).encode(), value=payload)
+                    future = producer.send(name, key=key, value=encode_record(record), partition=partition_of(key))
                 except KafkaError as exc:
                     _err(exc)
                     continue

@@ -204,6 +204,10 @@ def run(
         "copy_rows_per_s": round(copy_rate),
         "ratio": round(spark_rate / copy_rate, 3),
         "job_wall_seconds": summary["wall_seconds"],
+        # where the Spark stage's time goes: Kafka read + parse + validate + parallel COPY into staging
+        # (executors), and the driver's one-transaction commit into sales (summed over batches)
+        "stage_seconds_sum": summary.get("stage_seconds_sum"),
+        "commit_seconds_sum": summary.get("commit_seconds_sum"),
         "driver_heap_max": settings.spark_driver_memory,
         "driver_peak_rss_mb": round(peaks.get("driver", 0) / 2**20),
         "process_tree_peak_rss_mb": round(peaks.get("tree", 0) / 2**20),

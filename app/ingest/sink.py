@@ -5,12 +5,15 @@ Per micro-batch:
 1. :func:`begin_batch` (driver) returns ``False`` when the ledger already holds ``(query id, batch id)``
    (Spark replays the last batch after a crash; it then changes nothing); otherwise it empties the
    query's staging table of rows left by a crashed attempt.
-2. :func:`stage_partition` (executors, through ``mapInArrow``) marks in-batch duplicates, renders the
-   rows as CSV with pyarrow and ``COPY``s them into the query's UNLOGGED staging table, one connection
-   per task, so the load runs in parallel.
-3. :func:`commit_batch` (driver) in ONE transaction: dead letters (keyed by Kafka coordinates),
-   ``INSERT ... SELECT DISTINCT ON (store, date) ... ON CONFLICT DO UPDATE`` into sales (rows whose
-   values did not change are not touched), the ledger row, and emptying the staging table.
+2. :func:`stage_partition` (executors, through ``mapInArrow``) renders each Arrow batch as CSV with
+   pyarrow and streams it into the query's UNLOGGED staging table with ``COPY`` while Spark produces
+   the next batch (one connection per task, so the load runs in parallel), then marks the task's
+   in-batch duplicates as rejected.
+3. :func:`commit_batch` (driver) in ONE transaction: dead letters (keyed by Kafka coordinates), the
+   rows into sales (rows whose values did not change are not touched: an ``UPDATE`` of changed keys
+   plus an ``INSERT`` of new ones when no key can repeat across tasks, else ``INSERT ... SELECT
+   DISTINCT ON (store, date) ... ON CONFLICT DO UPDATE``), the ledger row, and emptying the staging
+   table.
 
 Everything here but :func:`stage_partition` runs on the driver.
 """
@@ -19,8 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from app.ingest.schema import SALES_COLUMNS
 
@@ -87,12 +89,8 @@ def begin_batch(conn, settings: "Settings", query_id: str, batch_id: int) -> boo
     return True
 
 
-def _hex_bytea(values: "pa.Array", rows: "list[int]") -> list[str | None]:
-    out: list[str | None] = []
-    for i in rows:
-        value = values[i].as_py()
-        out.append(None if value is None else "\\x" + value.hex())
-    return out
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else "\\x" + value.hex()
 
 
 def stage_partition(
@@ -100,8 +98,16 @@ def stage_partition(
 ) -> Callable[[Iterator["pa.RecordBatch"]], Iterator["pa.RecordBatch"]]:
     """The ``mapInArrow`` function that COPYs one task's rows into the staging table.
 
+    The COPY streams: each Arrow batch is rendered as CSV and written to a pipe that a second thread
+    feeds to ``COPY ... FROM STDIN`` while Spark produces the next batch, so the load overlaps the
+    parsing. In-batch duplicates of (store, date) within the task are found at the end (the record
+    with the highest (partition, offset) wins) and the superseded rows are marked rejected in the
+    staging table, with their raw payload, before the task's transaction commits.
+
     Input batches carry ``topic, kafka_partition, kafka_offset, kafka_timestamp, reason``, the sales
-    columns, ``kafka_key`` and ``value`` (raw bytes). Output: one row ``(rows, rejected)`` per task.
+    columns, ``kafka_key`` and ``value`` (raw bytes). Output: one row per task: ``rows``,
+    ``rejected`` and the distinct ``stores`` of its valid rows (the driver uses them to tell whether
+    duplicates across tasks are possible).
 
     Args:
         dsn: libpq DSN of the application role.
@@ -111,76 +117,138 @@ def stage_partition(
     """
 
     def stage(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
+        import os
+        import threading
+
         import numpy as np
         import psycopg2
+        import psycopg2.extras
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.csv as pacsv
 
-        data = pa.Table.from_batches(list(batches))
-        n = data.num_rows
-        if n == 0:
-            yield pa.RecordBatch.from_pydict({"rows": [0], "rejected": [0]})
-            return
-        data = data.combine_chunks()
-        reason = data.column("reason").to_pylist()
-        valid = np.array([r is None for r in reason])
-        # In-batch duplicates of (store, date): the record with the highest (partition, offset) wins.
-        if valid.any():
-            idx = np.nonzero(valid)[0]
-            store = data.column("store").to_numpy(zero_copy_only=False)[idx].astype(np.int64)
-            day = pc.cast(data.column("date"), pa.int32()).to_numpy(zero_copy_only=False)[idx].astype(np.int64)
-            part = data.column("kafka_partition").to_numpy(zero_copy_only=False)[idx].astype(np.int64)
-            offs = data.column("kafka_offset").to_numpy(zero_copy_only=False)[idx].astype(np.int64)
-            order = np.lexsort((offs, part, day, store))
-            key = store[order] * 1_000_000 + day[order]
-            last = np.r_[key[1:] != key[:-1], True]  # the last of each run of equal keys wins
-            last_pos = np.nonzero(last)[0]
-            for pos in np.nonzero(~last)[0]:
-                winner = order[last_pos[np.searchsorted(last_pos, pos)]]
-                day_text = dt.date(1970, 1, 1) + dt.timedelta(days=int(day[order[pos]]))
-                reason[idx[order[pos]]] = (
-                    f"duplicate: ({store[order[pos]]}, {day_text}) sent again in the same batch "
-                    f"(partition {part[winner]}, offset {offs[winner]} kept)"
-                )
-        rejected = [i for i, r in enumerate(reason) if r is not None]
-        payload: list[str | None] = [None] * n
-        key_hex: list[str | None] = [None] * n
-        if rejected:
-            values = _hex_bytea(data.column("value"), rejected)
-            keys = _hex_bytea(data.column("kafka_key"), rejected)
-            for i, value, kafka_key in zip(rejected, values, keys):
-                payload[i], key_hex[i] = value, kafka_key
-        sizes = pc.binary_length(data.column("value"))
-        out = pa.table(
-            {
-                "batch_id": pa.array(np.full(n, batch_id, dtype=np.int64)),
-                "topic": data.column(topic_col),
-                "kafka_partition": data.column("kafka_partition"),
-                "kafka_offset": data.column("kafka_offset"),
-                "kafka_timestamp": data.column("kafka_timestamp"),
-                "reason": pa.array(reason, pa.string()),
-                **{c: data.column(c) for c in SALES_COLUMNS},
-                "kafka_key": pa.array(key_hex, pa.string()),
-                "payload": pa.array(payload, pa.string()),
-                "payload_bytes": pc.if_else(
-                    pa.array([r is None for r in reason]), pa.scalar(None, pa.int32()), pc.cast(sizes, pa.int32())
-                ),
-            }
-        )
-        buf = io.BytesIO()
-        pacsv.write_csv(out, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-        buf.seek(0)
         conn = psycopg2.connect(dsn, application_name="sfmlops-ingest-stage")
+        read_fd, write_fd = os.pipe()
+        failure: list[BaseException] = []
+
+        def copy() -> None:
+            try:
+                with os.fdopen(read_fd, "rb") as source, conn.cursor() as cur:
+                    cur.copy_expert(
+                        f"COPY {table} ({', '.join(STAGING_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", source, size=1 << 20
+                    )
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the task thread
+                failure.append(exc)
+
+        copier = threading.Thread(target=copy, name="sfmlops-copy", daemon=True)
+        copier.start()
+        options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+        kept: list[pa.RecordBatch] = []  # value/key columns, for the payload of superseded duplicates
+        keys: list["np.ndarray"] = []  # per batch: key, partition, offset, row index of valid rows
+        rows = rejected = 0
         try:
-            with conn.cursor() as cur:
-                cur.copy_expert(f"COPY {table} ({', '.join(STAGING_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buf)
+            with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
+                for batch in batches:
+                    n = batch.num_rows
+                    if n == 0:
+                        continue
+                    reason = batch.column("reason")
+                    bad = reason.is_valid()
+                    n_bad = pc.sum(bad).as_py() or 0
+                    payload = pa.nulls(n, pa.string())
+                    key_hex = pa.nulls(n, pa.string())
+                    if n_bad:
+                        value, kafka_key = batch.column("value"), batch.column("kafka_key")
+                        payload = pa.array([_hex(value[i].as_py()) if b else None for i, b in enumerate(bad.to_pylist())], pa.string())
+                        key_hex = pa.array([_hex(kafka_key[i].as_py()) if b else None for i, b in enumerate(bad.to_pylist())], pa.string())
+                    sizes = pc.cast(pc.binary_length(batch.column("value")), pa.int32())
+                    frame = pa.RecordBatch.from_pydict(
+                        {
+                            "batch_id": pa.array(np.full(n, batch_id, dtype=np.int64)),
+                            "topic": batch.column(topic_col),
+                            "kafka_partition": batch.column("kafka_partition"),
+                            "kafka_offset": batch.column("kafka_offset"),
+                            "kafka_timestamp": batch.column("kafka_timestamp"),
+                            "reason": reason,
+                            **{c: batch.column(c) for c in SALES_COLUMNS},
+                            "kafka_key": key_hex,
+                            "payload": payload,
+                            "payload_bytes": pc.if_else(bad, sizes, pa.scalar(None, pa.int32())),
+                        }
+                    )
+                    pacsv.write_csv(frame, out, options)
+                    good = np.flatnonzero(~bad.to_numpy(zero_copy_only=False))
+                    if len(good):
+                        store = batch.column("store").to_numpy(zero_copy_only=False)[good].astype(np.int64)
+                        day = pc.cast(batch.column("date"), pa.int32()).to_numpy(zero_copy_only=False)[good].astype(np.int64)
+                        part = batch.column("kafka_partition").to_numpy(zero_copy_only=False)[good].astype(np.int64)
+                        offs = batch.column("kafka_offset").to_numpy(zero_copy_only=False)[good].astype(np.int64)
+                        keys.append(np.stack([store * 1_000_000 + day, part, offs, np.full(len(good), len(kept)), good]))
+                    kept.append(batch.select(["value", "kafka_key"]))
+                    rows += n
+                    rejected += n_bad
+        except BrokenPipeError:
+            pass  # the COPY thread stopped reading: its error is raised below
+        copier.join()
+        try:
+            if failure:
+                raise failure[0]
+            stores = np.zeros(0, dtype=np.int64)
+            if keys:
+                key, part, offs, src, idx = np.concatenate(keys, axis=1)
+                order = np.lexsort((offs, part, key))
+                last = np.r_[key[order][1:] != key[order][:-1], True]  # the last of each run of equal keys wins
+                stores = np.unique(key // 1_000_000)
+                losers = order[~last]
+                if len(losers):
+                    winners = order[np.flatnonzero(last)[np.searchsorted(np.flatnonzero(last), np.flatnonzero(~last))]]
+                    marks = []
+                    for lose, win in zip(losers, winners):
+                        day = dt.date(1970, 1, 1) + dt.timedelta(days=int(key[lose] % 1_000_000))
+                        source = kept[int(src[lose])]
+                        value = source.column("value")[int(idx[lose])].as_py()
+                        kafka_key = source.column("kafka_key")[int(idx[lose])].as_py()
+                        marks.append((
+                            int(part[lose]), int(offs[lose]),
+                            f"duplicate: ({key[lose] // 1_000_000}, {day}) sent again in the same batch "
+                            f"(partition {part[win]}, offset {offs[win]} kept)",
+                            None if kafka_key is None else psycopg2.Binary(kafka_key),
+                            None if value is None else psycopg2.Binary(value),
+                            None if value is None else len(value),
+                        ))
+                    with conn.cursor() as cur:
+                        psycopg2.extras.execute_values(
+                            cur,
+                            f"""UPDATE {table} AS s SET reason = v.reason, kafka_key = v.kafka_key, payload = v.payload,
+                                payload_bytes = v.payload_bytes
+                            FROM (VALUES %s) AS v (kafka_partition, kafka_offset, reason, kafka_key, payload, payload_bytes)
+                            WHERE s.batch_id = {int(batch_id)} AND s.kafka_partition = v.kafka_partition
+                              AND s.kafka_offset = v.kafka_offset""",
+                            marks,
+                            template="(%s::integer, %s::bigint, %s::text, %s::bytea, %s::bytea, %s::integer)",
+                            page_size=1000,
+                        )
+                    rejected += len(marks)
             conn.commit()
         finally:
             conn.close()
-        yield pa.RecordBatch.from_pydict({"rows": [n], "rejected": [len(rejected)]})
+        yield pa.RecordBatch.from_pydict(
+            {"rows": [rows], "rejected": [rejected], "stores": pa.array([stores.astype(np.int32)], pa.list_(pa.int32()))}
+        )
 
     return stage
+
+
+def stores_overlap(task_stores: "Iterable[Iterable[int]]") -> bool:
+    """Whether any store id appears in the valid rows of more than one task (then duplicates of a
+    (store, date) key across tasks are possible and the commit deduplicates)."""
+    seen: set[int] = set()
+    for stores in task_stores:
+        current = set(stores)
+        if seen & current:
+            return True
+        seen |= current
+    return False
 
 
 def commit_batch(
@@ -192,25 +260,45 @@ def commit_batch(
     rows_in: int,
     rows_rejected: int,
     started_at: dt.datetime,
+    dedupe: bool = True,
 ) -> dict:
     """Move the staged batch into dead letters and sales and write the ledger row, atomically.
+
+    Args:
+        dedupe: Whether valid staged rows may repeat a (store, date) key (duplicates across tasks);
+            then the newest record per key is chosen with ``DISTINCT ON`` and upserted with
+            ``ON CONFLICT``. Without duplicates, existing keys whose values changed are updated and new
+            keys inserted in two plain statements, which is much faster for big batches; should another
+            writer insert one of the keys meanwhile, the general upsert runs instead.
 
     Returns:
         ``{"committed": bool, "upserted": int, "dead_lettered": int}``; ``committed`` is False when
         another attempt committed the same batch first (nothing is changed then).
     """
+    import psycopg2.errors
+
     stage = staging_table(settings, query_id)
+    sales = settings.table_sales
     cols = ", ".join(SALES_COLUMNS)
     data_cols = [c for c in SALES_COLUMNS if c not in ("store", "date")]
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in data_cols)
-    changed = f"({', '.join('t.' + c for c in data_cols)}) IS DISTINCT FROM ({', '.join('EXCLUDED.' + c for c in data_cols)})"
+    valid = f"FROM {stage} s WHERE s.batch_id = {int(batch_id)} AND s.reason IS NULL"
+    upsert = f"""INSERT INTO {sales} AS t ({cols}, ingested_at)
+        SELECT DISTINCT ON (store, date) {cols}, now() {valid}
+        ORDER BY store, date, kafka_partition DESC, kafka_offset DESC
+        ON CONFLICT (store, date) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in data_cols)},
+            ingested_at = EXCLUDED.ingested_at
+        WHERE ({', '.join('t.' + c for c in data_cols)}) IS DISTINCT FROM ({', '.join('EXCLUDED.' + c for c in data_cols)})"""
+    update = f"""UPDATE {sales} AS t SET {', '.join(f'{c} = s.{c}' for c in data_cols)}, ingested_at = now()
+        {valid} AND t.store = s.store AND t.date = s.date
+        AND ({', '.join('t.' + c for c in data_cols)}) IS DISTINCT FROM ({', '.join('s.' + c for c in data_cols)})"""
+    insert = f"""INSERT INTO {sales} ({cols}, ingested_at) SELECT {cols}, now() {valid}
+        AND NOT EXISTS (SELECT 1 FROM {sales} t WHERE t.store = s.store AND t.date = s.date)
+        ORDER BY store, date"""
     try:
         with conn.cursor() as cur:
             cur.execute("SET LOCAL work_mem = '256MB'")
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (query_id,))
-            cur.execute(
-                f"SELECT 1 FROM {settings.table_ledger} WHERE query_id = %s AND batch_id = %s", (query_id, batch_id)
-            )
+            cur.execute(f"SELECT 1 FROM {settings.table_ledger} WHERE query_id = %s AND batch_id = %s", (query_id, batch_id))
             if cur.fetchone():
                 conn.rollback()
                 return {"committed": False, "upserted": 0, "dead_lettered": 0}
@@ -226,16 +314,21 @@ def commit_batch(
                 (query_id, batch_id),
             )
             dead = cur.rowcount
-            cur.execute(
-                f"""INSERT INTO {settings.table_sales} AS t ({cols}, ingested_at)
-                SELECT DISTINCT ON (store, date) {cols}, now()
-                FROM {stage} WHERE batch_id = %s AND reason IS NULL
-                ORDER BY store, date, kafka_partition DESC, kafka_offset DESC
-                ON CONFLICT (store, date) DO UPDATE SET {updates}, ingested_at = EXCLUDED.ingested_at
-                WHERE {changed}""",
-                (batch_id,),
-            )
-            upserted = cur.rowcount
+            upserted = None
+            if not dedupe:
+                cur.execute("SAVEPOINT split_upsert")
+                try:
+                    cur.execute(update)
+                    upserted = cur.rowcount
+                    cur.execute(insert)
+                    upserted += cur.rowcount
+                    cur.execute("RELEASE SAVEPOINT split_upsert")
+                except psycopg2.errors.UniqueViolation:  # a concurrent writer inserted one of the keys
+                    cur.execute("ROLLBACK TO SAVEPOINT split_upsert")
+                    upserted = None
+            if upserted is None:
+                cur.execute(upsert)
+                upserted = cur.rowcount
             cur.execute(
                 f"""INSERT INTO {settings.table_ledger}
                     (query_id, batch_id, topic, rows_in, rows_valid, rows_rejected, rows_upserted, started_at)

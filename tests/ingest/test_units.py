@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import zipfile
 
 import pytest
@@ -11,7 +12,7 @@ from app.config import Settings
 from app.ingest import build_command, job_arguments, settings_env
 from app.ingest.schema import validate_row
 from app.ingest.sink import staging_table
-from app.produce import to_record
+from app.produce import encode_record, to_record
 from ingest_helpers import record
 
 TODAY = dt.date(2015, 6, 13)
@@ -55,6 +56,8 @@ def test_to_record_matches_schema() -> None:
     rec = to_record(row)
     assert rec["schema_version"] == 1 and rec["date"] == "2015-06-12"
     assert validate_row(rec, today=TODAY) is None
+    assert encode_record(rec) == json.dumps(rec, separators=(",", ":")).encode()
+    assert json.loads(encode_record({**rec, "state_holiday": "a", "sales": 0})) == {**rec, "state_holiday": "a", "sales": 0}
 
 
 def test_job_arguments_are_the_emr_arguments() -> None:
