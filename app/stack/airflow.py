@@ -1,4 +1,4 @@
-"""Airflow standalone (scheduler, triggerer, webserver) from its own virtualenv, against the local stack.
+"""Airflow (scheduler, triggerer, webserver, as standalone runs them) from its own virtualenv, against the local stack.
 
 Airflow lives in ``.venv-airflow`` (``make airflow-setup``), never in ``.venv``: its pins come from
 Airflow's constraints file and clash with the main environment. The metadata database is SQLite under
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 AIRFLOW_VENV = PROJECT_ROOT / ".venv-airflow"
 DAGS_FOLDER = PROJECT_ROOT / "dags"
+STANDALONE_SCRIPT = PROJECT_ROOT / "app" / "stack" / "scripts" / "airflow-standalone.sh"
 
 
 def airflow_env(settings: "Settings", airflow_home: str | None = None) -> dict[str, str]:
@@ -52,6 +53,8 @@ def airflow_env(settings: "Settings", airflow_home: str | None = None) -> dict[s
         "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(s.airflow_port),
         "AIRFLOW__WEBSERVER__WORKERS": "1",
         "AIRFLOW__WEBSERVER__EXPOSE_CONFIG": "False",
+        # the REST API answers local scripts with the admin user's password (webserver on loopback only)
+        "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth,airflow.api.auth.backend.session",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.airflow_port + 1),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.airflow_port + 2),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(s.airflow_port + 3),
@@ -68,15 +71,15 @@ def airflow_env(settings: "Settings", airflow_home: str | None = None) -> dict[s
 
 
 class Airflow(Service):
-    """``airflow standalone`` on ``bind_host:airflow_port`` (log servers on the next two ports)."""
+    """Airflow's scheduler, triggerer and webserver (``bind_host:airflow_port``), as ``airflow standalone``
+    runs them but without the log servers (``app/stack/scripts/airflow-standalone.sh``)."""
 
     name = "airflow"
     start_timeout = 300.0  # the first start migrates the metadata database
     stop_timeout = 30.0
 
     def ports(self) -> list[int]:
-        p = self.settings.airflow_port
-        return [p, p + 1, p + 2]
+        return [self.settings.airflow_port]
 
     @property
     def address(self) -> str:
@@ -92,10 +95,11 @@ class Airflow(Service):
         self.airflow_home.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
-        return [str(AIRFLOW_VENV / "bin" / "airflow"), "standalone"]
+        # standalone's components, but without the log servers that bind every interface (see the script)
+        return ["bash", str(STANDALONE_SCRIPT)]
 
     def expected_cmd_fragment(self) -> str:
-        return str(AIRFLOW_VENV / "bin" / "airflow")
+        return str(STANDALONE_SCRIPT)
 
     def environment(self) -> dict[str, str]:
         # standalone starts its components as `airflow <component>`: the venv's bin must come first on PATH
