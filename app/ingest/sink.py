@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from app.ingest.schema import SALES_COLUMNS
@@ -93,6 +94,77 @@ def _hex(value: bytes | None) -> str | None:
     return None if value is None else "\\x" + value.hex()
 
 
+def _mark_duplicates(
+    conn,  # noqa: ANN001 - psycopg2 connection of the task (its COPY is not committed yet)
+    table: str,
+    batch_id: int,
+    raw: "pa.Table",
+    key: "np.ndarray",
+    part: "np.ndarray",
+    offs: "np.ndarray",
+    row: "np.ndarray",
+    order: "np.ndarray",
+    last: "np.ndarray",
+) -> int:
+    """Mark the superseded duplicates of a task as rejected in the staging table; returns how many.
+
+    ``key``/``part``/``offs``/``row`` describe the task's valid records (key = store * 1e6 + epoch day,
+    ``row`` = index into ``raw``, which holds their ``value`` and ``kafka_key``); ``order`` sorts them by
+    (key, partition, offset) and ``last`` flags the winner of each key in that order. Vectorised, and
+    one ``UPDATE ... FROM`` a temporary table, so a topic replayed twice into one batch (every record a
+    duplicate) costs seconds, not one statement per record.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    lose_pos = np.flatnonzero(~last)
+    win_pos = np.flatnonzero(last)
+    lose = order[lose_pos]
+    win = order[win_pos[np.searchsorted(win_pos, lose_pos)]]  # the next winner in sorted order has the same key
+
+    def text(values: "np.ndarray") -> "pa.Array":
+        return pc.cast(pa.array(values), pa.string())
+
+    def hex_bytes(values: "pa.ChunkedArray") -> "pa.Array":
+        return pa.array([None if v is None else "\\x" + v.hex() for v in values.to_pylist()], pa.string())
+
+    value = raw.column("value").take(pa.array(row[lose]))
+    day = pc.cast(pc.cast(pa.array((key[lose] % 1_000_000).astype(np.int32)), pa.date32()), pa.string())
+    marks = pa.table(
+        {
+            "kafka_partition": pa.array(part[lose].astype(np.int32)),
+            "kafka_offset": pa.array(offs[lose]),
+            "reason": pc.binary_join_element_wise(
+                "duplicate: (", text(key[lose] // 1_000_000), ", ", day, ") sent again in the same batch (partition ",
+                text(part[win]), ", offset ", text(offs[win]), " kept)", "",
+            ),
+            "kafka_key": hex_bytes(raw.column("kafka_key").take(pa.array(row[lose]))),
+            "payload": hex_bytes(value),
+            "payload_bytes": pc.cast(pc.binary_length(value), pa.int32()),
+        }
+    )
+    buf = io.BytesIO()
+    pacsv.write_csv(marks, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    buf.seek(0)
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE sfmlops_dup_marks (kafka_partition integer, kafka_offset bigint, reason text, "
+            "kafka_key bytea, payload bytea, payload_bytes integer) ON COMMIT DROP"
+        )
+        cur.copy_expert("COPY sfmlops_dup_marks FROM STDIN WITH (FORMAT csv)", buf)
+        cur.execute("ANALYZE sfmlops_dup_marks")
+        cur.execute(
+            f"""UPDATE {table} AS s SET reason = m.reason, kafka_key = m.kafka_key, payload = m.payload,
+                payload_bytes = m.payload_bytes
+            FROM sfmlops_dup_marks AS m
+            WHERE s.batch_id = %s AND s.kafka_partition = m.kafka_partition AND s.kafka_offset = m.kafka_offset""",
+            (batch_id,),
+        )
+    return len(lose)
+
+
 def stage_partition(
     dsn: str, table: str, batch_id: int, topic_col: str = "topic"
 ) -> Callable[[Iterator["pa.RecordBatch"]], Iterator["pa.RecordBatch"]]:
@@ -122,7 +194,6 @@ def stage_partition(
 
         import numpy as np
         import psycopg2
-        import psycopg2.extras
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.csv as pacsv
@@ -199,36 +270,10 @@ def stage_partition(
                 order = np.lexsort((offs, part, key))
                 last = np.r_[key[order][1:] != key[order][:-1], True]  # the last of each run of equal keys wins
                 stores = np.unique(key // 1_000_000)
-                losers = order[~last]
-                if len(losers):
-                    winners = order[np.flatnonzero(last)[np.searchsorted(np.flatnonzero(last), np.flatnonzero(~last))]]
-                    marks = []
-                    for lose, win in zip(losers, winners):
-                        day = dt.date(1970, 1, 1) + dt.timedelta(days=int(key[lose] % 1_000_000))
-                        source = kept[int(src[lose])]
-                        value = source.column("value")[int(idx[lose])].as_py()
-                        kafka_key = source.column("kafka_key")[int(idx[lose])].as_py()
-                        marks.append((
-                            int(part[lose]), int(offs[lose]),
-                            f"duplicate: ({key[lose] // 1_000_000}, {day}) sent again in the same batch "
-                            f"(partition {part[win]}, offset {offs[win]} kept)",
-                            None if kafka_key is None else psycopg2.Binary(kafka_key),
-                            None if value is None else psycopg2.Binary(value),
-                            None if value is None else len(value),
-                        ))
-                    with conn.cursor() as cur:
-                        psycopg2.extras.execute_values(
-                            cur,
-                            f"""UPDATE {table} AS s SET reason = v.reason, kafka_key = v.kafka_key, payload = v.payload,
-                                payload_bytes = v.payload_bytes
-                            FROM (VALUES %s) AS v (kafka_partition, kafka_offset, reason, kafka_key, payload, payload_bytes)
-                            WHERE s.batch_id = {int(batch_id)} AND s.kafka_partition = v.kafka_partition
-                              AND s.kafka_offset = v.kafka_offset""",
-                            marks,
-                            template="(%s::integer, %s::bigint, %s::text, %s::bytea, %s::bytea, %s::integer)",
-                            page_size=1000,
-                        )
-                    rejected += len(marks)
+                if not last.all():
+                    starts = np.cumsum([0] + [b.num_rows for b in kept])[:-1]
+                    rejected += _mark_duplicates(conn, table, batch_id, pa.Table.from_batches(kept), key, part, offs,
+                                                 starts[src] + idx, order, last)
             conn.commit()
         finally:
             conn.close()

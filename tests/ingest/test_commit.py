@@ -94,3 +94,53 @@ def test_dedupe_keeps_the_newest_record_per_key(ingest_settings: Settings) -> No
     result = _commit(s, 0, 3, 0, dedupe=True)
     assert result["upserted"] == 2
     assert _sales(s) == {(1, "2015-06-01"): 700, (4, "2015-06-02"): 40}
+
+
+def _arrow_batch(offsets, stores, days):  # noqa: ANN001, ANN202 - numpy arrays
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(offsets)
+    return pa.RecordBatch.from_pydict({
+        "topic": pa.array(["t"] * n),
+        "kafka_partition": pa.array(np.zeros(n, np.int32)),
+        "kafka_offset": pa.array(offsets.astype(np.int64)),
+        "kafka_timestamp": pa.array([None] * n, pa.timestamp("us", tz="UTC")),
+        "reason": pa.array([None] * n, pa.string()),
+        "store": pa.array(stores.astype(np.int32)),
+        "date": pa.array(days.astype(np.int32)).cast(pa.date32()),
+        "day_of_week": pa.array(np.ones(n, np.int16)),
+        "sales": pa.array(offsets.astype(np.int32)),
+        "customers": pa.array(np.ones(n, np.int32)),
+        "open": pa.array(np.ones(n, np.int16)),
+        "promo": pa.array(np.zeros(n, np.int16)),
+        "state_holiday": pa.array(["0"] * n),
+        "school_holiday": pa.array(np.zeros(n, np.int16)),
+        "kafka_key": pa.array([str(s).encode() for s in stores]),
+        "value": pa.array([f'{{"offset":{o}}}'.encode() for o in offsets]),
+    })
+
+
+def test_stage_partition_marks_every_superseded_duplicate(ingest_settings: Settings) -> None:
+    """A topic replayed twice into one batch: every key twice, across Arrow batches of the task. The later
+    record of each key stays valid; the earlier one is rejected with its raw payload and a reason."""
+    import numpy as np
+
+    from app.db import transaction
+
+    s = ingest_settings
+    offsets = np.arange(20_000)
+    stores, days = offsets % 100 + 1, 16_000 + (offsets // 100) % 100  # keys repeat every 10,000 records
+    batches = [_arrow_batch(offsets[i:i + 3_000], stores[i:i + 3_000], days[i:i + 3_000]) for i in range(0, 20_000, 3_000)]
+    with transaction(s) as conn:
+        table = sink.ensure_staging(conn, s, QUERY)
+    (out,) = list(sink.stage_partition(s.pg_dsn(), table, 3)(iter(batches)))
+    assert out.to_pydict()["rows"] == [20_000] and out.to_pydict()["rejected"] == [10_000]
+    assert out.to_pydict()["stores"] == [list(range(1, 101))]
+    with transaction(s) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT min(kafka_offset), max(kafka_offset), count(*) FROM {table} WHERE reason IS NULL")
+        assert cur.fetchone() == (10_000, 19_999, 10_000)
+        cur.execute(f"SELECT reason, convert_from(payload, 'UTF8') FROM {table} WHERE kafka_offset = 5")
+        reason, payload = cur.fetchone()
+    assert reason == "duplicate: (6, 2013-10-22) sent again in the same batch (partition 0, offset 10005 kept)"
+    assert payload == '{"offset":5}'
