@@ -10,6 +10,7 @@ Nothing here touches the network or the file system at import time.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -57,7 +58,9 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(
         "http://127.0.0.1:4566", description="Emulator edge URL; empty on real AWS"
     )
-    aws_access_key_id: str = Field("test", description="Access key (emulator accepts any)")
+    aws_access_key_id: str = Field(
+        "test", description="Access key (emulator accepts any); outside local, unset = the default credential chain (role)"
+    )
     aws_secret_access_key: SecretStr = Field(SecretStr("test"), description="Secret key (emulator accepts any)")
     emulator_port: int = Field(4566, description="MiniStack edge port")
     bucket_raw: str = Field("sfmlops-raw", description="Raw data bucket")
@@ -96,6 +99,11 @@ class Settings(BaseSettings):
     pg_database: str = Field("sfmlops", description="Application database")
     pg_user: str = Field("sfmlops", description="Application role")
     pg_password: SecretStr = Field(SecretStr("sfmlops-local"), description="Application role password")
+    pg_secret_arn: str | None = Field(
+        None,
+        description="Secrets Manager secret with the database credentials (JSON username/password, as RDS manages it);"
+        " when set, user and password come from it at start-up",
+    )
     pg_bin_dir: Path | None = Field(None, description="Folder with initdb/pg_ctl; found automatically if unset")
     mlflow_database: str = Field("mlflow", description="MLflow backend database (same server)")
 
@@ -122,6 +130,9 @@ class Settings(BaseSettings):
     api_url: str | None = Field(None, description="Base URL clients use; default http://bind_host:api_port")
     api_key: SecretStr = Field(SecretStr("local-dev-only"), description="API key the UI and DAGs present")
     api_key_pepper: SecretStr = Field(SecretStr("local-dev-only"), description="Server-side pepper for key hashes")
+    api_key_pepper_secret_arn: str | None = Field(
+        None, description="Secrets Manager secret holding the pepper; when set, it replaces SFMLOPS_API_KEY_PEPPER at start-up"
+    )
     api_root_path: str = Field("", description="Path prefix the API is mounted under (API Gateway named stage)")
     api_max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body the API accepts (413)")
     api_max_concurrent_jobs: int = Field(2, ge=1, description="Unfinished training jobs allowed per client (429)")
@@ -171,10 +182,42 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _resolve_secret_arns(self) -> "Settings":
+        """Read the secrets named by ``*_secret_arn`` settings (the only I/O here, and only when set)."""
+        if self.pg_secret_arn:
+            value = self._read_secret("pg_secret_arn")
+            try:
+                creds = json.loads(value)
+                password = creds["password"]
+            except (ValueError, TypeError, KeyError):
+                raise ValueError(
+                    f"{ENV_PREFIX}PG_SECRET_ARN: secret {self.pg_secret_arn} must be JSON with a 'password' (and"
+                    " optionally 'username'), as RDS-managed secrets are"
+                ) from None
+            self.pg_password = SecretStr(str(password))
+            self.pg_user = str(creds.get("username") or self.pg_user)
+        if self.api_key_pepper_secret_arn:
+            self.api_key_pepper = SecretStr(self._read_secret("api_key_pepper_secret_arn"))
+        return self
+
+    def _read_secret(self, setting: str) -> str:
+        arn = getattr(self, setting)
+        try:
+            value = self.boto3_client("secretsmanager").get_secret_value(SecretId=arn).get("SecretString")
+        except Exception as exc:  # noqa: BLE001 - botocore errors vary by cause; the message names the setting
+            raise ValueError(f"{ENV_PREFIX}{setting.upper()}: cannot read secret {arn}: {exc}") from None
+        if not value:
+            raise ValueError(f"{ENV_PREFIX}{setting.upper()}: secret {arn} has no string value yet (put-secret-value)")
+        return value
+
+    @model_validator(mode="after")
     def _refuse_placeholders_outside_local(self) -> "Settings":
         if self.profile == "local":
             return self
-        for name in ("pg_password", "api_key_pepper", "aws_secret_access_key"):
+        names = ["pg_password", "api_key_pepper"]
+        if self.aws_access_key_id.strip().lower() not in PLACEHOLDER_SECRETS:
+            names.append("aws_secret_access_key")  # an explicit key pair must be complete and real
+        for name in names:
             value = getattr(self, name).get_secret_value().strip()
             if value.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError(
@@ -226,14 +269,18 @@ class Settings(BaseSettings):
         pw = quote(self.pg_password.get_secret_value(), safe="")
         return f"{driver}://{self.pg_user}:{pw}@{self.pg_host}:{self.pg_port}/{database or self.pg_database}"
 
+    @property
+    def explicit_aws_keys(self) -> bool:
+        """Whether to pass the configured key pair to AWS SDKs: always locally (the emulator accepts any);
+        elsewhere only when one is configured, otherwise the default chain (instance/Lambda role) applies."""
+        return self.profile == "local" or self.aws_access_key_id.strip().lower() not in PLACEHOLDER_SECRETS
+
     def aws_env(self) -> dict[str, str]:
         """Environment variables that point AWS SDKs (boto3, s3a, MLflow) at the configured endpoint."""
-        env = {
-            "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
-            "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key.get_secret_value(),
-            "AWS_DEFAULT_REGION": self.aws_region,
-            "AWS_REGION": self.aws_region,
-        }
+        env = {"AWS_DEFAULT_REGION": self.aws_region, "AWS_REGION": self.aws_region}
+        if self.explicit_aws_keys:
+            env["AWS_ACCESS_KEY_ID"] = self.aws_access_key_id
+            env["AWS_SECRET_ACCESS_KEY"] = self.aws_secret_access_key.get_secret_value()
         if self.aws_endpoint_url:
             env["AWS_ENDPOINT_URL"] = self.aws_endpoint_url
             env["MLFLOW_S3_ENDPOINT_URL"] = self.aws_endpoint_url
@@ -243,13 +290,13 @@ class Settings(BaseSettings):
         """A boto3 client for ``service`` at the configured endpoint and region."""
         import boto3
 
-        return boto3.client(
-            service,
-            region_name=self.aws_region,
-            endpoint_url=self.aws_endpoint_url,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key.get_secret_value(),
-        )
+        keys = {}
+        if self.explicit_aws_keys:
+            keys = {
+                "aws_access_key_id": self.aws_access_key_id,
+                "aws_secret_access_key": self.aws_secret_access_key.get_secret_value(),
+            }
+        return boto3.client(service, region_name=self.aws_region, endpoint_url=self.aws_endpoint_url, **keys)
 
 
 @lru_cache(maxsize=1)

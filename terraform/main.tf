@@ -154,6 +154,7 @@ module "api" {
   lambda_zip_path        = var.lambda_zip_path
   environment            = local.app_environment
   secret_arns            = compact([local.db_secret_arn])
+  create_pepper_secret   = var.app_profile != "local"
   kms_key_arn            = module.storage.kms_key_arn
   subnet_ids             = var.create_network ? local.subnet_ids : []
   security_group_ids     = var.create_network ? [local.sg["api"]] : []

@@ -53,6 +53,11 @@ output "database_secret_arn" {
   value       = local.db_secret_arn
 }
 
+output "api_key_pepper_secret_arn" {
+  description = "ARN of the API key pepper secret to put a value into once (never its value); null on the local profile."
+  value       = try(module.api[0].api_key_pepper_secret_arn, null)
+}
+
 output "kafka_bootstrap_brokers" {
   description = "MSK bootstrap brokers (SASL/IAM, TLS); null when create_kafka = false."
   value       = try(module.kafka[0].bootstrap_brokers, null)

@@ -26,13 +26,15 @@ ACTIVE_STATES = ("PENDING", "RUNNING")
 TRAIN_ALL = "ray_cluster/jobs/train_all.py"
 TRAIN_STORE = "ray_cluster/jobs/train_store.py"
 FORECAST = "ray_cluster/jobs/forecast.py"
-#: Settings passed to the job as SFMLOPS_* env vars (addresses only; secrets come from the Ray nodes' env).
+#: Settings passed to the job as SFMLOPS_* env vars (addresses only; secrets come from the Ray nodes' env,
+#: or from the database secret's ARN, which the nodes' role may read).
 JOB_ENV_SETTINGS = (
     "profile",
     "pg_host",
     "pg_port",
     "pg_database",
     "pg_user",
+    "pg_secret_arn",
     "mlflow_experiment",
     "model_name",
     "aws_region",
@@ -53,7 +55,11 @@ def working_dir(settings: Settings) -> str:
 
 def job_env(settings: Settings) -> dict[str, str]:
     """Environment for the job's driver: non-secret addresses from settings plus the S3 endpoint."""
-    env = {f"SFMLOPS_{name.upper()}": str(getattr(settings, name)) for name in JOB_ENV_SETTINGS}
+    env = {
+        f"SFMLOPS_{name.upper()}": str(value)
+        for name in JOB_ENV_SETTINGS
+        if (value := getattr(settings, name)) is not None
+    }
     env["SFMLOPS_MLFLOW_TRACKING_URI"] = settings.mlflow_uri
     if settings.aws_endpoint_url:
         env["SFMLOPS_AWS_ENDPOINT_URL"] = settings.aws_endpoint_url

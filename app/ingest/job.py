@@ -84,11 +84,14 @@ def build_session(settings: "Settings", app_name: str = "sfmlops-sales-stream") 
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "50000")
-        .config("spark.hadoop.fs.s3a.aws.credentials.provider", "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider")
-        .config("spark.hadoop.fs.s3a.access.key", settings.aws_access_key_id)
-        .config("spark.hadoop.fs.s3a.secret.key", settings.aws_secret_access_key.get_secret_value())
         .config("spark.hadoop.fs.s3a.endpoint.region", settings.aws_region)
     )
+    if settings.explicit_aws_keys:  # else (EMR) s3a's default chain uses the cluster's role
+        builder = (
+            builder.config("spark.hadoop.fs.s3a.aws.credentials.provider", "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider")
+            .config("spark.hadoop.fs.s3a.access.key", settings.aws_access_key_id)
+            .config("spark.hadoop.fs.s3a.secret.key", settings.aws_secret_access_key.get_secret_value())
+        )
     if settings.aws_endpoint_url:
         builder = (
             builder.config("spark.hadoop.fs.s3a.endpoint", settings.aws_endpoint_url)

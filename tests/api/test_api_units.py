@@ -33,6 +33,10 @@ def test_working_dir_override_and_job_env_without_secrets() -> None:
     assert env["SFMLOPS_PG_PORT"] == "5999" and env["SFMLOPS_MLFLOW_TRACKING_URI"] == s.mlflow_uri
     assert "s3cret-value" not in " ".join(env.values())
     assert not any("PASSWORD" in k or "SECRET" in k for k in env)
+    # on AWS the job gets the database secret's ARN (its role may read it), never the password
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds-db-credentials-AbCdEf"
+    env = jobs_service.job_env(s.model_copy(update={"pg_secret_arn": arn}))
+    assert env["SFMLOPS_PG_SECRET_ARN"] == arn and "s3cret-value" not in " ".join(env.values())
 
 
 def test_key_hash_depends_on_pepper_and_never_equals_key() -> None:

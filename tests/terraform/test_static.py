@@ -17,8 +17,9 @@ MODULES = sorted(p for p in (TF_DIR / "modules").iterdir() if p.is_dir())
 VAR_RE = re.compile(r'^variable\s+"([^"]+)"\s*\{(.*?)^\}', re.M | re.S)
 OUT_RE = re.compile(r'^output\s+"([^"]+)"\s*\{(.*?)^\}', re.M | re.S)
 SECRET_NAME = re.compile(r"(password|secret|token|pepper|private_key)", re.I)
-#: Names that mention a secret without carrying one: ARNs, and booleans about the RDS password.
-NOT_A_SECRET = re.compile(r"(_arns?$|^password_in_config$|^manage_master_user_password$)")
+#: Names that mention a secret without carrying one: ARNs, and booleans about the RDS password and the
+#: API key pepper's secret.
+NOT_A_SECRET = re.compile(r"(_arns?$|^password_in_config$|^manage_master_user_password$|^create_pepper_secret$)")
 
 
 def _secret_like(name: str) -> bool:

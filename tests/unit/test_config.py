@@ -27,7 +27,8 @@ def test_local_profile_has_working_defaults(monkeypatch):
 
 @pytest.mark.parametrize("secret", ["pg_password", "api_key_pepper", "aws_secret_access_key"])
 def test_placeholder_secret_refused_outside_local_naming_the_setting(monkeypatch, secret):
-    good = {"pg_password": "Xk2-long-real-secret", "api_key_pepper": "pepper-9f8e7d6c", "aws_secret_access_key": "AKreal/secret"}
+    good = {"pg_password": "Xk2-long-real-secret", "api_key_pepper": "pepper-9f8e7d6c",
+            "aws_access_key_id": "AKIAREALKEYID", "aws_secret_access_key": "AKreal/secret"}
     good[secret] = "changeme"
     with pytest.raises(ValidationError) as exc:
         Settings(_env_file=None, profile="aws", **good)
@@ -41,6 +42,15 @@ def test_real_secrets_accepted_outside_local():
     )
     assert s.aws_endpoint_url is None
     assert "AWS_ENDPOINT_URL" not in s.aws_env()
+
+
+def test_outside_local_without_a_key_pair_aws_sdks_use_the_default_chain():
+    """On AWS the Lambda/EMR/Ray role provides credentials: no key pair is configured or passed on."""
+    s = Settings(_env_file=None, profile="aws", pg_password="Xk2-long-real-secret", api_key_pepper="pepper-9f8e7d6c",
+                 aws_endpoint_url="")
+    assert not s.explicit_aws_keys
+    assert "AWS_ACCESS_KEY_ID" not in s.aws_env() and "AWS_SECRET_ACCESS_KEY" not in s.aws_env()
+    assert Settings(_env_file=None).explicit_aws_keys  # the local emulator always gets the configured pair
 
 
 def test_env_variables_override_defaults(monkeypatch):

@@ -3,6 +3,14 @@ data "aws_partition" "current" {}
 locals {
   in_vpc = length(var.subnet_ids) > 0
 
+  pepper_secret_arns = aws_secretsmanager_secret.api_key_pepper[*].arn
+  secret_arns        = concat(var.secret_arns, local.pepper_secret_arns)
+  # The app reads the pepper from the secret at start-up (app/config.py: SFMLOPS_API_KEY_PEPPER_SECRET_ARN).
+  environment = merge(
+    var.environment,
+    var.create_pepper_secret ? { SFMLOPS_API_KEY_PEPPER_SECRET_ARN = local.pepper_secret_arns[0] } : {},
+  )
+
   # AWS-managed policies attached to the role and why their "*" resources are acceptable.
   managed_policy_reasons = merge(
     {
@@ -24,8 +32,8 @@ locals {
       Sid      = "ReadAppSecrets"
       Effect   = "Allow"
       Action   = ["secretsmanager:GetSecretValue"]
-      Resource = var.secret_arns
-    }] : s if !(length(var.secret_arns) == 0)],
+      Resource = local.secret_arns
+    }] : s if !(length(local.secret_arns) == 0)],
     [for s in [{
       Sid      = "ReadJobCode"
       Effect   = "Allow"
@@ -39,6 +47,19 @@ locals {
       Resource = [var.kms_key_arn]
     }],
   )
+}
+
+# The server-side pepper of API key hashes. Terraform creates the secret, never its value (which would
+# land in the state): put it once with
+#   aws secretsmanager put-secret-value --secret-id <api_key_pepper_secret_arn> --secret-string "$(openssl rand -base64 48)"
+# Until then the function fails at start-up naming SFMLOPS_API_KEY_PEPPER_SECRET_ARN.
+resource "aws_secretsmanager_secret" "api_key_pepper" {
+  #checkov:skip=CKV2_AWS_57:Rotating the pepper invalidates every issued API key hash, so it is an operator runbook (new keys, put-secret-value), not a rotation Lambda.
+  count       = var.create_pepper_secret ? 1 : 0
+  name        = "${var.name}/api-key-pepper"
+  description = "Pepper of the API key hashes; its value is set out of band (never in Terraform state)."
+  kms_key_id  = var.kms_key_arn
+  tags        = var.tags
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -105,7 +126,7 @@ resource "aws_lambda_function" "this" {
   reserved_concurrent_executions = var.reserved_concurrency
 
   environment {
-    variables = var.environment
+    variables = local.environment
   }
 
   tracing_config {

@@ -62,3 +62,8 @@ output "access_log_destination" {
   description = "Log group ARN receiving the stage's access logs."
   value       = aws_apigatewayv2_stage.this.access_log_settings[0].destination_arn
 }
+
+output "api_key_pepper_secret_arn" {
+  description = "ARN of the API key pepper secret (never its value); null unless create_pepper_secret."
+  value       = try(aws_secretsmanager_secret.api_key_pepper[0].arn, null)
+}

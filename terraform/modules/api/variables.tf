@@ -57,6 +57,12 @@ variable "secret_arns" {
   description = "Secrets Manager ARNs the function may read (database credentials, API key pepper)."
 }
 
+variable "create_pepper_secret" {
+  type        = bool
+  default     = false
+  description = "Create the Secrets Manager secret of the API key pepper (value put out of band) and point the function at it."
+}
+
 variable "kms_key_arn" {
   type        = string
   description = "KMS key for the function environment and the log groups."
