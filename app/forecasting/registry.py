@@ -54,7 +54,9 @@ def champion_gate(client: Any, name: str, version: str, new_rmspe: float) -> dic
     """
     client.set_model_version_tag(name, version, RMSPE_TAG, f"{new_rmspe:.6f}")
     prev_version, prev_rmspe = current_champion(client, name)
-    if prev_version is None or prev_rmspe is None or new_rmspe < prev_rmspe:
+    # Compared at the tag's precision: the champion's RMSPE is read back from its 6-decimal tag, so an
+    # identical retrain (0.0998818 vs the tag's 0.099882) must be a tie, not a win.
+    if prev_version is None or prev_rmspe is None or round(new_rmspe, 6) < round(prev_rmspe, 6):
         decision = CHAMPION
     else:
         decision = CHALLENGER

@@ -118,11 +118,13 @@ def test_gate_better_model_moves_champion(fc_stack: Settings) -> None:
     client = MlflowClient()
     name = f"{fc_stack.model_name}-gate"
     client.create_registered_model(name)
-    versions = [client.create_model_version(name, source="s3://nowhere/model").version for _ in range(3)]
+    versions = [client.create_model_version(name, source="s3://nowhere/model").version for _ in range(4)]
     assert champion_gate(client, name, versions[0], 0.20)["decision"] == "champion"
-    assert champion_gate(client, name, versions[1], 0.15)["decision"] == "champion"
+    assert champion_gate(client, name, versions[1], 0.0998818)["decision"] == "champion"
     assert client.get_model_version_by_alias(name, "champion").version == versions[1]
-    assert champion_gate(client, name, versions[2], 0.15)["decision"] == "challenger"  # a tie does not move it
+    assert champion_gate(client, name, versions[2], 0.0998818)["decision"] == "challenger"  # a tie does not move it
+    # the same score just under the champion's 6-decimal tag (0.099882) is still a tie
+    assert champion_gate(client, name, versions[3], 0.09988181)["decision"] == "challenger"
     assert client.get_model_version_by_alias(name, "champion").version == versions[1]
 
 
