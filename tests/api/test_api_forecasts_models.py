@@ -49,6 +49,12 @@ def test_latest_batch_forecast_of_a_store(api: TestClient, keys: dict[str, str])
     assert body["model_version"] == "2" and body["run_id"] == "run2" and body["store"] == STORE
     assert [p["date"] for p in body["points"]] == [str(date(2015, 6, 14) + timedelta(days=k)) for k in range(7)]
     assert body["points"][0] == {"date": "2015-06-14", "value": 200.0, "lower": 190.0, "upper": 210.0}
+    # the JSON Postgres renders is exactly the documented schema
+    from app.api.routes.forecasts import StoreForecast
+
+    parsed = StoreForecast.model_validate(body)
+    assert parsed.created_at is not None and parsed.created_at.tzinfo is not None
+    assert set(body) == set(StoreForecast.model_fields) and resp.headers["content-type"] == "application/json"
     default = api.get(f"/v1/stores/{STORE}/forecast", headers={"X-API-Key": keys["alice"]}).json()
     assert len(default["points"]) == min(60, api.app.state.settings.horizon_days)
 
