@@ -3,6 +3,14 @@ SPARK_JARS_DIR := .cache/jars/spark
 
 .PHONY: spark-jars spark-package ingest-test ingest-bench
 
+# `make setup` fetches the connector jars too: the Airflow DAG's local spark-submit uses them as they are
+# (only `sfmlops ingest` would resolve them on first use).
+.cache/jars/spark.stamp: spark_jobs/pom.xml | $(VENV)/.installed
+	$(PY) -c "from app.config import get_settings; from app.ingest import resolve_jars; print(len(resolve_jars(get_settings())), 'Spark connector jars')"
+	@touch $@
+
+setup: .cache/jars/spark.stamp
+
 spark-jars: ## Resolve the Spark Kafka connector + hadoop-aws jars with Maven into .cache/jars/spark
 	mvn -B -q -f spark_jobs/pom.xml dependency:copy-dependencies -Dmaven.repo.local=$(CURDIR)/.cache/m2 \
 	  -DoutputDirectory=$(CURDIR)/$(SPARK_JARS_DIR) -DincludeScope=runtime \
