@@ -3,18 +3,16 @@ SPARK_JARS_DIR := .cache/jars/spark
 
 .PHONY: spark-jars spark-package ingest-test ingest-bench
 
-# `make setup` fetches the connector jars too: the Airflow DAG's local spark-submit uses them as they are
-# (only `sfmlops ingest` would resolve them on first use).
+# The connector jars (Kafka source, hadoop-aws + AWS SDK) come from spark_jobs/pom.xml through
+# app.ingest.resolve_jars, the one place that knows the Maven call. `make setup` fetches them: the Airflow
+# DAG's local spark-submit uses them as they are.
 .cache/jars/spark.stamp: spark_jobs/pom.xml | $(VENV)/.installed
 	$(PY) -c "from app.config import get_settings; from app.ingest import resolve_jars; print(len(resolve_jars(get_settings())), 'Spark connector jars')"
 	@touch $@
 
 setup: .cache/jars/spark.stamp
 
-spark-jars: ## Resolve the Spark Kafka connector + hadoop-aws jars with Maven into .cache/jars/spark
-	mvn -B -q -f spark_jobs/pom.xml dependency:copy-dependencies -Dmaven.repo.local=$(CURDIR)/.cache/m2 \
-	  -DoutputDirectory=$(CURDIR)/$(SPARK_JARS_DIR) -DincludeScope=runtime \
-	  -DexcludeArtifactIds=hadoop-client-runtime,hadoop-client-api,scala-library,scala-parallel-collections_2.13,slf4j-api,snappy-java,jsr305,spark-tags_2.13,lz4-java,wildfly-openssl
+spark-jars: .cache/jars/spark.stamp ## Resolve the Spark Kafka connector + hadoop-aws jars with Maven into .cache/jars/spark
 	@ls $(SPARK_JARS_DIR)
 
 spark-package: ## Build dist/spark (job file, app.zip for --py-files) and print the EMR spark-submit line

@@ -43,7 +43,7 @@ def resolve_jars(settings: "Settings", quiet: bool = True) -> list[Path]:
         return jars
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise RuntimeError(f"connector jars missing in {folder} and `mvn` is not installed: run `make spark-jars`")
+        raise RuntimeError(f"connector jars missing in {folder} and `mvn` is not installed: run `make system-deps`")
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [
         mvn,

@@ -90,8 +90,11 @@ def begin_batch(conn, settings: "Settings", query_id: str, batch_id: int) -> boo
     return True
 
 
-def _hex(value: bytes | None) -> str | None:
-    return None if value is None else "\\x" + value.hex()
+def _hex_array(values: "pa.Array | pa.ChunkedArray") -> "pa.Array":
+    """Binary values as Postgres ``bytea`` hex text (``\\x...``) for COPY; nulls stay null."""
+    import pyarrow as pa
+
+    return pa.array([None if v is None else "\\x" + v.hex() for v in values.to_pylist()], pa.string())
 
 
 def _mark_duplicates(
@@ -127,9 +130,6 @@ def _mark_duplicates(
     def text(values: "np.ndarray") -> "pa.Array":
         return pc.cast(pa.array(values), pa.string())
 
-    def hex_bytes(values: "pa.ChunkedArray") -> "pa.Array":
-        return pa.array([None if v is None else "\\x" + v.hex() for v in values.to_pylist()], pa.string())
-
     value = raw.column("value").take(pa.array(row[lose]))
     day = pc.cast(pc.cast(pa.array((key[lose] % 1_000_000).astype(np.int32)), pa.date32()), pa.string())
     marks = pa.table(
@@ -140,8 +140,8 @@ def _mark_duplicates(
                 "duplicate: (", text(key[lose] // 1_000_000), ", ", day, ") sent again in the same batch (partition ",
                 text(part[win]), ", offset ", text(offs[win]), " kept)", "",
             ),
-            "kafka_key": hex_bytes(raw.column("kafka_key").take(pa.array(row[lose]))),
-            "payload": hex_bytes(value),
+            "kafka_key": _hex_array(raw.column("kafka_key").take(pa.array(row[lose]))),
+            "payload": _hex_array(value),
             "payload_bytes": pc.cast(pc.binary_length(value), pa.int32()),
         }
     )
@@ -229,9 +229,9 @@ def stage_partition(
                     payload = pa.nulls(n, pa.string())
                     key_hex = pa.nulls(n, pa.string())
                     if n_bad:
-                        value, kafka_key = batch.column("value"), batch.column("kafka_key")
-                        payload = pa.array([_hex(value[i].as_py()) if b else None for i, b in enumerate(bad.to_pylist())], pa.string())
-                        key_hex = pa.array([_hex(kafka_key[i].as_py()) if b else None for i, b in enumerate(bad.to_pylist())], pa.string())
+                        none = pa.scalar(None, pa.binary())  # raw bytes are kept for rejected records only
+                        payload = _hex_array(pc.if_else(bad, batch.column("value"), none))
+                        key_hex = _hex_array(pc.if_else(bad, batch.column("kafka_key"), none))
                     sizes = pc.cast(pc.binary_length(batch.column("value")), pa.int32())
                     frame = pa.RecordBatch.from_pydict(
                         {
