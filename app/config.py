@@ -215,8 +215,8 @@ class Settings(BaseSettings):
         if self.profile == "local":
             return self
         names = ["pg_password", "api_key_pepper"]
-        if self.aws_access_key_id.strip().lower() not in PLACEHOLDER_SECRETS:
-            names.append("aws_secret_access_key")  # an explicit key pair must be complete and real
+        if self.explicit_aws_keys:
+            names.append("aws_secret_access_key")  # a configured key pair must be complete and real
         for name in names:
             value = getattr(self, name).get_secret_value().strip()
             if value.lower() in PLACEHOLDER_SECRETS:
