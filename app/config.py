@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     ingest_max_message_bytes: int = Field(8192, ge=64, description="Larger Kafka records are dead-lettered")
     ingest_max_future_days: int = Field(1, ge=0, description="Dates later than today (UTC) + this are rejected")
     ingest_min_date: str = Field("2000-01-01", description="Dates before this are rejected")
+    ingest_dead_letter_payload_bytes: int = Field(
+        1024, ge=16, description="Dead letters keep this many bytes of a rejected payload/key (plus its full length and SHA-256)"
+    )
+    ingest_max_batch_bytes: int = Field(
+        8 * 1024**3,
+        ge=1,
+        description="Bytes a micro-batch may hold at most (staged rows, worst case per record): caps its records too",
+    )
+    ingest_query_restarts: int = Field(
+        5, ge=0, description="Restarts of a streaming query that failed because Kafka or PostgreSQL was unreachable"
+    )
     spark_master: str = Field("local[*]", description="Spark master of `sfmlops ingest` (local runs)")
     spark_driver_memory: str = Field("1536m", description="Spark driver heap (-Xmx) of `sfmlops ingest`")
 
@@ -104,12 +115,29 @@ class Settings(BaseSettings):
         description="Secrets Manager secret with the database credentials (JSON username/password, as RDS manages it);"
         " when set, user and password come from it at start-up",
     )
+    job_pg_secret_arn: str | None = Field(
+        None,
+        description="Database secret the API hands to its Ray jobs as their SFMLOPS_PG_SECRET_ARN (their own role);"
+        " default: pg_secret_arn",
+    )
     pg_bin_dir: Path | None = Field(None, description="Folder with initdb/pg_ctl; found automatically if unset")
     mlflow_database: str = Field("mlflow", description="MLflow backend database (same server)")
 
     # --- MLflow ----------------------------------------------------------------------------
     mlflow_port: int = Field(5000, description="MLflow tracking server port")
     mlflow_tracking_uri: str | None = Field(None, description="Override; default http://bind_host:mlflow_port")
+    mlflow_username: str | None = Field(None, description="MLflow basic-auth user (the tracking server's auth app); unset = no auth")
+    mlflow_password: SecretStr | None = Field(None, description="MLflow basic-auth password of mlflow_username")
+    mlflow_auth_secret_arn: str | None = Field(
+        None,
+        description="Secrets Manager secret with the MLflow basic-auth credentials (JSON username/password);"
+        " when set, mlflow_username/mlflow_password come from it at start-up",
+    )
+    job_mlflow_auth_secret_arn: str | None = Field(
+        None,
+        description="MLflow credentials secret the API hands to its Ray jobs as their SFMLOPS_MLFLOW_AUTH_SECRET_ARN;"
+        " default: mlflow_auth_secret_arn",
+    )
     mlflow_experiment: str = Field("sales-forecasting", description="Experiment name")
     model_name: str = Field("sales-forecaster", description="Registered model name")
 
@@ -124,6 +152,7 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(None, description="Jobs API URL; default http://bind_host:ray_dashboard_port")
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs the local head offers (default: all)")
     ray_object_store_mb: int = Field(512, ge=78, description="Object store size of the local head in MB")
+    train_task_memory_mb: int = Field(0, ge=0, description="Memory (MB) each training task declares to Ray (0: none declared)")
 
     # --- API ---------------------------------------------------------------------------------
     api_port: int = Field(8000, description="Port of `sfmlops api` (uvicorn)")
@@ -140,6 +169,20 @@ class Settings(BaseSettings):
     api_upstream_timeout_s: float = Field(10.0, gt=0, description="Timeout of API calls to Ray and MLflow")
     api_db_pool_max: int = Field(4, ge=1, description="Postgres connections per API process")
     api_test_jobs: bool = Field(False, description="Allow kind=noop training jobs (tests only; local profile only)")
+    api_job_kinds: str = Field(
+        "all,store,forecast", description="Comma-separated job kinds POST /v1/training-jobs accepts (noop also needs API_TEST_JOBS)"
+    )
+    api_ray_timeout_s: float = Field(10.0, gt=0, description="Timeout of one API call to the Ray Jobs API")
+    api_rate_limit_per_minute: int = Field(600, ge=1, description="Requests per client per minute on every authenticated route, per API process (429)")
+    api_heavy_rate_limit_per_minute: int = Field(
+        60, ge=1, description="Requests per client per minute on the expensive routes (on-demand forecasts, models, chain), per API process"
+    )
+    api_auth_recheck_s: float = Field(
+        1.0, gt=0, le=30, description="Seconds between checks of the key-set version: a revoked key stops working within this time"
+    )
+    api_max_log_page_bytes: int = Field(
+        512 * 1024, ge=1024, le=4 * 1024 * 1024, description="Largest page of job logs one response carries (Lambda answers at most 6 MB)"
+    )
     job_code_key: str = Field("ray/job.zip", description="Key of the Ray job-code zip in bucket_code")
     job_working_dir: str | None = Field(
         None, description="Ray working_dir override (local path or URI); default s3://bucket_code/job_code_key"
@@ -185,20 +228,46 @@ class Settings(BaseSettings):
     def _resolve_secret_arns(self) -> "Settings":
         """Read the secrets named by ``*_secret_arn`` settings (the only I/O here, and only when set)."""
         if self.pg_secret_arn:
-            value = self._read_secret("pg_secret_arn")
-            try:
-                creds = json.loads(value)
-                password = creds["password"]
-            except (ValueError, TypeError, KeyError):
-                raise ValueError(
-                    f"{ENV_PREFIX}PG_SECRET_ARN: secret {self.pg_secret_arn} must be JSON with a 'password' (and"
-                    " optionally 'username'), as RDS-managed secrets are"
-                ) from None
-            self.pg_password = SecretStr(str(password))
-            self.pg_user = str(creds.get("username") or self.pg_user)
+            self.pg_user, self.pg_password = self._read_credentials("pg_secret_arn", self.pg_user)
+        if self.mlflow_auth_secret_arn:
+            self.mlflow_username, self.mlflow_password = self._read_credentials(
+                "mlflow_auth_secret_arn", self.mlflow_username
+            )
         if self.api_key_pepper_secret_arn:
             self.api_key_pepper = SecretStr(self._read_secret("api_key_pepper_secret_arn"))
         return self
+
+    def _read_credentials(self, setting: str, user: str | None) -> tuple[str, SecretStr]:
+        """(username, password) from the JSON secret named by ``setting`` (username defaults to ``user``)."""
+        value = self._read_secret(setting)
+        try:
+            creds = json.loads(value)
+            password = creds["password"]
+            username = creds.get("username") or user
+        except (ValueError, TypeError, KeyError, AttributeError):
+            username = password = None
+        if not isinstance(password, str) or not password or not isinstance(username, str) or not username:
+            raise ValueError(
+                f"{ENV_PREFIX}{setting.upper()}: secret {getattr(self, setting)} must be JSON with a 'password' (and"
+                " optionally 'username'), as RDS-managed secrets are"
+            )
+        return username, SecretStr(password)
+
+    def refresh_pg_secret(self) -> bool:
+        """Re-read the database secret (after an authentication failure: the secret may have been rotated).
+
+        Returns:
+            True if the user or password changed (a retry may succeed), False without a secret or change.
+        """
+        if not self.pg_secret_arn:
+            return False
+        try:
+            user, password = self._read_credentials("pg_secret_arn", self.pg_user)
+        except ValueError:
+            return False
+        changed = (user, password.get_secret_value()) != (self.pg_user, self.pg_password.get_secret_value())
+        self.pg_user, self.pg_password = user, password
+        return changed
 
     def _read_secret(self, setting: str) -> str:
         arn = getattr(self, setting)
@@ -215,6 +284,8 @@ class Settings(BaseSettings):
         if self.profile == "local":
             return self
         names = ["pg_password", "api_key_pepper"]
+        if self.mlflow_password is not None:
+            names.append("mlflow_password")
         if self.explicit_aws_keys:
             names.append("aws_secret_access_key")  # a configured key pair must be complete and real
         for name in names:
@@ -255,19 +326,46 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         return self.state_dir / "run"
 
-    def pg_dsn(self, database: str | None = None) -> str:
-        """libpq key/value DSN for the application role."""
-        return (
-            f"host={self.pg_host} port={self.pg_port} dbname={database or self.pg_database} "
-            f"user={self.pg_user} password={self.pg_password.get_secret_value()}"
-        )
+    def pg_params(self, database: str | None = None) -> dict[str, str | int]:
+        """Connection parameters of the application role, for ``psycopg2.connect(**params)``: no string to
+        parse, so any password (spaces, quotes, backslashes) is passed as it is."""
+        return {
+            "host": self.pg_host,
+            "port": self.pg_port,
+            "dbname": database or self.pg_database,
+            "user": self.pg_user,
+            "password": self.pg_password.get_secret_value(),
+        }
+
+    def pg_dsn(self, database: str | None = None, **options: str | int) -> str:
+        """libpq key/value DSN of :meth:`pg_params` (plus libpq ``options``), every value quoted by libpq's
+        rules; only where a string is unavoidable (Spark executors, subprocesses), else use ``app.db.connect``."""
+        from psycopg2.extensions import make_dsn
+
+        return make_dsn(**self.pg_params(database), **options)
 
     def pg_url(self, database: str | None = None, driver: str = "postgresql") -> str:
-        """SQLAlchemy/JDBC-style URL for the application role."""
+        """SQLAlchemy-style URL of the application role (MLflow's backend store); user and password are
+        percent-encoded, which SQLAlchemy decodes."""
         from urllib.parse import quote
 
+        user = quote(self.pg_user, safe="")
         pw = quote(self.pg_password.get_secret_value(), safe="")
-        return f"{driver}://{self.pg_user}:{pw}@{self.pg_host}:{self.pg_port}/{database or self.pg_database}"
+        return f"{driver}://{user}:{pw}@{self.pg_host}:{self.pg_port}/{quote(database or self.pg_database, safe='')}"
+
+    def mlflow_auth(self) -> tuple[str, str] | None:
+        """(user, password) of MLflow basic auth for HTTP clients, or None when no credentials are configured."""
+        if not self.mlflow_username or self.mlflow_password is None:
+            return None
+        return self.mlflow_username, self.mlflow_password.get_secret_value()
+
+    def mlflow_env(self) -> dict[str, str]:
+        """Environment variables of the MLflow client library: tracking URI and basic-auth credentials."""
+        env = {"MLFLOW_TRACKING_URI": self.mlflow_uri}
+        auth = self.mlflow_auth()
+        if auth:
+            env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = auth
+        return env
 
     @property
     def explicit_aws_keys(self) -> bool:

@@ -2,7 +2,7 @@
 
 Usage: ``python lambda/build.py [--out build/lambda.zip]`` (``make lambda-package``). Installs
 ``lambda/requirements.txt`` (constrained to ``requirements/main.lock``) with ``pip install --platform
-manylinux2014_x86_64 --only-binary=:all: --target``, adds ``app/config.py``, ``app/api/`` and
+manylinux2014_x86_64 --only-binary=:all: --target``, adds ``app/config.py``, ``app/db.py``, ``app/api/`` and
 ``lambda/handler.py``, pre-compiles bytecode, zips deterministically, and prints one JSON line last with
 the zipped/unzipped sizes and the cold import time of ``handler`` (measured in a fresh interpreter that
 sees only the package, like the Lambda runtime).
@@ -45,7 +45,8 @@ def add_sources(target: Path) -> None:
     (target / "app").mkdir(exist_ok=True)
     shutil.copy2(ROOT / "app" / "__init__.py", target / "app" / "__init__.py")
     shutil.copy2(ROOT / "app" / "config.py", target / "app" / "config.py")
-    shutil.copytree(ROOT / "app" / "api", target / "app" / "api", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy2(ROOT / "app" / "db.py", target / "app" / "db.py")  # the one connection helper (app.api.db uses it)
+    shutil.copytree(ROOT / "app" / "api", target / "app" / "api", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.md"))
     shutil.copy2(ROOT / "lambda" / "handler.py", target / "handler.py")
 
 

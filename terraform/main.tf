@@ -6,7 +6,12 @@ locals {
   sg         = var.create_network ? module.network[0].security_group_ids : {}
   subnet_ids = var.create_network ? module.network[0].private_subnet_ids : []
 
-  db_secret_arn = var.create_database ? module.database[0].master_user_secret_arn : null
+  # The RDS master secret serves only terraform/scripts/bootstrap_db_roles.py; every component connects
+  # as its own least-privilege role with its own secret.
+  db_secret_arn       = var.create_database ? module.database[0].master_user_secret_arn : null
+  db_role_secret_arns = var.create_database ? module.database[0].role_secret_arns : {}
+  # MLflow basic-auth credentials per client (the API Lambda, Ray jobs).
+  mlflow_client_secret_arns = var.create_mlflow ? module.mlflow[0].client_secret_arns : {}
 
   # Non-secret settings of the app (app/config.py, prefix SFMLOPS_). Components that are not
   # created point at their local stand-ins from var.local_endpoints.
@@ -22,7 +27,11 @@ locals {
       SFMLOPS_KAFKA_TOPIC        = var.kafka_topic
       SFMLOPS_PG_HOST            = var.create_database ? module.database[0].address : var.local_endpoints.pg_host
       SFMLOPS_PG_PORT            = tostring(var.create_database ? module.database[0].port : var.local_endpoints.pg_port)
-      SFMLOPS_PG_SECRET_ARN      = local.db_secret_arn
+      SFMLOPS_PG_SECRET_ARN      = lookup(local.db_role_secret_arns, "api", null)
+      # Ray jobs get their own secrets' ARNs (their instance role may read them; the API's role may not).
+      SFMLOPS_JOB_PG_SECRET_ARN          = lookup(local.db_role_secret_arns, "ray", null)
+      SFMLOPS_MLFLOW_AUTH_SECRET_ARN     = lookup(local.mlflow_client_secret_arns, "api", null)
+      SFMLOPS_JOB_MLFLOW_AUTH_SECRET_ARN = lookup(local.mlflow_client_secret_arns, "ray", null)
       SFMLOPS_KAFKA_BOOTSTRAP_SERVERS = (
         var.create_kafka ? module.kafka[0].bootstrap_brokers : var.local_endpoints.kafka_bootstrap_servers
       )
@@ -102,7 +111,7 @@ module "spark" {
   kms_key_arn           = module.storage.kms_key_arn
   kafka_cluster_arn     = var.create_kafka ? module.kafka[0].cluster_arn : null
   kafka_topic           = var.kafka_topic
-  database_secret_arn   = local.db_secret_arn
+  database_secret_arn   = lookup(local.db_role_secret_arns, "spark", null)
   log_retention_days    = var.log_retention_days
   tags                  = var.tags
 }
@@ -111,19 +120,20 @@ module "ray" {
   source = "./modules/ray"
   count  = var.create_ray ? 1 : 0
 
-  name                = "${var.name}-ray"
-  region              = var.aws_region
-  availability_zones  = var.availability_zones
-  subnet_ids          = local.subnet_ids
-  security_group_id   = local.sg["ray"]
-  code_bucket_arn     = module.storage.bucket_arns["code"]
-  artifact_bucket_arn = module.storage.bucket_arns["mlflow"]
-  kms_key_arn         = module.storage.kms_key_arn
-  database_secret_arn = local.db_secret_arn
-  image_id            = var.ray_image_id
-  min_workers         = var.ray_min_workers
-  max_workers         = var.ray_max_workers
-  tags                = var.tags
+  name                   = "${var.name}-ray"
+  region                 = var.aws_region
+  availability_zones     = var.availability_zones
+  subnet_ids             = local.subnet_ids
+  security_group_id      = local.sg["ray"]
+  code_bucket_arn        = module.storage.bucket_arns["code"]
+  artifact_bucket_arn    = module.storage.bucket_arns["mlflow"]
+  kms_key_arn            = module.storage.kms_key_arn
+  database_secret_arn    = lookup(local.db_role_secret_arns, "ray", null)
+  mlflow_auth_secret_arn = lookup(local.mlflow_client_secret_arns, "ray", null)
+  image_id               = var.ray_image_id
+  min_workers            = var.ray_min_workers
+  max_workers            = var.ray_max_workers
+  tags                   = var.tags
 }
 
 module "mlflow" {
@@ -141,7 +151,7 @@ module "mlflow" {
   kms_key_arn          = module.storage.kms_key_arn
   database_host        = module.database[0].address
   database_port        = module.database[0].port
-  database_secret_arn  = module.database[0].master_user_secret_arn
+  database_secret_arn  = module.database[0].role_secret_arns["mlflow"]
   log_retention_days   = var.log_retention_days
   tags                 = var.tags
 }
@@ -153,7 +163,7 @@ module "api" {
   name                   = "${var.name}-api"
   lambda_zip_path        = var.lambda_zip_path
   environment            = local.app_environment
-  secret_arns            = compact([local.db_secret_arn])
+  secret_arns            = compact([lookup(local.db_role_secret_arns, "api", null), lookup(local.mlflow_client_secret_arns, "api", null)])
   create_pepper_secret   = var.app_profile != "local"
   kms_key_arn            = module.storage.kms_key_arn
   subnet_ids             = var.create_network ? local.subnet_ids : []

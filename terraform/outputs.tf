@@ -49,8 +49,23 @@ output "database_address" {
 }
 
 output "database_secret_arn" {
-  description = "ARN of the RDS-managed master secret (never its value)."
+  description = "ARN of the RDS-managed master secret (never its value); only for terraform/scripts/bootstrap_db_roles.py."
   value       = local.db_secret_arn
+}
+
+output "database_role_secret_arns" {
+  description = "Secret ARN of each component's least-privilege database role (component => ARN); empty without RDS."
+  value       = local.db_role_secret_arns
+}
+
+output "database_roles" {
+  description = "Component => {username, secret_arn}: input of terraform/scripts/bootstrap_db_roles.py; empty without RDS."
+  value       = try(module.database[0].roles, {})
+}
+
+output "mlflow_client_secret_arns" {
+  description = "Secret ARN of each MLflow client's basic-auth credentials (client => ARN); empty without MLflow."
+  value       = local.mlflow_client_secret_arns
 }
 
 output "api_key_pepper_secret_arn" {

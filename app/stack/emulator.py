@@ -44,6 +44,10 @@ class Emulator(Service):
             "S3_DATA_DIR": str(state / "s3"),
             "MINISTACK_REGION": self.settings.aws_region,
             "LOG_LEVEL": "WARNING",
+            # MiniStack's side listeners ignore BIND_HOST and bind 0.0.0.0: the IoT mTLS MQTT broker
+            # (8883, on by default) and the Transfer Family SFTP server. The project uses neither.
+            "IOT_MTLS_ENABLED": "0",
+            "SFTP_ENABLED": "0",
         }
 
     def healthy(self) -> bool:

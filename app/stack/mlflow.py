@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from app.config import PROJECT_ROOT
 from app.stack.base import Service, http_ok
+
+if TYPE_CHECKING:  # pragma: no cover
+    from app.config import Settings
+
+
+def backend_store_uri(settings: "Settings") -> str:
+    """SQLAlchemy URL of MLflow's backend store (the application role on the ``mlflow_database``)."""
+    return settings.pg_url(settings.mlflow_database, driver="postgresql+psycopg2")
 
 
 class MLflow(Service):
@@ -21,7 +31,6 @@ class MLflow(Service):
         s = self.settings
         return [
             str(PROJECT_ROOT / ".venv" / "bin" / "mlflow"), "server",
-            "--backend-store-uri", s.pg_url(s.mlflow_database, driver="postgresql+psycopg2"),
             "--artifacts-destination", f"s3://{s.bucket_mlflow}/",
             "--serve-artifacts",
             "--host", s.bind_host, "--port", str(s.mlflow_port),
@@ -34,6 +43,8 @@ class MLflow(Service):
 
     def environment(self) -> dict[str, str]:
         return {**self.settings.aws_env(), "MLFLOW_LOGGING_LEVEL": "WARNING",
+            # `mlflow server --backend-store-uri` reads this; in argv the password would show in `ps`.
+            "MLFLOW_BACKEND_STORE_URI": backend_store_uri(self.settings),
             # The async job runner (huey consumers, ~700 MB) serves only GenAI features we do not use.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }

@@ -12,6 +12,8 @@ from pathlib import Path
 from app.stack.base import Service, StackError
 
 SUPERUSER = "postgres"
+#: pg_ident.conf map from the OS user running the stack to the database superuser.
+IDENT_MAP = "sfmlops"
 
 
 def find_pg_bin(configured: Path | None) -> Path:
@@ -75,20 +77,59 @@ class Postgres(Service):
             except OSError:
                 continue
 
+    def _os_user(self) -> str:
+        """The OS user that runs the stack (and may be the database superuser through the socket)."""
+        return pwd.getpwuid(os.geteuid()).pw_name
+
+    def hba_conf(self) -> str:
+        """``pg_hba.conf``: the superuser only by peer authentication on the private socket, mapped from the
+        OS user running the stack; every other connection with a SCRAM password; nothing trusted."""
+        return (
+            "# Written by app/stack/postgres.py on every start; edits are overwritten.\n"
+            "# TYPE  DATABASE  USER       ADDRESS       METHOD\n"
+            f"local   all       {SUPERUSER}              peer map={IDENT_MAP}\n"
+            "local   all       all                     scram-sha-256\n"
+            "host    all       all        127.0.0.1/32  scram-sha-256\n"
+            "host    all       all        ::1/128       scram-sha-256\n"
+        )
+
+    def ident_conf(self) -> str:
+        return f"# Written by app/stack/postgres.py.\n{IDENT_MAP}  {self._os_user()}  {SUPERUSER}\n"
+
+    def _write_auth_config(self) -> None:
+        """(Re)write the authentication files, so a cluster created by an older version (``trust`` for local
+        connections) is migrated on its next start."""
+        user = self.preexec_user()
+        for name, text in (("pg_hba.conf", self.hba_conf()), ("pg_ident.conf", self.ident_conf())):
+            path = self.data_dir / name
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.chmod(tmp, 0o600)
+            if user:
+                os.chown(tmp, *user)
+            os.replace(tmp, path)
+
     def prepare(self) -> None:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
+        # Private socket folder: only the server's OS user (and root) may even reach the socket.
+        os.chmod(self.socket_dir, 0o700)
         if self.preexec_user():
+            # The postgres OS user must reach its data folder: search (x, not read) permission on the
+            # ancestors. The socket folder stays 0700 and no connection is trusted (see hba_conf).
             self._make_traversable(self.socket_dir.parent)
         self._chown(self.socket_dir)
-        if (self.data_dir / "PG_VERSION").exists():
-            return
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        self._write_auth_config()
+
+    def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
         self._chown(self.data_dir)
         user = self.preexec_user()
         cmd = [
             str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
-            "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+            "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
         ]
         result = subprocess.run(  # noqa: S603 - fixed argv
             cmd, capture_output=True, text=True, user=user[0] if user else None, group=user[1] if user else None,
@@ -114,6 +155,7 @@ class Postgres(Service):
     def superuser_conn(self, dbname: str = "postgres"):  # noqa: ANN201
         import psycopg2
 
+        # Peer authentication on the private socket (see hba_conf): no password exists for the superuser.
         return psycopg2.connect(host=str(self.socket_dir), port=self.settings.pg_port, user=SUPERUSER, dbname=dbname)
 
     def healthy(self) -> bool:

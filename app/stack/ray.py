@@ -62,7 +62,7 @@ class RayHead(Service):
             "RAY_USAGE_STATS_ENABLED": "0",
             # Keep the node IP on the loopback instead of resolving 127.0.0.1 to the machine's address.
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-            "MLFLOW_TRACKING_URI": self.settings.mlflow_uri,
+            **self.settings.mlflow_env(),
             "PYTHONUNBUFFERED": "1",
             # Job entrypoints say `python ...`: that must be the project's interpreter, not the system's.
             "PATH": os.pathsep.join([str(PROJECT_ROOT / ".venv" / "bin"), os.environ.get("PATH", "")]),

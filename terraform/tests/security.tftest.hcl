@@ -43,11 +43,8 @@ mock_provider "aws" {
       arn = "arn:aws:kafka:eu-west-1:123456789012:configuration/mock/11111111-2222-3333-4444-555555555555-1"
     }
   }
-  mock_resource "aws_secretsmanager_secret" {
-    defaults = {
-      arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mock-AbCdEf"
-    }
-  }
+  # No default ARN for secrets: the mock generates a distinct value per secret, so the per-component
+  # secrets below can be told apart (override_resource cannot target one for_each instance).
   mock_resource "aws_s3_bucket" {
     defaults = {
       arn = "arn:aws:s3:::mock-bucket"
@@ -238,6 +235,108 @@ run "aws_profile_is_secure" {
   assert {
     condition     = strcontains(output.ray_cluster_yaml, module.ray[0].head_instance_profile_arn) && strcontains(output.ray_cluster_yaml, "ray.worker.default")
     error_message = "cluster.yaml must be rendered from the ray module's outputs."
+  }
+}
+
+# Least privilege between components (issue 13, item 15): each component's own database role and secret,
+# MLflow credentials for its clients, and the Ray head's tagging limited to its own cluster's instances.
+run "components_have_their_own_secrets_and_the_ray_head_tags_only_its_nodes" {
+  command = apply
+
+  variables {
+    name        = "sfmlops-prod"
+    environment = "prod"
+    aws_region  = "eu-west-1"
+
+    availability_zones = ["eu-west-1a", "eu-west-1b"]
+    buckets = {
+      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
+      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
+      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
+      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
+      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
+    }
+    access_log_bucket_name = "t-access-logs"
+  }
+
+  # --- a database role and secret per component, none of them the master -----------------------
+  assert {
+    condition     = length(distinct(values(output.database_role_secret_arns))) == 4 && length(distinct([for r in values(output.database_roles) : r.username])) == 4
+    error_message = "The API, Ray, Spark and MLflow need a database role and secret each."
+  }
+  assert {
+    condition     = !contains(values(output.database_role_secret_arns), output.database_secret_arn) && !contains([for r in values(output.database_roles) : r.username], "sfmlops_admin")
+    error_message = "No component may use the RDS master user or its secret."
+  }
+  assert {
+    condition     = output.app_environment["SFMLOPS_PG_SECRET_ARN"] == output.database_role_secret_arns["api"] && output.app_environment["SFMLOPS_JOB_PG_SECRET_ARN"] == output.database_role_secret_arns["ray"]
+    error_message = "The Lambda must connect with the api role's secret and hand the ray role's secret to its jobs."
+  }
+
+  # --- each role's IAM policy reads exactly its own secrets ---------------------------------------
+  assert {
+    condition = alltrue([
+      for owner, own in {
+        api        = [output.database_role_secret_arns["api"], output.mlflow_client_secret_arns["api"], output.api_key_pepper_secret_arn]
+        ray_head   = [output.database_role_secret_arns["ray"], output.mlflow_client_secret_arns["ray"]]
+        ray_worker = [output.database_role_secret_arns["ray"], output.mlflow_client_secret_arns["ray"]]
+        spark_job  = [output.database_role_secret_arns["spark"]]
+      } :
+      sort(distinct(flatten([
+        for st in jsondecode(output.iam_policy_documents[owner]).Statement : [
+          for r in flatten([st.Resource]) : r
+        ] if contains(flatten([st.Action]), "secretsmanager:GetSecretValue")
+      ]))) == sort(own)
+    ])
+    error_message = "The API, Ray and Spark roles must read exactly their own database (and MLflow) secrets."
+  }
+  assert {
+    condition = alltrue([
+      for doc in values(output.iam_policy_documents) :
+      !strcontains(doc, output.database_secret_arn)
+    ])
+    error_message = "No runtime IAM policy may grant the RDS master secret."
+  }
+  assert {
+    condition     = module.mlflow[0].injected_env_refs["DB_PASSWORD"] == "${output.database_role_secret_arns["mlflow"]}:password::"
+    error_message = "The MLflow server must use the mlflow role's secret, not the master's."
+  }
+
+  # --- MLflow basic auth: the API and Ray jobs get credentials from Secrets Manager -------------
+  assert {
+    condition     = output.app_environment["SFMLOPS_MLFLOW_AUTH_SECRET_ARN"] == output.mlflow_client_secret_arns["api"] && output.app_environment["SFMLOPS_JOB_MLFLOW_AUTH_SECRET_ARN"] == output.mlflow_client_secret_arns["ray"]
+    error_message = "The Lambda needs its MLflow credentials secret, and hands the Ray jobs' one to its jobs."
+  }
+
+  # --- Ray head: CreateTags only at its own launches or on its cluster's instances ------------------
+  assert {
+    condition = alltrue([
+      for st in jsondecode(output.iam_policy_documents["ray_head"]).Statement :
+      !contains(flatten([st.Action]), "ec2:CreateTags") || (
+        !contains(flatten([st.Resource]), "*") && alltrue([for r in flatten([st.Resource]) : endswith(r, ":instance/*")]) && (
+          (try(st.Condition.StringEquals["ec2:CreateAction"], "") == "RunInstances" && try(st.Condition.StringEquals["aws:RequestTag/ray-cluster-name"], "") == "sfmlops-prod-ray") ||
+          (try(st.Condition.StringEquals["ec2:ResourceTag/ray-cluster-name"], "") == "sfmlops-prod-ray" && try(st.Condition.StringEqualsIfExists["aws:RequestTag/ray-cluster-name"], "") == "sfmlops-prod-ray")
+        )
+      )
+    ])
+    error_message = "ec2:CreateTags must be conditioned on the cluster's tag: at RunInstances (ec2:CreateAction) or on instances already tagged with it."
+  }
+  assert {
+    condition = length([
+      for st in jsondecode(output.iam_policy_documents["ray_head"]).Statement : st
+      if contains(flatten([st.Action]), "ec2:CreateTags")
+    ]) == 2
+    error_message = "Expected the two CreateTags statements (at launch, on the cluster's nodes)."
+  }
+  assert {
+    condition = alltrue([
+      for st in jsondecode(output.iam_policy_documents["ray_head"]).Statement :
+      !contains(flatten([st.Action]), "ec2:RunInstances") || !contains(flatten([st.Resource]), "*") && (
+        !anytrue([for r in flatten([st.Resource]) : endswith(r, ":instance/*")]) ||
+        try(st.Condition.StringEquals["aws:RequestTag/ray-cluster-name"], "") == "sfmlops-prod-ray"
+      )
+    ])
+    error_message = "ec2:RunInstances may create only instances tagged with the cluster's name, and no bare \"*\" resource."
   }
 }
 

@@ -23,6 +23,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _argv(pid: int) -> str:
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return ""
+
+
 def private_settings(base: Settings, tmp_path, **overrides) -> Settings:
     """Settings for a second, isolated stack: own state folder and free ports."""
     ports = {name: free_port() for name in ("emulator_port", "pg_port", "kafka_port", "kafka_controller_port", "mlflow_port", "ray_dashboard_port", "ray_client_port", "ray_agent_port", "ray_agent_grpc_port", "ray_runtime_env_agent_port", "ray_metrics_port")}
@@ -125,6 +132,15 @@ def test_private_stack_comes_up_healthy_and_goes_down_clean(stack, tmp_path):
         assert total < 4 * 1024**3, f"idle stack uses {total / 1024**2:.0f} MB"
         pids = [p.pid for r in rows for p in local_stack.base.process_tree(r.pid)]
         ports = [p for svc in local_stack.services(s) for p in svc.ports()]
+        # Every listening socket of every service (children included) is on loopback: MiniStack's side
+        # listeners (IoT mTLS on 8883, SFTP) ignored BIND_HOST; Ray's gRPC servers follow the node IP.
+        from test_local_security import non_loopback_listeners, stack_pids
+
+        assert sorted(stack_pids(s)) == sorted(r.pid for r in rows)
+        assert non_loopback_listeners(stack_pids(s)) == []
+        # No password on a command line (`ps` shows argv to every local user).
+        secret = s.pg_password.get_secret_value()
+        assert [pid for pid in pids if secret in _argv(pid)] == []
     finally:
         stopped = local_stack.down(s)
     assert sorted(stopped) == ["emulator", "kafka", "mlflow", "postgres", "ray"]

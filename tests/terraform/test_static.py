@@ -148,3 +148,45 @@ def test_cluster_yaml_comments_every_key() -> None:
         if key_re.match(line):
             prev = next(p for p in reversed(lines[:i]) if not p.startswith("%{"))
             assert prev.strip().startswith("#") or prev.strip().startswith("- "), f"line {i + 1} has no comment: {line}"
+
+
+def test_mlflow_container_command_quotes_any_database_password(tmp_path) -> None:
+    """The ECS tracking server builds its backend URI from the role's secret: an RDS-generated password with
+    '@', ':', '/', '%', quotes or a backslash must reach MLflow (SQLAlchemy URL, basic-auth ini) unchanged."""
+    import configparser
+    import json as _json
+    import os
+    import sys
+
+    from sqlalchemy.engine import make_url
+
+    text = (TF_DIR / "modules" / "mlflow" / "main.tf").read_text()
+
+    def hcl_string(name: str) -> str:
+        m = re.search(rf'^\s*{name}\s*=\s*("(?:[^"\\]|\\.)*")\s*$', text, re.M)
+        return _json.loads(m.group(1))
+
+    block = re.search(r'start_command = join\(" && ", \[(.*?)\]\)', text, re.S).group(1)
+    parts = [_json.loads(x) for x in re.findall(r'("(?:[^"\\]|\\.)*")\s*,', block)]
+    ini = tmp_path / "basic_auth.ini"
+    command = (" && ".join(parts).replace("${local.backend_uri_command}", hcl_string("backend_uri_command"))
+               .replace("${local.port}", "5000").replace("${var.artifact_bucket_name}", "b")
+               .replace("/tmp/basic_auth.ini", str(ini)))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    # stand-in for the image's `mlflow`: records its argv and the URI it would read from the environment
+    (bin_dir / "mlflow").write_text(f'#!/bin/sh\nprintf %s "$*" > {tmp_path}/argv\nprintf %s "$MLFLOW_BACKEND_STORE_URI" > {tmp_path}/uri\n')
+    (bin_dir / "mlflow").chmod(0o755)
+    password, admin = "p@ss:w/o%rd' \"x\\y#?", "adm%in pw'\""
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "DB_USER": "sfmlops_mlflow", "DB_PASSWORD": password, "DB_HOST": "db.example",
+           "DB_PORT": "5432", "DB_NAME": "mlflow", "MLFLOW_ADMIN_PASSWORD": admin}
+    result = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    uri = make_url((tmp_path / "uri").read_text())
+    assert (uri.username, uri.password, uri.host, uri.port, uri.database) == ("sfmlops_mlflow", password, "db.example", 5432, "mlflow")
+    assert password not in (tmp_path / "argv").read_text() and "backend-store-uri" not in (tmp_path / "argv").read_text()
+    config = configparser.ConfigParser()
+    config.read(ini)
+    assert make_url(config["mlflow"]["database_uri"]).password == password
+    assert config["mlflow"]["admin_password"] == admin

@@ -101,3 +101,31 @@ def test_env_example_documents_every_setting():
     assert missing == [], f".env.example lacks {missing}: run `make env-example`"
     assert text == render_env_example(), "run `make env-example`"
     assert all(f.description for f in Settings.model_fields.values())
+
+
+@pytest.mark.parametrize("password", ["p a'ss\\w\"rd", "x=1 host=evil", "", "100%@:/?#[]", "trailing\\"])
+def test_connection_parameters_carry_any_password_unchanged(password):
+    """RDS-generated passwords contain spaces, quotes and backslashes: the DSN quotes them, the URL encodes
+    them, and both decode to the same parameters (nothing can inject another libpq option)."""
+    from psycopg2.extensions import parse_dsn
+    from sqlalchemy.engine import make_url
+
+    s = Settings(_env_file=None, pg_password=password, pg_user="app user")
+    params = s.pg_params("mlflow")
+    assert params == {"host": "127.0.0.1", "port": 5432, "dbname": "mlflow", "user": "app user", "password": password}
+    assert parse_dsn(s.pg_dsn("mlflow")) == {k: str(v) for k, v in params.items()}
+    assert parse_dsn(s.pg_dsn(connect_timeout=5))["connect_timeout"] == "5"
+    url = make_url(s.pg_url("mlflow", driver="postgresql+psycopg2"))
+    assert (url.username, url.password, url.host, url.port, url.database) == ("app user", password, "127.0.0.1", 5432, "mlflow")
+
+
+def test_mlflow_credentials_reach_http_clients_and_the_mlflow_library():
+    s = Settings(_env_file=None)
+    assert s.mlflow_auth() is None and s.mlflow_env() == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"}
+    s = Settings(_env_file=None, mlflow_username="sfmlops", mlflow_password="Mf' 9\\x")
+    assert s.mlflow_auth() == ("sfmlops", "Mf' 9\\x")
+    assert s.mlflow_env()["MLFLOW_TRACKING_USERNAME"] == "sfmlops"
+    assert s.mlflow_env()["MLFLOW_TRACKING_PASSWORD"] == "Mf' 9\\x"
+    with pytest.raises(ValidationError, match="SFMLOPS_MLFLOW_PASSWORD must be set to a real secret"):
+        Settings(_env_file=None, profile="aws", pg_password="Xk2-long-real-secret", api_key_pepper="pepper-9f8e7d6c",
+                 mlflow_username="sfmlops", mlflow_password="changeme")

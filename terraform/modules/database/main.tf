@@ -93,3 +93,18 @@ resource "aws_db_instance" "this" {
 
   tags = var.tags
 }
+
+# One secret per component role, so that no component runs as the master user and each can read only its
+# own credentials. Terraform creates the secrets, never their values (they would land in the state):
+# terraform/scripts/bootstrap_db_roles.py (run as the master user, from inside the VPC) creates the roles,
+# their grants and passwords and puts {username, password, host, port, dbname} into each secret; `--rotate`
+# rotates them, and the apps re-read their secret when the database refuses a password (app/db.py connect).
+resource "aws_secretsmanager_secret" "role" {
+  #checkov:skip=CKV2_AWS_57:Rotated by terraform/scripts/bootstrap_db_roles.py --rotate (role password and secret together); the apps re-read the secret on an authentication failure, so no rotation Lambda is needed.
+  for_each = var.roles
+
+  name        = "${var.name}/db/${each.key}"
+  description = "Credentials of database role ${each.value} (${each.key}); value put by terraform/scripts/bootstrap_db_roles.py."
+  kms_key_id  = var.kms_key_arn
+  tags        = merge(var.tags, { "sfmlops:db-user" = each.value, "sfmlops:component" = each.key })
+}

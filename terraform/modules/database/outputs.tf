@@ -54,3 +54,13 @@ output "password_in_config" {
   description = "Whether a master password was written in Terraform configuration (must be false)."
   value       = nonsensitive(aws_db_instance.this.password != null)
 }
+
+output "role_secret_arns" {
+  description = "Secret ARN of each component's database role (component => ARN, never the value)."
+  value       = { for k, s in aws_secretsmanager_secret.role : k => s.arn }
+}
+
+output "roles" {
+  description = "Component => {username, secret_arn} of the least-privilege roles (input of terraform/scripts/bootstrap_db_roles.py)."
+  value       = { for k, u in var.roles : k => { username = u, secret_arn = aws_secretsmanager_secret.role[k].arn } }
+}

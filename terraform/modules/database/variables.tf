@@ -100,3 +100,19 @@ variable "tags" {
   default     = {}
   description = "Tags added to every resource."
 }
+
+variable "roles" {
+  type = map(string)
+  default = {
+    api    = "sfmlops_api"
+    ray    = "sfmlops_ray"
+    spark  = "sfmlops_ingest"
+    mlflow = "sfmlops_mlflow"
+  }
+  description = "Least-privilege database role per component (component => user name); each gets its own Secrets Manager secret. Grants: app/db.py ROLE_GRANTS, applied by terraform/scripts/bootstrap_db_roles.py."
+
+  validation {
+    condition     = alltrue([for u in values(var.roles) : can(regex("^[a-z_][a-z0-9_]{0,62}$", u))]) && length(distinct(values(var.roles))) == length(var.roles)
+    error_message = "roles: every user name must be a distinct plain lower-case SQL identifier."
+  }
+}

@@ -14,13 +14,17 @@ locals {
   port      = 5000
 
   # The tracking server runs MLflow's basic-auth app: the admin password comes from the
-  # Secrets Manager secret below and is written to the auth config at start.
+  # Secrets Manager secret below and is written to the auth config at start. The backend URI is built
+  # with every credential percent-encoded (RDS-generated passwords contain '@', ':', '/', '%'...), and
+  # '%' is doubled where the value goes into the ini file (configparser interpolation). `mlflow server`
+  # reads the URI from MLFLOW_BACKEND_STORE_URI (not argv, where `ps` would show the password).
+  backend_uri_command = "python -c \"import os, urllib.parse as u; q = lambda k: u.quote(os.environ[k], safe=''); print('postgresql://' + q('DB_USER') + ':' + q('DB_PASSWORD') + '@' + os.environ['DB_HOST'] + ':' + os.environ['DB_PORT'] + '/' + q('DB_NAME') + '?sslmode=require')\""
   start_command = join(" && ", [
-    "printf '[mlflow]\\ndefault_permission = NO_PERMISSIONS\\ndatabase_uri = %s\\nadmin_username = admin\\nadmin_password = %s\\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\\n' \"$BACKEND_URI\" \"$MLFLOW_ADMIN_PASSWORD\" > /tmp/basic_auth.ini",
-    "export MLFLOW_AUTH_CONFIG_PATH=/tmp/basic_auth.ini",
-    "exec mlflow server --host 0.0.0.0 --port ${local.port} --app-name basic-auth --backend-store-uri \"$BACKEND_URI\" --artifacts-destination s3://${var.artifact_bucket_name}/ --serve-artifacts",
+    "export BACKEND_URI=\"$(${local.backend_uri_command})\"",
+    "printf '[mlflow]\\ndefault_permission = NO_PERMISSIONS\\ndatabase_uri = %s\\nadmin_username = admin\\nadmin_password = %s\\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\\n' \"$(printf %s \"$BACKEND_URI\" | sed 's/%/%%/g')\" \"$(printf %s \"$MLFLOW_ADMIN_PASSWORD\" | sed 's/%/%%/g')\" > /tmp/basic_auth.ini",
+    "export MLFLOW_AUTH_CONFIG_PATH=/tmp/basic_auth.ini MLFLOW_BACKEND_STORE_URI=\"$BACKEND_URI\"",
+    "exec mlflow server --host 0.0.0.0 --port ${local.port} --app-name basic-auth --artifacts-destination s3://${var.artifact_bucket_name}/ --serve-artifacts",
   ])
-  backend_uri = "postgresql://$${DB_USER}:$${DB_PASSWORD}@${var.database_host}:${var.database_port}/${var.database_name}?sslmode=require"
 }
 
 resource "aws_ecs_cluster" "this" {
@@ -47,6 +51,19 @@ resource "aws_secretsmanager_secret" "admin" {
   description = "MLflow basic-auth admin password; its value is set out of band (never in Terraform state)."
   kms_key_id  = var.kms_key_arn
   tags        = var.tags
+}
+
+# Basic-auth credentials of MLflow's clients (the API Lambda, Ray jobs), one secret per client: JSON
+# {username, password}. Terraform creates the secrets, never their values; the admin creates each user in
+# MLflow (POST /api/2.0/mlflow/users/create) with the permissions it needs and puts the value (README).
+resource "aws_secretsmanager_secret" "client" {
+  #checkov:skip=CKV2_AWS_57:A client's MLflow password lives in MLflow's auth database too, so rotation is an operator runbook (users/update-password, then put-secret-value), not a rotation Lambda.
+  for_each = toset(var.clients)
+
+  name        = "${var.name}/mlflow-client/${each.key}"
+  description = "MLflow basic-auth credentials of the ${each.key} client (JSON username/password), set out of band."
+  kms_key_id  = var.kms_key_arn
+  tags        = merge(var.tags, { "sfmlops:component" = each.key })
 }
 
 resource "aws_iam_role" "execution" {
@@ -111,6 +128,15 @@ resource "aws_iam_role_policy" "task" {
   })
 }
 
+locals {
+  # Injected by ECS from Secrets Manager: the backend store role's credentials and the admin password.
+  container_secrets = [
+    { name = "DB_USER", valueFrom = "${var.database_secret_arn}:username::" },
+    { name = "DB_PASSWORD", valueFrom = "${var.database_secret_arn}:password::" },
+    { name = "MLFLOW_ADMIN_PASSWORD", valueFrom = aws_secretsmanager_secret.admin.arn },
+  ]
+}
+
 resource "aws_ecs_task_definition" "this" {
   family                   = "${var.name}-mlflow"
   requires_compatibilities = ["FARGATE"]
@@ -130,15 +156,16 @@ resource "aws_ecs_task_definition" "this" {
     essential              = true
     readonlyRootFilesystem = true
     entryPoint             = ["sh", "-c"]
-    command                = ["export BACKEND_URI=\"${local.backend_uri}\" && ${local.start_command}"]
+    command                = [local.start_command]
     portMappings           = [{ containerPort = local.port, protocol = "tcp" }]
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp" }]
-    environment            = [{ name = "AWS_DEFAULT_REGION", value = var.region }]
-    secrets = [
-      { name = "DB_USER", valueFrom = "${var.database_secret_arn}:username::" },
-      { name = "DB_PASSWORD", valueFrom = "${var.database_secret_arn}:password::" },
-      { name = "MLFLOW_ADMIN_PASSWORD", valueFrom = aws_secretsmanager_secret.admin.arn },
+    environment = [
+      { name = "AWS_DEFAULT_REGION", value = var.region },
+      { name = "DB_HOST", value = var.database_host },
+      { name = "DB_PORT", value = tostring(var.database_port) },
+      { name = "DB_NAME", value = var.database_name },
     ]
+    secrets = local.container_secrets
     logConfiguration = {
       logDriver = "awslogs"
       options = {

@@ -22,3 +22,13 @@ output "wildcard_reasons" {
   description = "Why each policy statement of this module with a bare \"*\" action or resource needs it, keyed by Sid (none here)."
   value       = {}
 }
+
+output "client_secret_arns" {
+  description = "Secret ARN of each client's MLflow basic-auth credentials (client => ARN, never the value)."
+  value       = { for k, s in aws_secretsmanager_secret.client : k => s.arn }
+}
+
+output "injected_env_refs" {
+  description = "Environment variable => Secrets Manager reference injected into the tracking server (references, never values)."
+  value       = { for e in local.container_secrets : e.name => e.valueFrom }
+}

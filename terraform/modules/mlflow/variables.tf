@@ -95,3 +95,9 @@ variable "tags" {
   default     = {}
   description = "Tags added to every resource."
 }
+
+variable "clients" {
+  type        = list(string)
+  default     = ["api", "ray"]
+  description = "MLflow clients that get their own basic-auth credentials secret."
+}

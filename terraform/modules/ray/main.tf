@@ -9,8 +9,15 @@ locals {
   # Statements whose Action or Resource is a bare "*" and why; asserted by terraform test.
   wildcard_reasons = {
     DescribeForAutoscaler = "EC2 Describe* actions do not support resource-level permissions; the autoscaler must list instances, subnets, images and instance types."
-    LaunchRayWorkers      = "ec2:RunInstances authorizes the image, subnet, security group, volumes and network interfaces of the new instance, whose ARNs are not known in advance; limited to this region by a condition, and the instances can only carry the worker instance profile (iam:PassRole below)."
   }
+
+  secret_arns = compact([var.database_secret_arn, var.mlflow_auth_secret_arn])
+
+  ec2_arn = "arn:${local.partition}:ec2:${var.region}:${local.account_id}"
+  # The tag Ray's autoscaler puts on every node it launches (ray/autoscaler/tags.py TAG_RAY_CLUSTER_NAME).
+  cluster_tag = "ray-cluster-name"
+  # Tags the autoscaler sets on its nodes (ray-node-status, ray-launch-config, ...) and Name.
+  node_tag_keys = ["ray-*", "Name"]
 
   assume_ec2 = jsonencode({
     Version = "2012-10-17"
@@ -43,12 +50,13 @@ locals {
         Resource = [var.kms_key_arn]
       },
     ],
+    # Only the Ray jobs' own secrets: their database role and their MLflow credentials.
     [for s in [{
-      Sid      = "ReadDatabaseSecret"
+      Sid      = "ReadJobSecrets"
       Effect   = "Allow"
       Action   = ["secretsmanager:GetSecretValue"]
-      Resource = [var.database_secret_arn]
-    }] : s if !(var.database_secret_arn == null)],
+      Resource = local.secret_arns
+    }] : s if length(local.secret_arns) > 0],
   )
 
   # What the head needs on top: the autoscaler launches and stops workers.
@@ -63,18 +71,58 @@ locals {
       Resource = "*"
     },
     {
+      # What a new instance uses (image, subnet, security group, volumes, interfaces): ARNs not known in
+      # advance, so by type and region; the instance itself is the next statement.
+      Sid    = "LaunchRayWorkersUse"
+      Effect = "Allow"
+      Action = ["ec2:RunInstances"]
+      Resource = [
+        "arn:${local.partition}:ec2:${var.region}::image/*",
+        "${local.ec2_arn}:subnet/*",
+        "${local.ec2_arn}:security-group/*",
+        "${local.ec2_arn}:network-interface/*",
+        "${local.ec2_arn}:volume/*",
+        "${local.ec2_arn}:key-pair/*",
+      ]
+      Condition = { StringEquals = { "aws:RequestedRegion" = var.region } }
+    },
+    {
+      # Only instances that carry this cluster's tag from their launch (Ray tags them in RunInstances).
       Sid       = "LaunchRayWorkers"
       Effect    = "Allow"
-      Action    = ["ec2:RunInstances", "ec2:CreateTags"]
-      Resource  = "*"
-      Condition = { StringEquals = { "aws:RequestedRegion" = var.region } }
+      Action    = ["ec2:RunInstances"]
+      Resource  = "${local.ec2_arn}:instance/*"
+      Condition = { StringEquals = { "aws:RequestTag/${local.cluster_tag}" = var.name } }
+    },
+    {
+      # Tags in the RunInstances call itself (ec2:CreateAction), only with this cluster's tag.
+      Sid      = "TagAtLaunch"
+      Effect   = "Allow"
+      Action   = ["ec2:CreateTags"]
+      Resource = "${local.ec2_arn}:instance/*"
+      Condition = {
+        StringEquals = { "ec2:CreateAction" = "RunInstances", "aws:RequestTag/${local.cluster_tag}" = var.name }
+      }
+    },
+    {
+      # Later tag updates (node status, launch config) only on this cluster's instances, only Ray's keys,
+      # and never moving an instance to another cluster.
+      Sid      = "RetagClusterNodes"
+      Effect   = "Allow"
+      Action   = ["ec2:CreateTags"]
+      Resource = "${local.ec2_arn}:instance/*"
+      Condition = {
+        StringEquals              = { "ec2:ResourceTag/${local.cluster_tag}" = var.name }
+        StringEqualsIfExists      = { "aws:RequestTag/${local.cluster_tag}" = var.name }
+        "ForAllValues:StringLike" = { "aws:TagKeys" = local.node_tag_keys }
+      }
     },
     {
       Sid       = "ControlRayNodes"
       Effect    = "Allow"
       Action    = ["ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"]
-      Resource  = "arn:${local.partition}:ec2:${var.region}:${local.account_id}:instance/*"
-      Condition = { StringEquals = { "ec2:ResourceTag/ray-cluster-name" = var.name } }
+      Resource  = "${local.ec2_arn}:instance/*"
+      Condition = { StringEquals = { "ec2:ResourceTag/${local.cluster_tag}" = var.name } }
     },
     {
       Sid      = "PassWorkerRole"

@@ -44,6 +44,12 @@ variable "database_secret_arn" {
   description = "Secret with the database credentials training reads with (null: none)."
 }
 
+variable "mlflow_auth_secret_arn" {
+  type        = string
+  default     = null
+  description = "Secret with the MLflow basic-auth credentials of Ray jobs (null: none)."
+}
+
 variable "ray_version" {
   type        = string
   default     = "2.60.0"
