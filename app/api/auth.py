@@ -2,6 +2,12 @@
 
 A key looks like ``sfm_<8 hex prefix>_<43 url-safe chars>``; the prefix is stored in clear so an operator
 can tell keys apart. Callers present the key in the ``X-API-Key`` header.
+
+Revocation: each process caches the keys it has validated, tagged with the key-set version (a one-row table
+``<table_api_keys>_version`` that a trigger bumps whenever a key is revoked, deleted or moved). A process
+reads that version at most every ``SFMLOPS_API_AUTH_RECHECK_S`` (default 1 s) and drops its cache when it
+changed, so a revoked key stops working everywhere within about that time, at the cost of one tiny query
+per second per busy process (none per request).
 """
 
 from __future__ import annotations
@@ -14,16 +20,22 @@ import threading
 import time
 from dataclasses import dataclass
 
+import psycopg2
+
 from app.api import db
 from app.api.errors import ApiError
 from app.config import Settings
 
 KEY_HEADER = "X-API-Key"
-#: Seconds a successful key lookup is reused by this process (a revoked key stops working within this time).
-AUTH_CACHE_TTL_S = 30.0
+#: Seconds a successful key lookup is reused by this process, as long as the key-set version is unchanged.
+AUTH_CACHE_TTL_S = 300.0
 _AUTH_CACHE_MAX = 10_000
-_auth_cache: dict[str, tuple[float, "Client"]] = {}
+#: digest-with-database -> (expires at, key-set version it was validated under, client)
+_auth_cache: dict[str, tuple[float, int, "Client"]] = {}
 _auth_lock = threading.Lock()
+#: database -> (next check at, key-set version); read at most every ``settings.api_auth_recheck_s``.
+_versions: dict[str, tuple[float, int]] = {}
+_version_lock = threading.Lock()
 CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -91,36 +103,91 @@ def issue_key(settings: Settings, client_name: str) -> str:
 def revoke_keys(settings: Settings, client_name: str) -> int:
     """Revoke every active key of ``client_name``; returns how many were revoked.
 
-    Other API processes may accept a revoked key for up to ``AUTH_CACHE_TTL_S`` seconds.
+    The key-set version moves in the same transaction (trigger), so every API process refuses the keys
+    within ``settings.api_auth_recheck_s``.
     """
-    with _auth_lock:
-        _auth_cache.clear()
     with db.connection(settings) as conn, conn.cursor() as cur:
         cur.execute(
             f"UPDATE {settings.table_api_keys} k SET revoked_at = now() FROM {settings.table_api_clients} c"
             " WHERE k.client_id = c.id AND c.name = %s AND k.revoked_at IS NULL",
             (client_name,),
         )
-        return cur.rowcount
+        count = cur.rowcount
+    with _auth_lock:
+        _auth_cache.clear()
+    with _version_lock:
+        _versions.clear()
+    return count
+
+
+def _db_ident(settings: Settings) -> str:
+    return f"{settings.pg_host}:{settings.pg_port}/{settings.pg_database}/{settings.table_api_keys}"
 
 
 def _cache_key(settings: Settings, digest: str) -> str:
-    return f"{settings.pg_host}:{settings.pg_port}/{settings.pg_database}|{digest}"
+    return f"{_db_ident(settings)}|{digest}"
+
+
+def version_table(settings: Settings) -> str:
+    """The one-row table holding the key-set version (created by ``app/sql/030_api.sql``)."""
+    return f"{settings.table_api_keys}_version"
+
+
+def _known_version(settings: Settings) -> int | None:
+    """The key-set version this process read less than ``api_auth_recheck_s`` ago, or None when due."""
+    hit = _versions.get(_db_ident(settings))
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
+def _current_version(settings: Settings) -> int:
+    """The key-set version, read from Postgres when the last read is older than ``api_auth_recheck_s``."""
+    ident = _db_ident(settings)
+    with _version_lock:  # one reader per process; the others wait for its answer
+        hit = _versions.get(ident)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        try:
+            with db.connection(settings) as conn, conn.cursor() as cur:
+                cur.execute(f"SELECT version FROM {version_table(settings)}")
+                row = cur.fetchone()
+        except psycopg2.errors.UndefinedTable as exc:
+            raise ApiError(
+                503, "The API's key tables are not migrated", internal=f"{exc}".strip() + " (run `sfmlops up`)"
+            ) from exc
+        version = int(row[0]) if row else 0
+        _versions[ident] = (time.monotonic() + settings.api_auth_recheck_s, version)
+        return version
 
 
 def cached_client(settings: Settings, key: str | None) -> Client | None:
-    """The client of ``key`` if this process authenticated it less than ``AUTH_CACHE_TTL_S`` ago."""
+    """The client of ``key`` if this process validated it under the current key-set version.
+
+    Never touches the database (safe on the event loop): None when the key is unknown here or the version
+    is due for a re-read, and then :func:`authenticate` answers.
+    """
     if not key or len(key) > 256:
         return None
+    version = _known_version(settings)
+    if version is None:
+        return None
     hit = _auth_cache.get(_cache_key(settings, hash_key(settings, key)))
-    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+    if hit is None or hit[1] != version or hit[0] <= time.monotonic():
+        return None
+    return hit[2]
+
+
+def known_key(settings: Settings, key: str | None) -> bool:
+    """True when this process validated ``key`` before (under any key-set version): no lookup needed to know it."""
+    if not key or len(key) > 256:
+        return False
+    return _cache_key(settings, hash_key(settings, key)) in _auth_cache
 
 
 def authenticate(settings: Settings, key: str | None) -> Client:
     """The client owning ``key``.
 
     Raises:
-        ApiError: 401 when the key is missing, unknown or revoked.
+        ApiError: 401 when the key is missing, unknown or revoked; 503 when the database cannot say.
     """
     challenge = {"WWW-Authenticate": f'ApiKey header="{KEY_HEADER}"'}
     if not key:
@@ -129,9 +196,10 @@ def authenticate(settings: Settings, key: str | None) -> Client:
         raise ApiError(401, "Invalid API key", headers=challenge)
     digest = hash_key(settings, key)
     cache_key = _cache_key(settings, digest)
+    version = _current_version(settings)
     hit = _auth_cache.get(cache_key)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
+    if hit is not None and hit[1] == version and hit[0] > time.monotonic():
+        return hit[2]
     with db.connection(settings) as conn, conn.cursor() as cur:
         cur.execute(
             f"SELECT c.id, c.name FROM {settings.table_api_keys} k JOIN {settings.table_api_clients} c"
@@ -145,5 +213,7 @@ def authenticate(settings: Settings, key: str | None) -> Client:
     with _auth_lock:
         if len(_auth_cache) >= _AUTH_CACHE_MAX:
             _auth_cache.clear()
-        _auth_cache[cache_key] = (time.monotonic() + AUTH_CACHE_TTL_S, client)
+        # Tagged with the version read *before* the lookup: a revocation committed in between moves the
+        # version, so this entry is dropped at the next check rather than trusted.
+        _auth_cache[cache_key] = (time.monotonic() + AUTH_CACHE_TTL_S, version, client)
     return client

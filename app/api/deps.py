@@ -1,4 +1,4 @@
-"""FastAPI dependencies as ``Annotated`` aliases: settings, the authenticated client, the Ray client."""
+"""FastAPI dependencies as ``Annotated`` aliases: settings, the authenticated (and rate-limited) client, the Ray client."""
 
 from __future__ import annotations
 
@@ -25,23 +25,33 @@ async def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-async def require_client(settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]) -> auth.Client:
-    """The client identified by the ``X-API-Key`` header (401 otherwise).
+async def require_client(
+    request: Request, settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]
+) -> auth.Client:
+    """The client identified by the ``X-API-Key`` header (401 otherwise), within its rate limits (429).
 
-    A recently seen key is answered from the in-process cache; otherwise Postgres is asked in a worker thread.
+    A key this process validated is answered from memory; Postgres is asked in a worker thread only for a
+    new key and, at most every ``SFMLOPS_API_AUTH_RECHECK_S``, for the key-set version (revocations).
+    Every authenticated route then counts against the client's per-minute limits (:mod:`app.api.limits`).
     """
-    cached = auth.cached_client(settings, key)
-    if cached is not None:
-        return cached
-    return await run_in_threadpool(auth.authenticate, settings, key)
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    client = auth.cached_client(settings, key)
+    if client is None:
+        if key and limiter is not None and not auth.known_key(settings, key):
+            limiter.check_lookup()  # unknown keys cost a query each: bounded per process
+        client = await run_in_threadpool(auth.authenticate, settings, key)
+    if limiter is not None:
+        route = request.scope.get("route")
+        limiter.check(client.id, request.method, getattr(route, "path", None))
+    return client
 
 
 ClientDep = Annotated[auth.Client, Depends(require_client)]
 
 
 async def get_ray(settings: SettingsDep) -> RayJobsClient:
-    """The Ray Jobs REST client for ``settings.ray_jobs_url``."""
-    return client_for(settings.ray_jobs_url, settings.api_upstream_timeout_s)
+    """The Ray Jobs REST client for ``settings.ray_jobs_url`` (timeout ``settings.api_ray_timeout_s``)."""
+    return client_for(settings.ray_jobs_url, settings.api_ray_timeout_s)
 
 
 RayDep = Annotated[RayJobsClient, Depends(get_ray)]

@@ -2,11 +2,14 @@
 
 Every non-2xx response body is ``{"error": {"status", "code", "message", "details", "request_id"}}``,
 whether it comes from a route, request validation, the body-size limit, routing (404/405) or a bug (500).
+Every response carries the request's id in ``X-Request-ID`` (and error bodies in ``request_id``); a 5xx body
+says only what kind of failure it was, the details are logged under that id.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -60,7 +63,14 @@ class ErrorResponse(BaseModel):
 
 
 class ApiError(Exception):
-    """An error the API reports to the caller with a status, a code and a message."""
+    """An error the API reports to the caller with a status, a code and a message.
+
+    ``message`` is what the caller reads. A server-side error (5xx) must not tell callers about the inside
+    (addresses, driver or upstream error text), so a 5xx ``message`` is shown only with ``expose=True`` (a
+    message written for callers, e.g. "no champion model yet") or when the sensitive part was split off into
+    ``internal``; otherwise the caller reads a generic message with the request id. ``message`` and
+    ``internal`` always go to the server log, under the request id.
+    """
 
     def __init__(
         self,
@@ -70,26 +80,75 @@ class ApiError(Exception):
         code: str | None = None,
         details: list[ErrorDetail] | None = None,
         headers: dict[str, str] | None = None,
+        internal: str | None = None,
+        expose: bool | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message if internal is None else f"{message} [{internal}]")
         self.status = status
         self.message = message
         self.code = code or _CODES.get(status, "error")
         self.details = details or []
         self.headers = headers or {}
+        self.internal = internal
+        self.expose = (status < 500 or internal is not None) if expose is None else expose
+
+
+#: What a caller reads for a server-side error whose message is not meant for callers.
+_GENERIC = {
+    500: "Internal error",
+    502: "An upstream service of the API answered with an error",
+    503: "The API or a service it depends on is unavailable; try again later",
+    504: "An upstream service of the API did not answer in time",
+}
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _new_request_id(scope: dict[str, Any]) -> str:
+    event = scope.get("aws.event")
+    rid = ((event.get("requestContext") or {}).get("requestId") if isinstance(event, dict) else None) or ""
+    if not rid:
+        for name, value in scope.get("headers") or []:
+            if name == b"x-request-id":
+                rid = value.decode("latin-1")
+                break
+    # A caller-chosen id is taken only when it is short and plain: it ends up in the log.
+    return str(rid) if rid and _REQUEST_ID_RE.match(str(rid)) else uuid.uuid4().hex
+
+
+def scope_request_id(scope: dict[str, Any]) -> str:
+    """The id of the request in an ASGI scope, assigned on first use and kept in ``scope["state"]``."""
+    state = scope.setdefault("state", {})
+    rid = state.get("request_id")
+    if not rid:
+        rid = state["request_id"] = _new_request_id(scope)
+    return rid
 
 
 def request_id(request: Request) -> str:
-    """The id of the request: API Gateway's request id under Lambda, else a fresh one (cached on state)."""
-    rid = getattr(request.state, "request_id", None)
-    if rid:
-        return rid
-    event = request.scope.get("aws.event") or {}
-    rid = (event.get("requestContext") or {}).get("requestId") or request.headers.get("x-request-id")
-    if not rid:
-        rid = uuid.uuid4().hex
-    request.state.request_id = rid
-    return rid
+    """The id of the request: API Gateway's request id under Lambda, a plain ``X-Request-ID``, or a fresh one."""
+    return scope_request_id(request.scope)
+
+
+class RequestIdMiddleware:
+    """Pure ASGI middleware: every response carries the request's id in ``X-Request-ID``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = scope_request_id(scope).encode("latin-1")
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", rid)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 def error_response(
@@ -101,7 +160,7 @@ def error_response(
     headers: dict[str, str] | None = None,
     rid: str | None = None,
 ) -> JSONResponse:
-    """Build the JSON response for one error."""
+    """Build the JSON response for one error (with ``X-Request-ID`` when ``rid`` is given)."""
     body = ErrorResponse(
         error=ErrorInfo(
             status=status,
@@ -111,7 +170,17 @@ def error_response(
             request_id=rid,
         )
     )
+    headers = dict(headers or {})
+    if rid:
+        headers[REQUEST_ID_HEADER] = rid
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def public_message(exc: ApiError, rid: str) -> str:
+    """What the caller reads for ``exc``: its message, or for a 5xx not meant for callers a generic one."""
+    if exc.expose:
+        return exc.message
+    return f"{_GENERIC.get(exc.status, 'Server error')} (request id {rid}; the details are in the server log)"
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -126,8 +195,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        rid = request_id(request)
+        if exc.status >= 500:
+            log.error(
+                "request %s %s %s -> %d: %s%s", rid, request.method, request.url.path, exc.status, exc.message,
+                f" [{exc.internal}]" if exc.internal else "",
+            )
         return error_response(
-            exc.status, exc.message, code=exc.code, details=exc.details, headers=exc.headers, rid=request_id(request)
+            exc.status, public_message(exc, rid), code=exc.code, details=exc.details, headers=exc.headers, rid=rid
         )
 
     @app.exception_handler(RequestValidationError)
@@ -146,8 +221,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = request_id(request)
-        log.exception("unhandled error in %s %s (request %s)", request.method, request.url.path, rid)
-        return error_response(500, "Internal error; see the server log for this request id", rid=rid)
+        log.exception("request %s %s %s -> 500: unhandled error", rid, request.method, request.url.path)
+        return error_response(500, public_message(ApiError(500, "unhandled"), rid), rid=rid)
 
 
 #: OpenAPI ``responses`` entries, so that documented error statuses carry the error schema.

@@ -2,12 +2,20 @@
 
 Job records live in Postgres (``settings.table_training_jobs``); the Ray submission id equals the job id,
 so a job can always be traced in Ray and its history survives a Ray restart.
+
+Record first, then submit: a job row is committed in state ``SUBMITTING`` before Ray hears of the job, under
+an id derived from (client, Idempotency-Key) when the request has a key. Ray refuses a second submission
+with an id it already has, and that answer counts as success, so a timeout or a lost answer can never leave
+a job on Ray that the API does not know (and count against the client's limits), and a retry can never
+start a second one. A ``SUBMITTING`` job is submitted again (same id) whenever it is read or replayed,
+until Ray confirms it (``PENDING``) or refuses it (``FAILED``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shlex
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,11 +26,19 @@ import psycopg2.extras
 from app.api import db
 from app.api.auth import Client
 from app.api.errors import ApiError, ErrorDetail
-from app.api.ray_jobs import TERMINAL_STATES, RayJobNotFound, RayJobsClient
+from app.api.ray_jobs import TERMINAL_STATES, RayJobExists, RayJobNotFound, RayJobsClient, RayUnreachable
 from app.config import Settings
 
-#: States of our own records: Ray's plus LOST (Ray no longer knows an unfinished job).
-ACTIVE_STATES = ("PENDING", "RUNNING")
+log = logging.getLogger("app.api.jobs")
+
+#: States of our own records: Ray's plus SUBMITTING (recorded, Ray has not confirmed the submission yet)
+#: and LOST (Ray no longer knows an unfinished job).
+ACTIVE_STATES = ("SUBMITTING", "PENDING", "RUNNING")
+#: Most characters kept of a failed job's log tail, of the JSON line read as a job's result and of Ray's
+#: status message: a job list (up to 100 jobs) must stay far below Lambda's 6 MB response limit.
+LOG_TAIL_CHARS = 4000
+RESULT_LINE_CHARS = 16 * 1024
+MESSAGE_CHARS = 2000
 TRAIN_ALL = "ray_cluster/jobs/train_all.py"
 TRAIN_STORE = "ray_cluster/jobs/train_store.py"
 FORECAST = "ray_cluster/jobs/forecast.py"
@@ -35,6 +51,8 @@ JOB_ENV_SETTINGS = (
     "pg_database",
     "pg_user",
     "pg_secret_arn",
+    "mlflow_username",
+    "mlflow_auth_secret_arn",  # the job reads the MLflow credentials itself (its role may read the secret)
     "mlflow_experiment",
     "model_name",
     "aws_region",
@@ -61,6 +79,10 @@ def job_env(settings: Settings) -> dict[str, str]:
         if (value := getattr(settings, name)) is not None
     }
     env["SFMLOPS_MLFLOW_TRACKING_URI"] = settings.mlflow_uri
+    # On AWS jobs run as their own database role / MLflow user (secrets their instance role may read).
+    for name, job_name in (("pg_secret_arn", "job_pg_secret_arn"), ("mlflow_auth_secret_arn", "job_mlflow_auth_secret_arn")):
+        if getattr(settings, job_name):
+            env[f"SFMLOPS_{name.upper()}"] = getattr(settings, job_name)
     if settings.aws_endpoint_url:
         env["SFMLOPS_AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
         env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
@@ -106,10 +128,13 @@ def _ms(value: Any) -> datetime | None:
 
 
 def _result_from_logs(logs: str) -> dict[str, Any] | None:
-    """The last log line that is a JSON object (jobs print their summary as one JSON line last)."""
+    """The last log line that is a JSON object (jobs print their summary as one JSON line last).
+
+    Lines longer than ``RESULT_LINE_CHARS`` are skipped: the result is stored and listed with every job.
+    """
     for line in reversed(logs.strip().splitlines()[-200:]):
         line = line.strip()
-        if line.startswith("{") and line.endswith("}"):
+        if len(line) <= RESULT_LINE_CHARS and line.startswith("{") and line.endswith("}"):
             try:
                 value = json.loads(line)
             except ValueError:
@@ -148,10 +173,13 @@ def list_jobs(settings: Settings, client: Client, limit: int, state: str | None)
 def refresh(settings: Settings, ray: RayJobsClient, job: dict[str, Any]) -> dict[str, Any]:
     """Update an unfinished job from Ray and return the stored record.
 
-    Finished jobs are returned as stored. When Ray is unreachable the stored record is returned unchanged
-    (``refreshed_at`` tells how old it is). A job Ray no longer knows becomes ``LOST``.
+    A ``SUBMITTING`` job is submitted again first (see the module doc). Finished jobs are returned as
+    stored. When Ray is unreachable the stored record is returned unchanged (``refreshed_at`` tells how old
+    it is). A job Ray no longer knows becomes ``LOST``.
     """
-    if job["state"] not in ACTIVE_STATES:
+    if job["state"] == "SUBMITTING":
+        job = _send(settings, ray, job["id"], fresh=False) or job
+    if job["state"] not in ACTIVE_STATES or job["state"] == "SUBMITTING":
         return job
     now = datetime.now(UTC)
     updates: dict[str, Any] = {"refreshed_at": now}
@@ -163,7 +191,11 @@ def refresh(settings: Settings, ray: RayJobsClient, job: dict[str, Any]) -> dict
         return job
     else:
         state = str(info.get("status") or "PENDING").upper()
-        updates.update(state=state, message=info.get("message"), started_at=_ms(info.get("start_time")))
+        message = info.get("message")
+        updates.update(
+            state=state, message=message[:MESSAGE_CHARS] if isinstance(message, str) else None,
+            started_at=_ms(info.get("start_time")),
+        )
         if state in TERMINAL_STATES:
             updates["finished_at"] = _ms(info.get("end_time")) or now
             try:
@@ -175,7 +207,7 @@ def refresh(settings: Settings, ray: RayJobsClient, job: dict[str, Any]) -> dict
                 result.update(
                     error_type=info.get("error_type"),
                     exit_code=info.get("driver_exit_code"),
-                    log_tail="\n".join(logs.strip().splitlines()[-20:]),
+                    log_tail="\n".join(logs.strip().splitlines()[-20:])[-LOG_TAIL_CHARS:],
                 )
             updates["result"] = psycopg2.extras.Json(result)
     cols = ", ".join(f"{k} = %s" for k in updates)
@@ -192,6 +224,97 @@ def refresh(settings: Settings, ray: RayJobsClient, job: dict[str, Any]) -> dict
     return dict(row)
 
 
+def job_id_for(settings: Settings, client: Client, idempotency_key: str | None) -> str:
+    """The id (and Ray submission id) of a new job: derived from (client, Idempotency-Key) when there is a key,
+    so every retry of one request names the same Ray job; random otherwise (the row is written first)."""
+    if idempotency_key is None:
+        return f"sfm-{uuid.uuid4().hex}"
+    scope = f"{settings.pg_host}:{settings.pg_port}/{settings.pg_database}/{settings.table_training_jobs}"
+    return "sfm-" + hashlib.sha256(f"{scope}|{client.id}|{idempotency_key}".encode()).hexdigest()[:32]
+
+
+def _lock_client(cur: Any, settings: Settings, client_id: int) -> None:
+    cur.execute(f"SELECT id FROM {settings.table_api_clients} WHERE id = %s FOR UPDATE", (client_id,))
+
+
+def _send(settings: Settings, ray: RayJobsClient, job_id: str, *, fresh: bool) -> dict[str, Any] | None:
+    """Submit a ``SUBMITTING`` job to Ray under its own id and record the outcome; returns the stored row.
+
+    Runs under the client's row lock, so submissions, reconciliations and stops of one client never interleave.
+    Ray's "already exists" is success when that job is ours (same job id and request hash in its metadata).
+    When Ray gives no answer the row stays ``SUBMITTING``; a fresh submission that certainly did not reach Ray
+    (no connection, or Ray refused it) is deleted again and the error raised, as if it never happened.
+
+    Raises:
+        ApiError: only for ``fresh`` submissions that certainly did not start a job (503 / 502).
+    """
+    t = settings.table_training_jobs
+    error: ApiError | None = None
+    with db.connection(settings) as conn, db.cursor(conn) as cur:
+        cur.execute(f"SELECT client_id FROM {t} WHERE id = %s", (job_id,))
+        owner = cur.fetchone()
+        if owner is None:
+            return None
+        _lock_client(cur, settings, owner["client_id"])
+        cur.execute(
+            f"SELECT j.*, c.name AS client_name FROM {t} j JOIN {settings.table_api_clients} c ON c.id = j.client_id"
+            " WHERE j.id = %s",
+            (job_id,),
+        )
+        row = dict(cur.fetchone())
+        client_name = row.pop("client_name")
+        if row["state"] != "SUBMITTING":
+            return row
+        _, runtime_env = build_submission(settings, row["params"])
+        metadata = {
+            "client": client_name,
+            "kind": row["kind"],
+            "sfmlops_job_id": job_id,
+            "sfmlops_request_hash": row["request_hash"].strip(),
+        }
+        outcome, message = "PENDING", None
+        try:
+            ray.submit(entrypoint=row["entrypoint"], submission_id=row["ray_submission_id"], runtime_env=runtime_env, metadata=metadata)
+        except RayJobExists:
+            try:
+                theirs = (ray.get(row["ray_submission_id"]).get("metadata") or {})
+            except (ApiError, RayJobNotFound):
+                theirs = None
+            if theirs is None:
+                outcome = "SUBMITTING"
+                message = "Ray reports the submission id as taken but does not answer about it yet; retried when read"
+            elif theirs.get("sfmlops_job_id") != job_id or theirs.get("sfmlops_request_hash") != metadata["sfmlops_request_hash"]:
+                outcome, message = "FAILED", "Ray already holds a different job under this submission id"
+                log.error("job %s: Ray holds a foreign job under its submission id (metadata %s)", job_id, theirs)
+        except RayUnreachable as exc:
+            if fresh and not exc.maybe_received:
+                outcome, error = "DELETE", exc
+            else:
+                outcome = "SUBMITTING"
+                message = "Ray has not confirmed the submission yet; it is retried whenever the job is read"
+                log.warning("job %s: submission unconfirmed: %s", job_id, exc.internal)
+        except ApiError as exc:  # Ray answered and refused (it did not start the job)
+            if fresh:
+                outcome, error = "DELETE", exc
+            else:
+                outcome, message = "FAILED", "Ray refused the submission"
+                log.error("job %s: Ray refused the submission: %s", job_id, exc.internal or exc.message)
+        now = datetime.now(UTC)
+        if outcome == "DELETE":
+            cur.execute(f"DELETE FROM {t} WHERE id = %s AND state = 'SUBMITTING'", (job_id,))
+        else:
+            finished = now if outcome == "FAILED" else None
+            cur.execute(
+                f"UPDATE {t} SET state = %s, message = %s, refreshed_at = %s, finished_at = %s"
+                " WHERE id = %s AND state = 'SUBMITTING' RETURNING *",
+                (outcome, message, now, finished, job_id),
+            )
+            row = dict(cur.fetchone())
+    if error is not None:
+        raise error
+    return row
+
+
 def submit(
     settings: Settings,
     ray: RayJobsClient,
@@ -201,14 +324,17 @@ def submit(
 ) -> tuple[dict[str, Any], bool]:
     """Submit a training job for ``client``, or return the job an earlier request with the same key started.
 
-    Per-client submissions are serialised by locking the client's row, so the idempotency check, the limit
-    checks, the Ray submission and the insert happen as one unit.
+    The job row is committed (``SUBMITTING``) before Ray is called, and submitted under the client's row lock
+    (see :func:`_send`); per-client submissions are serialised by that lock, so the idempotency check, the
+    limit checks and the insert happen as one unit. A replay of a job that is still ``SUBMITTING`` submits it
+    again under the same id.
 
     Returns:
         (job record, created) - created is False for an idempotent replay.
 
     Raises:
-        ApiError: 409 key reused with another body, 429 over a limit (with Retry-After), 503 Ray unreachable.
+        ApiError: 409 key reused with another body, 429 over a limit (with Retry-After), 503 Ray unreachable
+            (nothing recorded, nothing started).
     """
     digest = request_hash(payload)
     t = settings.table_training_jobs
@@ -217,7 +343,7 @@ def submit(
         if job["state"] in ACTIVE_STATES:
             refresh(settings, ray, job)
     with db.connection(settings) as conn, db.cursor(conn) as cur:
-        cur.execute(f"SELECT id FROM {settings.table_api_clients} WHERE id = %s FOR UPDATE", (client.id,))
+        _lock_client(cur, settings, client.id)
         if idempotency_key is not None:
             cur.execute(f"SELECT * FROM {t} WHERE client_id = %s AND idempotency_key = %s", (client.id, idempotency_key))
             existing = cur.fetchone()
@@ -228,57 +354,59 @@ def submit(
                         "Idempotency-Key was already used with a different request body",
                         details=[ErrorDetail(field="header.idempotency-key", message="reused with a different body")],
                     )
-                return dict(existing), False
-        cur.execute(
-            f"SELECT count(*) AS n FROM {t} WHERE client_id = %s AND state IN %s", (client.id, ACTIVE_STATES)
-        )
-        if cur.fetchone()["n"] >= settings.api_max_concurrent_jobs:
-            raise ApiError(
-                429,
-                f"Too many unfinished training jobs: the limit is {settings.api_max_concurrent_jobs} per client "
-                "(SFMLOPS_API_MAX_CONCURRENT_JOBS); wait for one to finish or stop one",
-                headers={"Retry-After": "30"},
+                existing = dict(existing)
+        else:
+            existing = None
+        if existing is None:
+            cur.execute(
+                f"SELECT count(*) AS n FROM {t} WHERE client_id = %s AND state IN %s", (client.id, ACTIVE_STATES)
             )
-        since = datetime.now(UTC) - timedelta(hours=1)
-        cur.execute(
-            f"SELECT count(*) AS n, min(created_at) AS oldest FROM {t} WHERE client_id = %s AND created_at > %s",
-            (client.id, since),
-        )
-        window = cur.fetchone()
-        if window["n"] >= settings.api_max_jobs_per_hour:
-            retry = max(1, int((window["oldest"] - since).total_seconds()) + 1)
-            raise ApiError(
-                429,
-                f"Too many training submissions: the limit is {settings.api_max_jobs_per_hour} per hour "
-                "(SFMLOPS_API_MAX_JOBS_PER_HOUR)",
-                headers={"Retry-After": str(retry)},
+            if cur.fetchone()["n"] >= settings.api_max_concurrent_jobs:
+                raise ApiError(
+                    429,
+                    f"Too many unfinished training jobs: the limit is {settings.api_max_concurrent_jobs} per client "
+                    "(SFMLOPS_API_MAX_CONCURRENT_JOBS); wait for one to finish or stop one",
+                    headers={"Retry-After": "30"},
+                )
+            since = datetime.now(UTC) - timedelta(hours=1)
+            cur.execute(
+                f"SELECT count(*) AS n, min(created_at) AS oldest FROM {t} WHERE client_id = %s AND created_at > %s",
+                (client.id, since),
             )
-        job_id = f"sfm-{uuid.uuid4().hex}"
-        entrypoint, runtime_env = build_submission(settings, payload)
-        cur.execute(
-            f"INSERT INTO {t} (id, client_id, kind, store, params, entrypoint, ray_submission_id, state,"
-            " idempotency_key, request_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, 'PENDING', %s, %s) RETURNING *",
-            (
-                job_id,
-                client.id,
-                payload["kind"],
-                payload.get("store"),
-                psycopg2.extras.Json(payload),
-                entrypoint,
-                job_id,
-                idempotency_key,
-                digest,
-            ),
-        )
-        row = dict(cur.fetchone())
-        # Submit last: if Ray refuses or is unreachable the transaction rolls back and nothing is recorded.
-        ray.submit(
-            entrypoint=entrypoint,
-            submission_id=job_id,
-            runtime_env=runtime_env,
-            metadata={"client": client.name, "kind": payload["kind"], "sfmlops_job_id": job_id},
-        )
-    return row, True
+            window = cur.fetchone()
+            if window["n"] >= settings.api_max_jobs_per_hour:
+                retry = max(1, int((window["oldest"] - since).total_seconds()) + 1)
+                raise ApiError(
+                    429,
+                    f"Too many training submissions: the limit is {settings.api_max_jobs_per_hour} per hour "
+                    "(SFMLOPS_API_MAX_JOBS_PER_HOUR)",
+                    headers={"Retry-After": str(retry)},
+                )
+            job_id = job_id_for(settings, client, idempotency_key)
+            entrypoint, _ = build_submission(settings, payload)
+            cur.execute(
+                f"INSERT INTO {t} (id, client_id, kind, store, params, entrypoint, ray_submission_id, state,"
+                " idempotency_key, request_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, 'SUBMITTING', %s, %s)"
+                " RETURNING *",
+                (
+                    job_id,
+                    client.id,
+                    payload["kind"],
+                    payload.get("store"),
+                    psycopg2.extras.Json(payload),
+                    entrypoint,
+                    job_id,
+                    idempotency_key,
+                    digest,
+                ),
+            )
+            row = dict(cur.fetchone())
+    if existing is not None:
+        if existing["state"] != "SUBMITTING":
+            return existing, False
+        return _send(settings, ray, existing["id"], fresh=False) or existing, False
+    # Committed: from here on the job is known (and counted) whatever happens to the call to Ray.
+    return _send(settings, ray, row["id"], fresh=True) or row, True
 
 
 def stop(settings: Settings, ray: RayJobsClient, client: Client, job_id: str) -> tuple[dict[str, Any], bool]:
@@ -286,6 +414,22 @@ def stop(settings: Settings, ray: RayJobsClient, client: Client, job_id: str) ->
     job = refresh(settings, ray, get_job(settings, client, job_id))
     if job["state"] not in ACTIVE_STATES:
         raise ApiError(409, f"Training job {job_id} already finished ({job['state']})")
+    if job["state"] == "SUBMITTING":
+        # Ray has not confirmed it: stop it there in case it did get it, then finish the record, all under
+        # the client's lock so that no reconciliation submits it in between.
+        t = settings.table_training_jobs
+        with db.connection(settings) as conn, db.cursor(conn) as cur:
+            _lock_client(cur, settings, client.id)
+            try:
+                stopped = ray.stop(job["ray_submission_id"])
+            except RayJobNotFound:
+                stopped = False
+            cur.execute(
+                f"UPDATE {t} SET state = 'STOPPED', message = %s, finished_at = now(), refreshed_at = now()"
+                " WHERE id = %s AND state = 'SUBMITTING'",
+                ("Stopped before Ray confirmed the submission", job_id),
+            )
+        return refresh(settings, ray, get_job(settings, client, job_id)), stopped
     try:
         stopped = ray.stop(job["ray_submission_id"])
     except RayJobNotFound:
@@ -294,9 +438,37 @@ def stop(settings: Settings, ray: RayJobsClient, client: Client, job_id: str) ->
 
 
 def logs(settings: Settings, ray: RayJobsClient, client: Client, job_id: str) -> str:
-    """The job's driver log from Ray (404 when Ray no longer has it)."""
+    """The job's driver log from Ray (404 when Ray no longer has it; empty while Ray has not confirmed it)."""
     job = get_job(settings, client, job_id)
     try:
         return ray.logs(job["ray_submission_id"])
     except RayJobNotFound as exc:
+        if job["state"] == "SUBMITTING":
+            return ""
         raise ApiError(404, f"Logs of training job {job_id} are no longer available from Ray") from exc
+
+
+def log_page(text: str, *, offset: int | None, tail: int | None, max_bytes: int) -> tuple[str, int, int, int]:
+    """One page of a log of at most ``max_bytes`` UTF-8 bytes: (page, start offset, end offset, total bytes).
+
+    Offsets count bytes of the UTF-8 log and fall on character boundaries. With ``offset`` the page starts
+    there (the next page starts at the returned end); without it the page is the end of the log - the last
+    ``tail`` lines when given - cut to its last ``max_bytes``.
+    """
+    data = text.encode("utf-8", errors="replace")
+    total = len(data)
+    if offset is None:
+        if tail:
+            lines = data.splitlines(keepends=True)
+            start = max(0, total - sum(len(line) for line in lines[-tail:]))
+        else:
+            start = 0
+        start = max(start, total - max_bytes)
+    else:
+        start = min(offset, total)
+    while 0 < start < total and (data[start] & 0xC0) == 0x80:  # inside a multi-byte character
+        start += 1
+    end = min(total, start + max_bytes)
+    while start < end < total and (data[end] & 0xC0) == 0x80:
+        end -= 1
+    return data[start:end].decode("utf-8", errors="replace"), start, end, total

@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api.errors import error_response, install_error_handlers
+from app.api.errors import RequestIdMiddleware, error_response, error_responses, install_error_handlers, scope_request_id
+from app.api.limits import RateLimiter
 from app.api.routes import forecasts, health, models, stores_ui, training_jobs
 from app.config import Settings, get_settings
 
@@ -14,14 +15,24 @@ API_VERSION = "1.0.0"
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: 413 for bodies over ``max_bytes`` (by Content-Length, or while streaming)."""
+    """Pure ASGI middleware: 413 for bodies over ``max_bytes``, by Content-Length or by counting.
+
+    The body is read here, before the app sees it (at most ``max_bytes``, so buffering is cheap): a chunked
+    body without Content-Length is refused with 413 as soon as it passes the limit, rather than failing
+    inside the app's body parsing.
+    """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self) -> Any:
-        return error_response(413, f"Request body larger than {self.max_bytes} bytes (SFMLOPS_API_MAX_BODY_BYTES)")
+    async def _too_large(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        response = error_response(
+            413,
+            f"Request body larger than {self.max_bytes} bytes (SFMLOPS_API_MAX_BODY_BYTES)",
+            rid=scope_request_id(scope),
+        )
+        await response(scope, receive, send)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -34,35 +45,32 @@ class BodySizeLimit:
                 except ValueError:
                     declared = -1
                 if declared > self.max_bytes:
-                    await self._too_large()(scope, receive, send)
+                    await self._too_large(scope, receive, send)
                     return
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def counting_receive() -> dict[str, Any]:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            body = message.get("body", b"")
+            received += len(body)
+            if received > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._too_large()(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -77,19 +85,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=API_VERSION,
         description=(
             "Job-submission middle man and forecast API for sfmlops. Every route except `/healthz` needs an "
-            "`X-API-Key` header (keys are issued with `sfmlops api-key create NAME`). Errors share one shape: "
-            '`{"error": {"status", "code", "message", "details", "request_id"}}`.'
+            "`X-API-Key` header (keys are issued with `sfmlops api-key create NAME`) and is rate-limited per "
+            "client (429 with `Retry-After`). `/healthz` answers everyone with ok / not ok only; with a valid key "
+            "it adds each dependency's detail. Errors share one shape: "
+            '`{"error": {"status", "code", "message", "details", "request_id"}}`; every response carries '
+            "`X-Request-ID`, and a 5xx message says only what failed (the details are logged under that id)."
         ),
         root_path=settings.api_root_path,
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_minute, settings.api_heavy_rate_limit_per_minute)
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(training_jobs.router)
-    app.include_router(forecasts.router)
-    app.include_router(models.router)
-    app.include_router(stores_ui.router)
+    # Every authenticated route is rate-limited per client (in the ClientDep dependency) and may answer 429.
+    limited = error_responses(429)
+    app.include_router(training_jobs.router, responses=limited)
+    app.include_router(forecasts.router, responses=limited)
+    app.include_router(models.router, responses=limited)
+    app.include_router(stores_ui.router, responses=limited)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)  # outermost: the 413 above carries the id too
     return app
 
 

@@ -15,7 +15,8 @@ class MlflowRest:
 
     def __init__(self, settings: Settings, timeout_s: float | None = None) -> None:
         self.base_url = settings.mlflow_uri.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s or settings.api_upstream_timeout_s)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s or settings.api_upstream_timeout_s,
+                                  auth=settings.mlflow_auth())
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -26,12 +27,18 @@ class MlflowRest:
             resp = self._http.get(path, params=params)
         except httpx.HTTPError as exc:
             raise ApiError(
-                503, f"MLflow unreachable at {self.base_url} (SFMLOPS_MLFLOW_TRACKING_URI): {type(exc).__name__}: {exc}"
+                503,
+                "MLflow is unavailable; try again later",
+                internal=f"MLflow {path} at {self.base_url} (SFMLOPS_MLFLOW_TRACKING_URI): {type(exc).__name__}: {exc}",
             ) from exc
         if resp.status_code == 404 or (resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text):
             return None
         if resp.status_code >= 400:
-            raise ApiError(502, f"MLflow {path} answered {resp.status_code}: {resp.text.strip()[-300:]}")
+            raise ApiError(
+                502,
+                "MLflow answered with an error",
+                internal=f"MLflow {path} answered {resp.status_code}: {resp.text.strip()[-300:]}",
+            )
         return resp.json()
 
     def health(self) -> bool:

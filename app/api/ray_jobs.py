@@ -1,6 +1,6 @@
 """A small client for the Ray Jobs REST API (no ray import; the Lambda package does not contain ray).
 
-Endpoints used (Ray Jobs API version 3+): ``GET /api/version``, ``POST /api/jobs/``,
+Endpoints used (Ray Jobs API version 3+): ``GET /api/version``, ``POST /api/jobs/``, ``GET /api/jobs/``,
 ``GET /api/jobs/{id}``, ``GET /api/jobs/{id}/logs``, ``POST /api/jobs/{id}/stop``.
 """
 
@@ -21,13 +21,26 @@ class RayJobNotFound(Exception):
     """Ray does not know the job (never submitted, or the cluster was restarted)."""
 
 
+class RayJobExists(Exception):
+    """Ray already has a job with this submission id (a retried submission reached it before)."""
+
+
+class RayUnreachable(ApiError):
+    """No answer from the Jobs API. ``maybe_received``: the request may have reached Ray (a timeout after the
+    connection was made), so its effect is unknown; False when no connection was made at all."""
+
+    def __init__(self, message: str, *, internal: str, maybe_received: bool) -> None:
+        super().__init__(503, message, internal=internal)
+        self.maybe_received = maybe_received
+
+
 @dataclass
 class RayJobsClient:
     """Talks to the Jobs API of one Ray cluster.
 
     Args:
         base_url: Dashboard address, e.g. ``http://127.0.0.1:8265``.
-        timeout_s: Per-request timeout.
+        timeout_s: Per-request timeout (reading, writing; connecting gets at least 1 s).
     """
 
     base_url: str
@@ -35,7 +48,10 @@ class RayJobsClient:
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s)
+        # Connecting gets at least a second whatever the timeout: a refused or unanswered connect is the one
+        # failure known not to have reached Ray, so it should not be mistaken for a slow answer.
+        timeout = httpx.Timeout(self.timeout_s, connect=max(self.timeout_s, 1.0))
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
 
     def close(self) -> None:
         """Close the underlying HTTP connections."""
@@ -45,14 +61,21 @@ class RayJobsClient:
         try:
             resp = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ApiError(
-                503,
-                f"Ray Jobs API unreachable at {self.base_url} (SFMLOPS_RAY_ADDRESS): {type(exc).__name__}: {exc}",
+            raise RayUnreachable(
+                "The Ray Jobs API is unavailable; try again later",
+                internal=f"Ray Jobs API {method} {path} at {self.base_url} (SFMLOPS_RAY_ADDRESS): {type(exc).__name__}: {exc}",
+                maybe_received=not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)),
             ) from exc
         if resp.status_code == 404:
-            raise RayJobNotFound(resp.text.strip())
+            raise RayJobNotFound(resp.text.strip()[-500:])
+        if resp.status_code in (400, 500) and "already exists" in resp.text:  # the agent answers 500
+            raise RayJobExists(resp.text.strip()[-500:])
         if resp.status_code >= 400:
-            raise ApiError(502, f"Ray Jobs API {method} {path} answered {resp.status_code}: {resp.text.strip()[-500:]}")
+            raise ApiError(
+                502,
+                "The Ray Jobs API refused the request",
+                internal=f"Ray Jobs API {method} {path} answered {resp.status_code}: {resp.text.strip()[-500:]}",
+            )
         return resp
 
     def version(self) -> dict[str, Any]:
@@ -68,7 +91,11 @@ class RayJobsClient:
         metadata: dict[str, str] | None = None,
         entrypoint_num_cpus: float | None = None,
     ) -> str:
-        """Submit a job; returns its submission id."""
+        """Submit a job; returns its submission id.
+
+        Raises:
+            RayJobExists: a job with ``submission_id`` exists already (Ray never starts a second one).
+        """
         body: dict[str, Any] = {"entrypoint": entrypoint, "submission_id": submission_id}
         if runtime_env:
             body["runtime_env"] = runtime_env
@@ -78,12 +105,16 @@ class RayJobsClient:
             body["entrypoint_num_cpus"] = entrypoint_num_cpus
         return self._request("POST", "/api/jobs/", json=body).json()["submission_id"]
 
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job the cluster knows (submission and driver jobs)."""
+        return self._request("GET", "/api/jobs/").json()
+
     def get(self, submission_id: str) -> dict[str, Any]:
         """Job details: ``status``, ``message``, ``start_time``/``end_time`` (ms epoch), ``driver_exit_code``..."""
         return self._request("GET", f"/api/jobs/{submission_id}").json()
 
     def logs(self, submission_id: str) -> str:
-        """The job's driver log so far."""
+        """The job's driver log so far (Ray answers it whole)."""
         return self._request("GET", f"/api/jobs/{submission_id}/logs").json().get("logs", "")
 
     def stop(self, submission_id: str) -> bool:

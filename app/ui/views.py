@@ -14,8 +14,8 @@ from app.config import Settings
 from app.ui import charts
 from app.ui.client import ApiClient, ApiProblem
 
-ACTIVE = ("PENDING", "RUNNING")
-STATE_ICON = {"PENDING": "⏳", "RUNNING": "🏃", "SUCCEEDED": "✅", "FAILED": "❌", "STOPPED": "⏹️", "LOST": "❓"}
+ACTIVE = ("SUBMITTING", "PENDING", "RUNNING")
+STATE_ICON = {"SUBMITTING": "📨", "PENDING": "⏳", "RUNNING": "🏃", "SUCCEEDED": "✅", "FAILED": "❌", "STOPPED": "⏹️", "LOST": "❓"}
 
 
 def show_problem(problem: ApiProblem, what: str) -> None:

@@ -8,7 +8,7 @@ import uuid
 import psycopg2
 import pytest
 
-from apitest_support import FORECASTS_DDL, SQL_DIR
+from apitest_support import SQL_DIR
 from app.config import Settings
 
 
@@ -32,8 +32,9 @@ def api_settings(request: pytest.FixtureRequest) -> Settings:
         pytest.fail(f"Postgres not reachable at {settings.pg_host}:{settings.pg_port}: {exc}")
     names = settings.model_dump()
     with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(81726354)")  # the migrator's lock (app.db.apply_migrations)
         cur.execute((SQL_DIR / "030_api.sql").read_text().format(**names))
-        cur.execute(FORECASTS_DDL.format(**names))
+        cur.execute((SQL_DIR / "020_forecasts.sql").read_text().format(**names))
     conn.close()
     return settings
 

@@ -6,14 +6,22 @@ when its dependencies are down.
 
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 
 from apitest_support import assert_error_shape, free_port, invoke, load_lambda_handler, make_event
 
 
 @pytest.fixture()
-def down_env() -> dict[str, str]:
-    port = free_port()
+def down_port() -> int:
+    return free_port()
+
+
+@pytest.fixture()
+def down_env(down_port: int) -> dict[str, str]:
+    port = down_port
     return {
         "SFMLOPS_PG_PORT": str(port),
         "SFMLOPS_RAY_ADDRESS": f"http://127.0.0.1:{port}",
@@ -27,14 +35,13 @@ def handler(monkeypatch: pytest.MonkeyPatch, down_env: dict[str, str]):
     return load_lambda_handler(monkeypatch, down_env)
 
 
-def test_healthz_reports_each_dependency_down(handler) -> None:
+def test_healthz_reports_each_dependency_down_and_nothing_else(handler, down_port: int) -> None:
     status, headers, body = invoke(handler, make_event("healthz"))
     assert status == 503
     assert headers["content-type"] == "application/json"
-    assert body["status"] == "down"
-    assert set(body["checks"]) == {"database", "ray", "mlflow"}
-    assert all(check["ok"] is False for check in body["checks"].values())
-    assert "SFMLOPS_PG_HOST" in body["checks"]["database"]["detail"]
+    # Without a key: ok / not ok per dependency, no address, port, URL or error text.
+    assert body == {"status": "down", "checks": {name: {"ok": False} for name in ("database", "ray", "mlflow")}}
+    assert str(down_port) not in json.dumps(body) and "127.0.0.1" not in json.dumps(body)
 
 
 def test_openapi_and_docs_work_on_default_stage(handler) -> None:
@@ -95,10 +102,23 @@ def test_oversized_body_is_413_before_anything_else(handler) -> None:
     assert "SFMLOPS_API_MAX_BODY_BYTES" in assert_error_shape(body, 413)["message"]
 
 
-def test_with_a_key_but_no_database_is_503_naming_the_setting(handler) -> None:
-    status, _, body = invoke(handler, make_event("submit_job", headers={"X-API-Key": "sfm_00000000_whatever"}))
+def test_with_a_key_but_no_database_is_503_with_request_id_and_no_internals(
+    handler, down_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    event = make_event("submit_job", headers={"X-API-Key": "sfm_00000000_whatever"})
+    with caplog.at_level(logging.ERROR, logger="app.api"):
+        status, headers, body = invoke(handler, event)
     assert status == 503
-    assert "SFMLOPS_PG_PORT" in assert_error_shape(body, 503)["message"]
+    err = assert_error_shape(body, 503)
+    rid = event["requestContext"]["requestId"]
+    assert err["request_id"] == headers["x-request-id"] == rid and rid in err["message"]
+    # The caller learns neither the database's address nor the driver's error text ...
+    text = json.dumps(body)
+    assert str(down_port) not in text and "127.0.0.1" not in text and "SFMLOPS_PG" not in text
+    assert "refused" not in text.lower() and "connection" not in text.lower()
+    # ... the log has them, under the request id.
+    logged = [r.getMessage() for r in caplog.records if rid in r.getMessage()]
+    assert logged and str(down_port) in logged[0], caplog.text
 
 
 def test_unknown_route_and_method_use_the_error_shape(handler) -> None:

@@ -135,3 +135,91 @@ def test_new_fields_accepted_where_they_apply() -> None:
     req = TrainingJobRequest(kind="forecast", days=14, stores=[7])
     assert req.days == 14 and req.store is None
     assert TrainingJobRequest(kind="forecast").days is None
+
+
+# --- log pages, rate limits, request ids (issue 13) ----------------------------------------------------------
+def test_log_pages_are_bounded_and_join_up() -> None:
+    text = "".join(f"line {i} é\n" for i in range(1000))
+    data = text.encode()
+    for max_bytes in (7, 100, 1024):
+        pages, offset = [], 0
+        while True:
+            page, start, end, total = jobs_service.log_page(text, offset=offset, tail=None, max_bytes=max_bytes)
+            assert start == offset and total == len(data) and len(page.encode()) <= max_bytes and end > start
+            pages.append(page)
+            if end >= total:
+                break
+            offset = end
+        assert "".join(pages) == text
+    tail, start, end, total = jobs_service.log_page(text, offset=None, tail=None, max_bytes=100)
+    assert end == total and len(tail.encode()) <= 100 and text.endswith(tail) and start == total - len(tail.encode())
+    last3, *_ = jobs_service.log_page(text, offset=None, tail=3, max_bytes=1 << 20)
+    assert last3 == "line 997 é\nline 998 é\nline 999 é\n"
+    # an offset inside a two-byte character moves to the next character; past the end gives an empty page
+    inside = data.index("é".encode()) + 1
+    page, start, *_ = jobs_service.log_page(text, offset=inside, tail=None, max_bytes=10)
+    assert start == inside + 1 and page.startswith("\nline 1")
+    assert jobs_service.log_page(text, offset=10**9, tail=None, max_bytes=10)[0] == ""
+
+
+def test_rate_limiter_per_client_and_heavy_routes() -> None:
+    from app.api.errors import ApiError
+    from app.api.limits import RateLimiter
+
+    limiter = RateLimiter(per_minute=3, heavy_per_minute=1)
+    for _ in range(3):
+        limiter.check(1, "GET", "/v1/stores")
+    with pytest.raises(ApiError) as over:
+        limiter.check(1, "GET", "/v1/stores")
+    assert over.value.status == 429 and over.value.headers["Retry-After"] == "20"
+    limiter.check(2, "POST", "/v1/forecasts")  # another client has its own buckets
+    with pytest.raises(ApiError) as heavy:
+        limiter.check(2, "POST", "/v1/forecasts")
+    assert "SFMLOPS_API_HEAVY_RATE_LIMIT_PER_MINUTE" in heavy.value.message
+    limiter.check(2, "GET", "/v1/stores")  # a refused heavy request took no token from the general bucket
+    limiter.check(2, "GET", "/v1/stores")
+    with pytest.raises(ApiError):
+        limiter.check(2, "GET", "/v1/stores")
+
+
+def test_chunked_oversized_body_is_413_before_auth_and_every_response_has_a_request_id() -> None:
+    from fastapi.testclient import TestClient
+
+    from app.api.main import create_app
+
+    app = create_app(settings(api_max_body_bytes=2048, pg_port=1, ray_address="http://127.0.0.1:1"))
+
+    def chunks():  # noqa: ANN202
+        for _ in range(5):
+            yield b"x" * 1000
+
+    with TestClient(app, raise_server_exceptions=False) as api:
+        resp = api.post("/v1/training-jobs", content=chunks(), headers={"content-type": "application/json"})
+        missing = api.get("/v2/nothing", headers={"X-Request-ID": "abc-123"})
+    assert resp.status_code == 413, resp.text
+    body = resp.json()["error"]
+    assert body["code"] == "payload_too_large" and body["request_id"] == resp.headers["x-request-id"]
+    assert missing.status_code == 404 and missing.headers["x-request-id"] == "abc-123"
+    assert missing.json()["error"]["request_id"] == "abc-123"
+
+
+def test_5xx_messages_hide_internals_unless_written_for_callers() -> None:
+    from app.api.errors import ApiError, public_message
+
+    leaky = ApiError(503, "Database unavailable at db.internal:5432: FATAL password authentication failed")
+    assert "db.internal" not in public_message(leaky, "r1") and "r1" in public_message(leaky, "r1")
+    split = ApiError(503, "MLflow is unavailable", internal="http://mlflow.internal:5000 ConnectError")
+    assert public_message(split, "r2") == "MLflow is unavailable" and "mlflow.internal" in str(split)
+    assert public_message(ApiError(503, "No champion model yet", expose=True), "r3") == "No champion model yet"
+    assert public_message(ApiError(404, "No batch forecast for store 9"), "r4") == "No batch forecast for store 9"
+
+
+def test_a_flood_of_unknown_keys_is_429_before_the_database() -> None:
+    from fastapi.testclient import TestClient
+
+    from app.api.main import create_app
+
+    app = create_app(settings(api_rate_limit_per_minute=3, pg_port=1))
+    with TestClient(app, raise_server_exceptions=False) as api:
+        answers = [api.get("/v1/stores", headers={"X-API-Key": f"sfm_guess{i:04d}_xxxxxxxx"}).status_code for i in range(5)]
+    assert answers == [503, 503, 503, 429, 429], answers  # three lookups reached the (absent) database

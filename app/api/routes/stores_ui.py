@@ -111,7 +111,9 @@ def _query(settings: Settings, sql: str, args: dict) -> list[tuple]:
             return cur.fetchall()
     except psycopg2.errors.UndefinedTable as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ApiError(503, f"A table this route reads does not exist yet ({first}); run `sfmlops up`") from exc
+        raise ApiError(
+            503, "A table this route reads does not exist yet; run `sfmlops up`", internal=first
+        ) from exc
 
 
 @router.get("/stores", response_model=StoreList, summary="List stores", responses=error_responses(401, 503))
@@ -199,19 +201,25 @@ def _store_rmspe(settings: Settings, run_id: str) -> dict[int, float]:
         # MLflow answers a missing artifact with a 500, so list the folder first: absent means 404 here.
         listing = httpx.get(
             f"{base}/api/2.0/mlflow/artifacts/list", params={"run_id": run_id, "path": folder},
-            timeout=settings.api_upstream_timeout_s,
+            timeout=settings.api_upstream_timeout_s, auth=settings.mlflow_auth(),
         )
         files = {f.get("path") for f in (listing.json().get("files") or [])} if listing.status_code == 200 else set()
         if STORE_RMSPE_ARTIFACT not in files:
             raise ApiError(404, f"Run {run_id} has no {STORE_RMSPE_ARTIFACT} artifact")
         resp = httpx.get(f"{base}/get-artifact", params={"path": STORE_RMSPE_ARTIFACT, "run_uuid": run_id},
-                         timeout=settings.api_upstream_timeout_s)
+                         timeout=settings.api_upstream_timeout_s, auth=settings.mlflow_auth())
     except httpx.HTTPError as exc:
-        raise ApiError(503, f"MLflow unreachable at {settings.mlflow_uri} (SFMLOPS_MLFLOW_TRACKING_URI): {exc}") from exc
+        raise ApiError(
+            503, "MLflow is unavailable; try again later",
+            internal=f"MLflow at {settings.mlflow_uri} (SFMLOPS_MLFLOW_TRACKING_URI): {type(exc).__name__}: {exc}",
+        ) from exc
     if resp.status_code in (400, 404):
         raise ApiError(404, f"Run {run_id} has no {STORE_RMSPE_ARTIFACT} artifact (MLflow answered {resp.status_code})")
     if resp.status_code >= 400:
-        raise ApiError(502, f"MLflow /get-artifact answered {resp.status_code}: {resp.text.strip()[-300:]}")
+        raise ApiError(
+            502, "MLflow answered with an error",
+            internal=f"MLflow /get-artifact answered {resp.status_code}: {resp.text.strip()[-300:]}",
+        )
     out: dict[int, float] = {}
     reader = csv.reader(io.StringIO(resp.text))
     next(reader, None)  # header

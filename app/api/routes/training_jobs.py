@@ -14,7 +14,7 @@ from app.api.errors import ApiError, ErrorDetail, error_responses
 
 router = APIRouter(prefix="/v1/training-jobs", tags=["training-jobs"])
 
-JobState = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED", "LOST"]
+JobState = Literal["SUBMITTING", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED", "LOST"]
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Job id returned at submission")]
 
 
@@ -117,10 +117,14 @@ class JobLinks(BaseModel):
 class TrainingJob(BaseModel):
     """A training job and its latest known state."""
 
-    id: str = Field(..., description="Job id (also the Ray submission id)")
+    id: str = Field(..., description="Job id (also the Ray submission id; derived from the Idempotency-Key when given)")
     kind: str
     store: int | None = None
-    state: JobState = Field(..., description="PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED, or LOST (Ray forgot it)")
+    state: JobState = Field(
+        ...,
+        description="SUBMITTING (recorded; Ray has not confirmed it yet, retried when read), PENDING, RUNNING, "
+        "SUCCEEDED, FAILED, STOPPED, or LOST (Ray forgot it)",
+    )
     message: str | None = Field(None, description="Ray's status message")
     result: dict[str, Any] | None = Field(None, description="Summary the job printed last (JSON line), or error info")
     entrypoint: str
@@ -141,11 +145,15 @@ class TrainingJobList(BaseModel):
 
 
 class JobLogs(BaseModel):
-    """Driver log of a job."""
+    """One page of a job's driver log (at most SFMLOPS_API_MAX_LOG_PAGE_BYTES bytes of UTF-8)."""
 
     job_id: str
     state: JobState
-    logs: str
+    logs: str = Field(..., description="The page")
+    offset: int = Field(..., ge=0, description="Byte offset of the page in the whole log")
+    next_offset: int = Field(..., ge=0, description="Byte offset right after the page: pass it as offset to read on")
+    total_bytes: int = Field(..., ge=0, description="Size of the whole log so far")
+    truncated: bool = Field(..., description="True when the log holds more than this page (before or after it)")
 
 
 class StopResult(BaseModel):
@@ -196,6 +204,13 @@ def submit_training_job(
             "kind=noop is disabled on this server (needs SFMLOPS_API_TEST_JOBS=true and the local profile)",
             details=[ErrorDetail(field="body.kind", message="noop jobs are disabled")],
         )
+    allowed = {k.strip() for k in settings.api_job_kinds.split(",") if k.strip()} | {"noop"}
+    if body.kind not in allowed:
+        raise ApiError(
+            422,
+            f"kind={body.kind} is disabled on this server (SFMLOPS_API_JOB_KINDS={settings.api_job_kinds})",
+            details=[ErrorDetail(field="body.kind", message=f"{body.kind} jobs are disabled")],
+        )
     row, created = jobs_service.submit(settings, ray, client, body.model_dump(), idempotency_key)
     job = _out(request, row)
     response.headers["Location"] = job.links.self
@@ -236,14 +251,30 @@ def get_training_job_logs(
     settings: SettingsDep,
     client: ClientDep,
     ray: RayDep,
-    tail: Annotated[int | None, Query(ge=1, le=10_000, description="Only the last N lines")] = None,
+    tail: Annotated[int | None, Query(ge=1, le=10_000, description="Only the last N lines (without offset)")] = None,
+    offset: Annotated[
+        int | None, Query(ge=0, le=2**53, description="Byte offset to read from (0 = the start); default: the end of the log")
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1, le=2**53, description="Most bytes in the page (capped by SFMLOPS_API_MAX_LOG_PAGE_BYTES)")] = None,
 ) -> JobLogs:
-    """The driver log of one of the caller's jobs, read from Ray."""
+    """One bounded page of the driver log of one of the caller's jobs, read from Ray.
+
+    Without ``offset`` the page is the end of the log (its last ``tail`` lines when given); with ``offset``
+    it starts there, and ``next_offset`` is where the next page starts. A page holds at most ``limit`` bytes
+    and never more than the server's maximum (Lambda answers at most 6 MB).
+    """
+    if offset is not None and tail is not None:
+        raise ApiError(
+            422, "Pass either offset or tail, not both", details=[ErrorDetail(field="query.tail", message="not with offset")]
+        )
     text = jobs_service.logs(settings, ray, client, job_id)
-    if tail:
-        text = "\n".join(text.splitlines()[-tail:])
+    max_bytes = min(limit or settings.api_max_log_page_bytes, settings.api_max_log_page_bytes)
+    page, start, end, total = jobs_service.log_page(text, offset=offset, tail=tail, max_bytes=max_bytes)
     job = jobs_service.refresh(settings, ray, jobs_service.get_job(settings, client, job_id))
-    return JobLogs(job_id=job_id, state=job["state"], logs=text)
+    return JobLogs(
+        job_id=job_id, state=job["state"], logs=page, offset=start, next_offset=end, total_bytes=total,
+        truncated=start > 0 or end < total,
+    )
 
 
 @router.post(
