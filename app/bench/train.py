@@ -46,13 +46,15 @@ def run(
         threads: CPU threads for the models.
         short_windows: Also backtest the 7-day horizon over this many rolling origins (reported as ``h7``).
     """
-    from app.forecasting.pipeline import train
+    from app.forecasting.executor import Progress
+    from app.forecasting.pipeline import TrainConfig, train
 
     t0 = time.perf_counter()
-    out = train(
-        settings, stores=stores, neural=neural, max_steps=max_steps, lgbm_rounds=lgbm_rounds, short_windows=short_windows,
-        source=source, register=False, log_mlflow=False, threads=threads,
+    config = TrainConfig(
+        stores=tuple(stores) if stores else None, neural=neural, max_steps=max_steps, lgbm_rounds=lgbm_rounds,
+        short_windows=short_windows, source=source, register=False, log_mlflow=False, threads=threads, per_store=False,
     )
+    out = train(settings, config, progress=Progress(lambda event: None))
     rows = {r["model"]: r for r in out["backtest"]["h48"]}
     secs = out["seconds"]
     result: dict[str, Any] = {

@@ -9,19 +9,14 @@ days; targets after the cutoff are never visible to the model.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from app.forecasting import metrics as M
-from app.forecasting.baselines import BASELINES
 
 log = logging.getLogger(__name__)
-
-ModelFactory = Callable[[], object]
 
 
 def cutoffs(end: pd.Timestamp, horizon: int, n_windows: int = 1, step: int | None = None) -> list[pd.Timestamp]:
@@ -45,64 +40,20 @@ class BacktestResult:
     forecasts: pd.DataFrame  # unique_id, ds, y, open, cutoff, model, yhat
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> metrics
     fit_seconds: dict[str, float] = field(default_factory=dict)
-    fitted: dict[str, object] = field(default_factory=dict)  # model -> fitted model of the last window
+
+    @classmethod
+    def from_parts(cls, horizon: int, parts: list[pd.DataFrame], seconds: dict[str, float]) -> "BacktestResult":
+        """Assemble the per-task forecast frames (``model`` column set) and score every model."""
+        forecasts = pd.concat(parts, ignore_index=True).sort_values(["model", "cutoff", "unique_id", "ds"], ignore_index=True)
+        metrics = {name: M.evaluate_frame(grp) for name, grp in forecasts.groupby("model", sort=False)}
+        for name, m in metrics.items():
+            log.info("backtest h=%d %s rmspe=%.4f", horizon, name, m["rmspe"])
+        return cls(horizon=horizon, forecasts=forecasts, metrics=metrics, fit_seconds=dict(seconds))
 
     def table(self) -> pd.DataFrame:
         """One row per model: rmspe, mae, per-store distribution, fit seconds."""
         rows = [{"model": m, "horizon": self.horizon, **v, "fit_seconds": self.fit_seconds.get(m, 0.0)} for m, v in self.metrics.items()]
-        return pd.DataFrame(rows).sort_values("rmspe", ignore_index=True)
-
-
-def run_backtest(
-    long: pd.DataFrame,
-    stores: pd.DataFrame,
-    models: dict[str, ModelFactory],
-    horizon: int,
-    n_windows: int = 1,
-    step: int | None = None,
-    baselines: bool = True,
-) -> BacktestResult:
-    """Backtest ``models`` (name -> factory of an unfitted model) and the baselines.
-
-    Args:
-        long: Long frame (``to_long``) of all history.
-        stores: Stores frame.
-        models: Name -> zero-argument factory returning a model with ``fit``/``predict``.
-        horizon: Days forecast after each cutoff.
-        n_windows: Number of rolling origins.
-        step: Days between origins (default ``horizon``).
-        baselines: Also score the baselines.
-
-    Returns:
-        :class:`BacktestResult`.
-    """
-    end = long["ds"].max()
-    parts: list[pd.DataFrame] = []
-    seconds: dict[str, float] = {}
-    fitted: dict[str, object] = {}
-    for cutoff in cutoffs(end, horizon, n_windows, step):
-        hist, fut = split(long, cutoff, horizon)
-        if fut.empty:
-            raise ValueError(f"backtest window after {cutoff.date()} has no rows")
-        candidates: dict[str, Callable[[], pd.DataFrame]] = {}
-        if baselines:
-            for name, fn in BASELINES.items():
-                candidates[name] = lambda fn=fn: fn(hist, fut)
-        for name, factory in models.items():
-            def fit_predict(name: str = name, factory: ModelFactory = factory) -> pd.DataFrame:
-                model = factory().fit(hist, stores)
-                fitted[name] = model
-                return model.predict(fut)
-            candidates[name] = fit_predict
-        for name, call in candidates.items():
-            t0 = time.perf_counter()
-            pred = call()
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
-            parts.append(pred[["unique_id", "ds", "y", "open", "yhat"]].assign(cutoff=cutoff, model=name))
-            log.info("backtest h=%d cutoff=%s %s rmspe=%.4f", horizon, cutoff.date(), name, M.rmspe(pred["y"], pred["yhat"]))
-    forecasts = pd.concat(parts, ignore_index=True)
-    metrics = {name: M.evaluate_frame(grp) for name, grp in forecasts.groupby("model", sort=False)}
-    return BacktestResult(horizon=horizon, forecasts=forecasts, metrics=metrics, fit_seconds=seconds, fitted=fitted)
+        return pd.DataFrame(rows).sort_values(["rmspe", "model"], ignore_index=True)
 
 
 def interval_quantiles(forecasts: pd.DataFrame, model: str, level: float = 0.9, shrink: int = 20) -> pd.DataFrame:

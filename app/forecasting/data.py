@@ -39,10 +39,10 @@ def read_postgres(settings: "Settings", stores: list[int] | None = None) -> tupl
         settings: Connection settings and table names.
         stores: Only these store ids (all when None).
     """
-    import psycopg2
+    from app.db import connect
 
     where = f" WHERE store IN ({','.join(str(int(s)) for s in stores)})" if stores else ""
-    with psycopg2.connect(settings.pg_dsn(), connect_timeout=10) as conn:
+    with connect(settings, connect_timeout=10) as conn:
         sales = _copy(conn, f"SELECT {SALES_SELECT} FROM {settings.table_sales}{where}")
         stores_df = _copy(conn, f"SELECT {STORES_SELECT} FROM {settings.table_stores}{where}")
     conn.close()

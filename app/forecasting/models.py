@@ -1,4 +1,5 @@
-"""Forecasting models: a global LightGBM on known-future and store features, and a neuralforecast model.
+"""Forecasting models: a global LightGBM on known-future and store features, a neuralforecast model, local
+per-store statsforecast models, and the baselines behind the same interface.
 
 Each model is a small class with an ``alias``, ``fit(history, stores)`` and ``predict(future)``:
 
@@ -57,14 +58,12 @@ class LGBMForecaster:
         params: LightGBM parameters (merged over :data:`DEFAULT_LGBM_PARAMS`).
         num_boost_round: Boosting rounds.
         num_threads: Threads LightGBM may use.
-        correction: Multiplier applied to forecasts (RMSPE punishes over-forecasts more than under-forecasts).
         seed: Random seed.
     """
 
     params: dict[str, Any] = field(default_factory=dict)
     num_boost_round: int = 500
     num_threads: int = 2
-    correction: float = 1.0
     seed: int = 0
     alias: str = "lgbm"
 
@@ -115,7 +114,7 @@ class LGBMForecaster:
         Xf = X.iloc[pos]
         rel = self.booster.predict(Xf[self.feature_names].to_numpy(dtype="float32"), num_threads=self.num_threads)
         level = Xf["te_mean"].to_numpy()
-        yhat = np.expm1(rel + level) * self.correction
+        yhat = np.expm1(rel + level)
         out = future.copy()
         out["yhat"] = np.nan_to_num(yhat, nan=0.0)
         return F.apply_closed(out)
@@ -244,3 +243,129 @@ class NeuralForecaster:
         hi = self.bounds["hi"].reindex(out["unique_id"]).to_numpy()
         out["yhat"] = np.expm1(np.clip(out["yhat"].fillna(0.0).to_numpy(), lo, hi))
         return F.apply_closed(out)
+
+
+@dataclass
+class BaselineModel:
+    """A baseline of :mod:`baselines` (``seasonal_naive``, ``median_dow_promo``) behind ``fit``/``predict``."""
+
+    alias: str = "median_dow_promo"
+    history: pd.DataFrame | None = field(default=None, repr=False)
+
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> "BaselineModel":  # noqa: ARG002
+        from app.forecasting.baselines import BASELINES
+
+        if self.alias not in BASELINES:
+            raise ValueError(f"unknown baseline {self.alias!r}; known: {', '.join(BASELINES)}")
+        self.history = history
+        return self
+
+    def predict(self, future: pd.DataFrame) -> pd.DataFrame:
+        from app.forecasting.baselines import BASELINES
+
+        if self.history is None:
+            raise RuntimeError(f"{self.alias}.predict called before fit")
+        return BASELINES[self.alias](self.history, future)
+
+
+@dataclass
+class StatsForecaster:
+    """Local per-store models (statsforecast) on log sales of open days, with a per-store promo effect.
+
+    Each store's daily log1p sales (open days with sales; other days imputed with the store's weekday median)
+    get their own ``SeasonalExponentialSmoothingOptimized`` (weekly season) or ``AutoETS`` fit; promotions,
+    which these models cannot see, enter as the store's median log-lift of promo over non-promo open days of
+    the last ``promo_days`` days. Stores are independent, so the family is fitted in shards of stores across
+    the cluster (see :mod:`app.forecasting.plan`).
+
+    Attributes:
+        model: ``ses`` (seasonal exponential smoothing, fast) or ``ets`` (AutoETS additive, slower).
+        h: Days after the history that ``predict`` may forecast.
+        season_length: Season of the daily series.
+        promo_days: Days of history the promo lift is measured on.
+    """
+
+    model: str = "ses"
+    h: int = 48
+    season_length: int = 7
+    promo_days: int = 365
+    alias: str = "ses"
+
+    train_end: pd.Timestamp | None = None
+    forecast_: pd.DataFrame | None = field(default=None, repr=False)  # unique_id, ds, base (log)
+    lift: pd.Series | None = field(default=None, repr=False)
+    base_shift: pd.Series | None = field(default=None, repr=False)
+    fit_seconds: float = 0.0
+
+    def _models(self) -> list[Any]:
+        from statsforecast.models import AutoETS, SeasonalExponentialSmoothingOptimized
+
+        if self.model == "ses":
+            return [SeasonalExponentialSmoothingOptimized(season_length=self.season_length, alias="base")]
+        if self.model == "ets":
+            return [AutoETS(season_length=self.season_length, model="ANA", alias="base")]
+        raise ValueError(f"unknown statsforecast model {self.model!r} (ses or ets)")
+
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> "StatsForecaster":  # noqa: ARG002
+        """Fit every store of ``history``; its forecasts of the ``h`` days after it are computed here."""
+        from statsforecast import StatsForecast
+
+        t0 = time.perf_counter()
+        self.train_end = history["ds"].max()
+        dense = F.fill_gaps(history)
+        ok = (dense["available"] == 1) & (dense["open"] == 1) & (dense["y"].fillna(0.0) > 0)
+        logy = pd.Series(np.where(ok, np.log1p(dense["y"].fillna(0.0)), np.nan), index=dense.index)
+        dow = dense["ds"].dt.dayofweek
+        fill = logy.groupby([dense["unique_id"], dow]).transform("median")
+        fill = fill.fillna(logy.groupby(dense["unique_id"]).transform("median"))
+        df = pd.DataFrame({"unique_id": dense["unique_id"].to_numpy(), "ds": dense["ds"].to_numpy(), "y": logy.fillna(fill).fillna(0.0).to_numpy()})
+        sf = StatsForecast(models=self._models(), freq="D", n_jobs=1)
+        fc = sf.forecast(df=df, h=int(self.h))
+        fc = fc.reset_index() if "unique_id" not in fc.columns else fc
+        self.forecast_ = fc[["unique_id", "ds", "base"]].astype({"unique_id": dense["unique_id"].dtype})
+        recent = dense[ok & (dense["ds"] > self.train_end - pd.Timedelta(days=self.promo_days))]
+        rl = np.log1p(recent["y"])
+        med = rl.groupby([recent["unique_id"], recent["promo"]]).median().unstack()
+        self.lift = (med.get(1) - med.get(0)).fillna(0.0) if 1 in med.columns and 0 in med.columns else pd.Series(dtype="float64")
+        # The smoothed base level mixes promo and non-promo days: centre it on non-promo days.
+        share = recent.groupby("unique_id")["promo"].mean()
+        self.base_shift = -(self.lift * share.reindex(self.lift.index).fillna(0.0))
+        self.fit_seconds = time.perf_counter() - t0
+        return self
+
+    def predict(self, future: pd.DataFrame) -> pd.DataFrame:
+        if self.forecast_ is None:
+            raise RuntimeError(f"{self.alias}.predict called before fit")
+        last = future["ds"].max()
+        if future["ds"].min() <= self.train_end or (last - self.train_end).days > self.h:
+            raise ValueError(f"{self.alias} forecasts days {self.train_end.date()} + 1..{self.h}; got {future['ds'].min().date()}..{last.date()}")
+        out = future.drop(columns=["yhat"], errors="ignore").merge(self.forecast_, on=["unique_id", "ds"], how="left")
+        lift = self.lift.reindex(out["unique_id"]).fillna(0.0).to_numpy() * out["promo"].to_numpy()
+        shift = self.base_shift.reindex(out["unique_id"]).fillna(0.0).to_numpy()
+        out["yhat"] = np.expm1(out["base"].fillna(0.0).to_numpy() + shift + lift)
+        return F.apply_closed(out.drop(columns=["base"]))
+
+
+@dataclass
+class ShardedModel:
+    """Models of disjoint store shards (a per-store family fitted shard by shard) behind one ``predict``."""
+
+    parts: list[tuple[list[int], Any]]  # (store ids, fitted model)
+    alias: str = "sharded"
+
+    @property
+    def train_end(self) -> pd.Timestamp:
+        return max(m.train_end for _, m in self.parts)
+
+    def predict(self, future: pd.DataFrame) -> pd.DataFrame:
+        outs = []
+        for ids, model in self.parts:
+            rows = future[future["unique_id"].isin(ids)]
+            if not rows.empty:
+                outs.append(model.predict(rows))
+        known = {s for ids, _ in self.parts for s in ids}
+        unknown = sorted(set(future["unique_id"].unique()) - known)
+        if unknown:
+            raise ValueError(f"{self.alias} has no model for store(s) {unknown[:10]}")
+        pred = pd.concat(outs, ignore_index=True)[["unique_id", "ds", "yhat"]]
+        return future.drop(columns=["yhat"], errors="ignore").merge(pred, on=["unique_id", "ds"], how="left")

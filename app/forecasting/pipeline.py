@@ -1,292 +1,363 @@
-"""The training pipeline: data -> backtest (models vs baselines) -> final fit -> MLflow -> registry gate.
+"""The training pipeline, stage by stage, configured by one :class:`TrainConfig`:
 
-Called by the Ray job entrypoints (``ray_cluster/jobs/``), ``sfmlops train`` and the benchmark.
+1. **load** - sales and stores (:func:`app.forecasting.data.load_training_data`) -> :class:`TrainingData`;
+2. **plan** - the candidates (LightGBM, NHITS, per-store statsforecast) and the backtest tasks
+   (candidate x origin x store shard, :mod:`app.forecasting.plan`);
+3. **backtest** - every task through the executor (in-process or fanned out on Ray), candidates vs baselines;
+4. **select** - the best candidate on the main horizon; failed candidates are reported, not fatal;
+5. **refit** - the best on all data (and its short-horizon backtest, in the same wave of tasks), then the
+   batch forecast of the horizon as a task of its own;
+6. **log** - the MLflow run (:func:`app.forecasting.tracking.log_training_run`);
+7. **register/gate** - a new registry version with its scope, gated for the alias
+   (:func:`app.forecasting.registry.register_and_gate`).
+
+Called by the Ray job entrypoints (``ray_cluster/jobs/``), ``sfmlops train`` and the benchmarks.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
+import resource
 import time
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from app.forecasting import features as F
-from app.forecasting.backtest import BacktestResult, interval_quantiles, run_backtest
-from app.forecasting.models import LGBMForecaster, NeuralForecaster
+from app.forecasting.backtest import BacktestResult, interval_quantiles
+from app.forecasting.executor import Call, LocalExecutor, Progress, RayExecutor, make_executor
+from app.forecasting.plan import Candidate, Task, baselines, plan_backtest, plan_refit, run_forecast, run_task
+from app.forecasting.tracking import configure_mlflow  # noqa: F401 - re-exported for callers of the old module
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
 
 log = logging.getLogger(__name__)
 
-APP_DIR = Path(__file__).resolve().parent.parent
 MEDIAN_BASELINE = "median_dow_promo"
+SEASONAL_NAIVE = "seasonal_naive"
 
 
-def configure_mlflow(settings: "Settings") -> None:
-    """Point MLflow (and its S3 artifact client) at the configured server and endpoint."""
-    import mlflow
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the settings.
 
-    os.environ.update(settings.aws_env())
-    mlflow.set_tracking_uri(settings.mlflow_uri)
+    Attributes:
+        stores: Train on these stores only (all stores when None); decides the model's registry scope.
+        source: Data source (``auto``, ``postgres``, ``dataset``).
+        horizon: Main backtest horizon (days); the model is chosen on it and forecasts it.
+        short_horizon: Second backtest horizon, of the chosen model only.
+        short_windows: Rolling origins of the short-horizon backtest (0 disables it).
+        lgbm: Backtest the global LightGBM candidate.
+        lgbm_rounds: Its boosting rounds (default: the model's).
+        lgbm_params: Extra LightGBM parameters.
+        neural: Backtest the neuralforecast (NHITS) candidate.
+        max_steps: Its training steps (default: the model's).
+        per_store: Backtest the local per-store statsforecast family (``per_store_model``).
+        per_store_model: ``ses`` (seasonal exponential smoothing) or ``ets`` (AutoETS).
+        shard_stores: Stores per task of a per-store family.
+        threads: Threads (and so CPUs per task) of LightGBM / torch.
+        log_mlflow: Log to MLflow at all (False for offline experiments and the benchmark baseline).
+        register: Register the model and run the champion gate (needs ``log_mlflow``).
+        run_name: MLflow run name.
+        tags: Extra MLflow run tags.
+    """
+
+    stores: tuple[int, ...] | None = None
+    source: str = "auto"
+    horizon: int = 48
+    short_horizon: int = 7
+    short_windows: int = 2
+    lgbm: bool = True
+    lgbm_rounds: int | None = None
+    lgbm_params: dict[str, Any] = field(default_factory=dict, hash=False)
+    neural: bool = True
+    max_steps: int | None = None
+    per_store: bool = True
+    per_store_model: str = "ses"
+    shard_stores: int = 250
+    threads: int = 2
+    log_mlflow: bool = True
+    register: bool = True
+    run_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.stores is not None:
+            object.__setattr__(self, "stores", tuple(sorted({int(s) for s in self.stores})) or None)
+        for name in ("horizon", "short_horizon", "threads", "shard_stores"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.short_windows < 0:
+            raise ValueError(f"short_windows must be >= 0, got {self.short_windows}")
+        if self.register and not self.log_mlflow:
+            raise ValueError("register needs log_mlflow (the registry version is the run's model)")
+        if self.per_store_model not in ("ses", "ets"):
+            raise ValueError(f"per_store_model must be 'ses' or 'ets', not {self.per_store_model!r}")
+        if not (self.lgbm or self.neural or self.per_store):
+            raise ValueError("no candidate family enabled (lgbm, neural, per_store)")
+
+    def candidates(self) -> list[Candidate]:
+        """The candidate families this config backtests (baselines are added by the plan)."""
+        out: list[Candidate] = []
+        if self.lgbm:
+            kw: dict[str, Any] = {"num_threads": self.threads, "params": dict(self.lgbm_params)}
+            if self.lgbm_rounds is not None:
+                kw["num_boost_round"] = int(self.lgbm_rounds)
+            out.append(Candidate("lgbm", "lgbm", kw, cpus=self.threads))
+        if self.neural:
+            nn: dict[str, Any] = {"h": self.horizon, "num_threads": self.threads}
+            if self.max_steps is not None:
+                nn["max_steps"] = int(self.max_steps)
+            out.append(Candidate("nhits", "nhits", nn, cpus=self.threads))
+        if self.per_store:
+            name = self.per_store_model
+            # 8 weeks beyond the horizon: the batch forecast may start after new data arrived (cheap to precompute).
+            params = {"model": name, "h": self.horizon + 56, "alias": name}
+            out.append(Candidate(name, "stats", params, cpus=1, per_store=True))
+        return out
+
+
+@dataclass
+class TrainingData:
+    """Output of the load stage."""
+
+    sales: pd.DataFrame
+    stores: pd.DataFrame
+    long: pd.DataFrame
+    source: str
+
+    @property
+    def store_ids(self) -> list[int]:
+        return sorted(int(s) for s in self.long["unique_id"].unique())
+
+
+@dataclass
+class TrainResult:
+    """Everything the stages produced; :func:`train` turns it into the JSON summary."""
+
+    config: TrainConfig
+    data: TrainingData
+    backtest: BacktestResult
+    short: BacktestResult | None
+    best: str
+    failures: list[dict[str, str]]
+    model: Any
+    wrapper: Any
+    future: pd.DataFrame
+    forecast: pd.DataFrame
+    seconds: dict[str, float]
+    tasks: int
+    executor: str
 
 
 def _peak_rss_mb() -> float:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def model_factories(
-    lgbm_rounds: int | None = None,
-    lgbm_params: dict[str, Any] | None = None,
-    max_steps: int | None = None,
-    neural: bool = True,
-    horizon: int = 48,
-    threads: int = 2,
-) -> dict[str, Any]:
-    """Name -> factory of the candidate model families."""
-    lgbm_kw: dict[str, Any] = {"num_threads": threads, "params": dict(lgbm_params or {})}
-    if lgbm_rounds is not None:
-        lgbm_kw["num_boost_round"] = int(lgbm_rounds)
-    out: dict[str, Any] = {"lgbm": lambda: LGBMForecaster(**lgbm_kw)}
-    if neural:
-        nn_kw: dict[str, Any] = {"h": horizon, "num_threads": threads}
-        if max_steps is not None:
-            nn_kw["max_steps"] = int(max_steps)
-        out["nhits"] = lambda: NeuralForecaster(**nn_kw)
-    return out
+# --- stages -----------------------------------------------------------------------------------------------
 
 
-def _plot(result: BacktestResult, stores: list[int], path: Path) -> None:
-    import matplotlib
+def load(settings: "Settings", config: TrainConfig) -> TrainingData:
+    """Stage 1: the training data."""
+    from app.forecasting.data import load_training_data
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(stores), 1, figsize=(11, 2.6 * len(stores)), squeeze=False)
-    f = result.forecasts
-    for ax, store in zip(axes[:, 0], stores):
-        s = f[f["unique_id"] == store]
-        actual = s.drop_duplicates("ds").sort_values("ds")
-        ax.plot(actual["ds"], actual["y"], color="black", lw=2, label="actual")
-        for name, grp in s.groupby("model"):
-            grp = grp.sort_values("ds")
-            ax.plot(grp["ds"], grp["yhat"], lw=1, label=name)
-        ax.set_title(f"store {store}: last {result.horizon}-day backtest")
-        ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    stores = list(config.stores) if config.stores else None
+    sales, stores_df, used = load_training_data(settings, source=config.source, stores=stores)  # type: ignore[arg-type]
+    return TrainingData(sales=sales, stores=stores_df, long=F.to_long(sales), source=used)
 
 
-def train(
-    settings: "Settings",
-    stores: list[int] | None = None,
-    max_steps: int | None = None,
-    lgbm_rounds: int | None = None,
-    lgbm_params: dict[str, Any] | None = None,
-    neural: bool = True,
-    horizon: int = 48,
-    short_horizon: int = 7,
-    short_windows: int = 2,
-    source: str = "auto",
-    register: bool = True,
-    log_mlflow: bool = True,
-    threads: int = 2,
-    run_name: str | None = None,
-    tags: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Backtest the candidates against the baselines, fit the best on all data, log and register it.
+def plan(config: TrainConfig, data: TrainingData) -> list[Task]:
+    """Stage 2: the main backtest's tasks (every candidate and baseline, one origin, store shards)."""
+    return plan_backtest(config.candidates() + baselines(), data.long["ds"].max(), data.store_ids, config.horizon, 1, config.shard_stores)
+
+
+def run_backtest(executor: Any, refs: tuple[Any, Any], tasks: list[Task], horizon: int, progress: Progress, stage: str) -> tuple[BacktestResult | None, list[dict[str, str]]]:
+    """Stage 3: run backtest ``tasks``; a candidate with any failed task is dropped and reported.
+
+    Returns:
+        ``(result of the candidates whose every task succeeded, failures [{"candidate", "task", "error"}])``.
+    """
+    outcomes = executor.map(stage, [Call(run_task, (*refs, t), t.label, t.candidate.cpus) for t in tasks], progress)
+    failed: dict[str, dict[str, str]] = {}
+    for task, out in zip(tasks, outcomes):
+        if not out.ok and task.candidate.name not in failed:
+            failed[task.candidate.name] = {"candidate": task.candidate.name, "task": out.label, "error": out.error or ""}
+    parts, seconds = [], {}
+    for task, out in zip(tasks, outcomes):
+        if out.ok and task.candidate.name not in failed:
+            parts.append(out.value["forecasts"])
+            seconds[task.candidate.name] = seconds.get(task.candidate.name, 0.0) + out.value["seconds"]
+    result = BacktestResult.from_parts(horizon, parts, seconds) if parts else None
+    return result, list(failed.values())
+
+
+def select(config: TrainConfig, bt: BacktestResult | None, failures: list[dict[str, str]]) -> tuple[str, float]:
+    """Stage 4: the candidate with the lowest RMSPE on the main horizon (baselines are yardsticks only)."""
+    names = {c.name for c in config.candidates()}
+    if bt is None or not names & set(bt.metrics):
+        raise RuntimeError(f"every candidate failed in the backtest: {failures}")
+    for base in (MEDIAN_BASELINE, SEASONAL_NAIVE):
+        if base not in bt.metrics:
+            raise RuntimeError(f"baseline {base} failed in the backtest: {failures}")
+    table = bt.table()
+    rows = table[table["model"].isin(names)]
+    return str(rows.iloc[0]["model"]), float(rows.iloc[0]["rmspe"])
+
+
+def refit(
+    executor: Any, refs: tuple[Any, Any], config: TrainConfig, data: TrainingData, best: Candidate, progress: Progress
+) -> tuple[Any, BacktestResult | None, float, float]:
+    """Stage 5a: the best candidate on all data and, in the same wave of tasks, its short-horizon backtest.
+
+    Returns:
+        ``(fitted model, short backtest or None, refit task seconds, short backtest task seconds)``.
+    """
+    fit_tasks = plan_refit(best, data.store_ids, config.horizon, config.shard_stores)
+    short_tasks = (
+        plan_backtest([best], data.long["ds"].max(), data.store_ids, config.short_horizon, config.short_windows, config.shard_stores)
+        if config.short_windows > 0
+        else []
+    )
+    tasks = fit_tasks + short_tasks
+    outcomes = executor.map("refit", [Call(run_task, (*refs, t), t.label, t.candidate.cpus) for t in tasks], progress)
+    bad = [o for o in outcomes if not o.ok]
+    if bad:
+        raise RuntimeError(f"refit of {best.name} failed: {bad[0].label}: {bad[0].error}")
+    fits = [o.value for o in outcomes[: len(fit_tasks)]]
+    if best.per_store:
+        from app.forecasting.models import ShardedModel
+
+        model: Any = ShardedModel([(list(f["shard"]), f["model"]) for f in fits], alias=best.name)
+    else:
+        model = fits[0]["model"]
+    short = None
+    if short_tasks:
+        parts = [o.value["forecasts"] for o in outcomes[len(fit_tasks) :]]
+        short = BacktestResult.from_parts(config.short_horizon, parts, {best.name: sum(o.value["seconds"] for o in outcomes[len(fit_tasks) :])})
+    return model, short, sum(f["seconds"] for f in fits), sum(o.value["seconds"] for o in outcomes[len(fit_tasks) :])
+
+
+def forecast_horizon(executor: Any, wrapper: Any, future: pd.DataFrame, progress: Progress) -> pd.DataFrame:
+    """Stage 5b: the batch forecast of the horizon as a task."""
+    [out] = executor.map("forecast", [Call(run_forecast, (executor.put(wrapper), executor.put(future)), "forecast", 1)], progress)
+    if not out.ok:
+        raise RuntimeError(f"forecast task failed: {out.error}")
+    return out.value
+
+
+def run_stages(settings: "Settings", config: TrainConfig, executor: Any = None, progress: Progress | None = None) -> TrainResult:
+    """Stages 1-5 (no MLflow): load, plan, backtest, select, refit, forecast."""
+    from app.forecasting.batch import project_future_inputs
+    from app.forecasting.pyfunc import SalesForecaster
+
+    executor = executor or LocalExecutor()
+    progress = progress or Progress()
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    progress.start("load")
+    data = load(settings, config)
+    seconds["data"] = round(time.perf_counter() - t0, 2)
+
+    t0 = time.perf_counter()
+    refs = (executor.put(data.long), executor.put(data.stores))  # once; every task gets the references
+    tasks = plan(config, data)
+    bt, failures = run_backtest(executor, refs, tasks, config.horizon, progress, "backtest")
+    best, _ = select(config, bt, failures)
+    seconds["backtest"] = round(time.perf_counter() - t0, 2)
+
+    t0 = time.perf_counter()
+    cand = {c.name: c for c in config.candidates()}[best]
+    model, short, fit_s, short_s = refit(executor, refs, config, data, cand, progress)
+    seconds["refit_stage"] = round(time.perf_counter() - t0, 2)
+    seconds["final_fit"] = round(fit_s, 2)
+    seconds["backtest_short"] = round(short_s, 2)
+
+    assert bt is not None
+    intervals = interval_quantiles(bt.forecasts, best)
+    info = {"family": best, "backtest_rmspe": float(bt.metrics[best]["rmspe"])}
+    wrapper = SalesForecaster(model, intervals, data.long["ds"].max(), data.store_ids, info=info)
+    t0 = time.perf_counter()
+    future = project_future_inputs(data.sales, config.horizon)
+    forecast = forecast_horizon(executor, wrapper, future, progress)
+    seconds["forecast"] = round(time.perf_counter() - t0, 2)
+    n_tasks = progress.tasks_total
+    progress.start("done")
+    return TrainResult(
+        config=config, data=data, backtest=bt, short=short, best=best, failures=failures, model=model, wrapper=wrapper,
+        future=future, forecast=forecast, seconds=seconds, tasks=n_tasks, executor=getattr(executor, "name", "local"),
+    )
+
+
+def summarize(result: TrainResult) -> dict[str, Any]:
+    """The JSON-able summary of a training (what the job prints and the API stores)."""
+    cfg, bt = result.config, result.backtest
+    rmspe = float(bt.metrics[result.best]["rmspe"])
+    median = float(bt.metrics[MEDIAN_BASELINE]["rmspe"])
+    short_table = result.short.table() if result.short is not None else pd.DataFrame()
+    return {
+        "source": result.data.source,
+        "rows": int(len(result.data.sales)),
+        "stores": len(result.data.store_ids),
+        "train_end": str(result.data.long["ds"].max().date()),
+        "model": result.best,
+        "rmspe": rmspe,
+        "median_baseline_rmspe": median,
+        "seasonal_naive_rmspe": float(bt.metrics[SEASONAL_NAIVE]["rmspe"]),
+        "improvement_vs_median": 1.0 - rmspe / median if median else None,
+        "candidates": [c.name for c in cfg.candidates()],
+        "failed_candidates": result.failures,
+        "backtest": {f"h{cfg.horizon}": bt.table().to_dict("records"), f"h{cfg.short_horizon}": short_table.to_dict("records")},
+        "seconds": dict(result.seconds),
+        "executor": result.executor,
+        "tasks": result.tasks,
+        "forecast_rows": int(len(result.forecast)),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+
+
+def train(settings: "Settings", config: TrainConfig | None = None, executor: Any = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Run every stage: backtest the candidates against the baselines, fit the best on all data, forecast,
+    log to MLflow, register and gate it.
 
     Args:
         settings: Settings (data, MLflow, registry names).
-        stores: Train on these stores only (all when None).
-        max_steps: Training steps of the neural model.
-        lgbm_rounds: Boosting rounds of LightGBM.
-        lgbm_params: Extra LightGBM parameters.
-        neural: Also train the neuralforecast (NHITS) candidate.
-        horizon: Main backtest horizon (days); the model is chosen on it.
-        short_horizon: Second backtest horizon.
-        short_windows: Rolling origins of the short-horizon backtest (0 disables it).
-        source: Data source (``auto``, ``postgres``, ``dataset``).
-        register: Register the model and run the champion gate.
-        log_mlflow: Log to MLflow at all (False for offline experiments and the benchmark baseline).
-        threads: CPU threads for LightGBM/torch.
-        run_name: MLflow run name.
-        tags: Extra MLflow run tags.
+        config: What to train (default :class:`TrainConfig`).
+        executor: :class:`~app.forecasting.executor.LocalExecutor` (default) or
+            :class:`~app.forecasting.executor.RayExecutor`.
+        progress: Progress reporter (default: ``SFMLOPS_PROGRESS`` lines on stdout).
 
     Returns:
-        Summary with the backtest table, the chosen model, its RMSPE, the baselines', timings, run id,
-        version and gate decision.
+        Summary (:func:`summarize`) plus ``run_id``, ``model_version`` and ``gate`` when logged/registered.
     """
-    from app.forecasting.data import load_training_data
-
+    config = config or TrainConfig()
     t_start = time.perf_counter()
-    sales, stores_df, used = load_training_data(settings, source=source, stores=stores)  # type: ignore[arg-type]
-    long = F.to_long(sales)
-    t_data = time.perf_counter() - t_start
-    factories = model_factories(lgbm_rounds, lgbm_params, max_steps, neural, horizon, threads)
+    progress = progress or Progress()
+    result = run_stages(settings, config, executor, progress)
+    summary = summarize(result)
+    if config.log_mlflow:
+        from app.forecasting.tracking import log_training_run
 
-    t0 = time.perf_counter()
-    bt = run_backtest(long, stores_df, factories, horizon=horizon)
-    t_bt = time.perf_counter() - t0
-    table = bt.table()
-    model_rows = table[table["model"].isin(list(factories))]
-    best = str(model_rows.iloc[0]["model"])
-    best_rmspe = float(model_rows.iloc[0]["rmspe"])
-    median_rmspe = float(bt.metrics[MEDIAN_BASELINE]["rmspe"])
+        progress.start("log")
+        summary["run_id"] = log_training_run(settings, result, summary)
+    if config.register:
+        from app.forecasting.registry import register_and_gate
 
-    short_table = pd.DataFrame()
-    t0 = time.perf_counter()
-    if short_windows > 0:
-        bt_short = run_backtest(long, stores_df, {best: factories[best]}, horizon=short_horizon, n_windows=short_windows)
-        short_table = bt_short.table()
-    t_short = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    final = factories[best]().fit(long, stores_df)
-    t_fit = time.perf_counter() - t0
-    intervals = interval_quantiles(bt.forecasts, best)
-
-    from app.forecasting.pyfunc import SalesForecaster
-
-    store_ids = sorted(int(s) for s in long["unique_id"].unique())
-    wrapper = SalesForecaster(
-        final, intervals, long["ds"].max(), store_ids, info={"family": best, "backtest_rmspe": best_rmspe}
-    )
-    from app.forecasting.batch import project_future_inputs
-
-    t0 = time.perf_counter()
-    future = project_future_inputs(sales, horizon)
-    forecast = wrapper.predict(None, future)
-    t_forecast = time.perf_counter() - t0
-
-    summary: dict[str, Any] = {
-        "source": used,
-        "rows": int(len(sales)),
-        "stores": len(store_ids),
-        "train_end": str(long["ds"].max().date()),
-        "model": best,
-        "rmspe": best_rmspe,
-        "median_baseline_rmspe": median_rmspe,
-        "seasonal_naive_rmspe": float(bt.metrics["seasonal_naive"]["rmspe"]),
-        "improvement_vs_median": 1.0 - best_rmspe / median_rmspe if median_rmspe else None,
-        "backtest": {f"h{horizon}": table.to_dict("records"), f"h{short_horizon}": short_table.to_dict("records")},
-        "seconds": {
-            "data": round(t_data, 2),
-            "backtest": round(t_bt, 2),
-            "backtest_short": round(t_short, 2),
-            "final_fit": round(t_fit, 2),
-            "forecast": round(t_forecast, 2),
-        },
-        "forecast_rows": int(len(forecast)),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
-    }
-    if log_mlflow:
-        summary.update(
-            _log_mlflow(settings, summary, bt, short_table, wrapper, future, factories, register, run_name, tags, stores, max_steps, lgbm_rounds)
-        )
+        progress.start("register")
+        summary.update(register_and_gate(settings, summary["run_id"], summary["rmspe"], list(config.stores) if config.stores else None))
     summary["seconds"]["total"] = round(time.perf_counter() - t_start, 2)
     return summary
 
 
-def _log_mlflow(
-    settings: "Settings",
-    summary: dict[str, Any],
-    bt: BacktestResult,
-    short_table: pd.DataFrame,
-    wrapper: Any,
-    future: pd.DataFrame,
-    factories: dict[str, Any],
-    register: bool,
-    run_name: str | None,
-    tags: dict[str, str] | None,
-    stores: list[int] | None,
-    max_steps: int | None,
-    lgbm_rounds: int | None,
-) -> dict[str, Any]:
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
-
-    from app.forecasting.registry import RMSPE_TAG, champion_gate
-
-    configure_mlflow(settings)
-    mlflow.set_experiment(settings.mlflow_experiment)
-    best = summary["model"]
-    out: dict[str, Any] = {}
-    with mlflow.start_run(run_name=run_name or f"train-{best}") as run:
-        mlflow.set_tags({"scope": "all" if not stores else f"stores:{','.join(map(str, stores[:20]))}", **(tags or {})})
-        example_model = factories[best]()
-        params = {k: v for k, v in vars(example_model).items() if isinstance(v, (int, float, str)) and not k.endswith("seconds")}
-        if isinstance(example_model, LGBMForecaster):
-            from app.forecasting.models import DEFAULT_LGBM_PARAMS
-
-            params.update({f"lgb.{k}": v for k, v in {**DEFAULT_LGBM_PARAMS, **example_model.params}.items()})
-        mlflow.log_params({f"{best}.{k}": v for k, v in params.items()})
-        mlflow.log_params(
-            {
-                "model": best,
-                "candidates": ",".join(factories),
-                "stores": summary["stores"],
-                "rows": summary["rows"],
-                "train_end": summary["train_end"],
-                "source": summary["source"],
-                "max_steps": max_steps,
-                "lgbm_rounds": lgbm_rounds,
-            }
-        )
-        for name, metrics in bt.metrics.items():
-            mlflow.log_metrics({f"h{bt.horizon}.{name}.{k}": float(v) for k, v in metrics.items()})
-        for rec in short_table.to_dict("records"):
-            mlflow.log_metrics({f"h{rec['horizon']}.{rec['model']}.{k}": float(rec[k]) for k in ("rmspe", "mae")})
-        mlflow.log_metrics(
-            {
-                RMSPE_TAG: summary["rmspe"],
-                "median_baseline_rmspe": summary["median_baseline_rmspe"],
-                "improvement_vs_median": summary["improvement_vs_median"] or 0.0,
-                "peak_rss_mb": summary["peak_rss_mb"],
-                **{f"seconds.{k}": v for k, v in summary["seconds"].items()},
-            }
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            tmpd = Path(tmp)
-            top = bt.forecasts["unique_id"].drop_duplicates().sort_values().head(4).tolist()
-            _plot(bt, top, tmpd / "actual_vs_forecast.png")
-            pd.DataFrame(summary["backtest"][f"h{bt.horizon}"]).to_csv(tmpd / f"backtest_h{bt.horizon}.csv", index=False)
-            short_table.to_csv(tmpd / "backtest_short.csv", index=False)
-            per_store = bt.forecasts[bt.forecasts["model"] == best]
-            from app.forecasting.metrics import per_store_rmspe
-
-            per_store_rmspe(per_store).to_csv(tmpd / "store_rmspe.csv")
-            (tmpd / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "backtest"}, default=str, indent=2))
-            mlflow.log_artifacts(str(tmpd), artifact_path="backtest")
-        example = future.head(5).assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d"))
-        example = example[["store", "date", "open", "promo", "state_holiday", "school_holiday"]].astype(
-            {"store": "int64", "open": "int64", "promo": "int64", "school_holiday": "int64"}
-        )
-        signature = infer_signature(example, wrapper.predict(None, example))
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=wrapper,
-            input_example=example,
-            signature=signature,
-            code_paths=[str(APP_DIR)],
-            pip_requirements=["mlflow", "lightgbm", "pandas", "numpy", "pydantic-settings"],
-        )
-        out["run_id"] = run.info.run_id
-        if register:
-            mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", settings.model_name)
-            gate = champion_gate(MlflowClient(), settings.model_name, str(mv.version), summary["rmspe"])
-            mlflow.set_tags({"gate_decision": gate["decision"], "model_version": str(mv.version)})
-            mlflow.log_metric("champion_rmspe_before", gate["champion_rmspe"] if gate["champion_rmspe"] is not None else float("nan"))
-            mlflow.log_dict(gate, "gate.json")
-            out["model_version"] = str(mv.version)
-            out["gate"] = gate
+def config_params(config: TrainConfig) -> dict[str, Any]:
+    """The config as flat MLflow params."""
+    out = {k: v for k, v in asdict(config).items() if k not in ("tags", "lgbm_params", "stores", "run_name")}
+    out["stores"] = len(config.stores) if config.stores else "all"
     return out
+
+
+__all__ = [
+    "LocalExecutor", "RayExecutor", "TrainConfig", "TrainResult", "TrainingData", "load", "make_executor", "plan", "refit",
+    "run_backtest", "run_stages", "select", "summarize", "train",
+]

@@ -13,10 +13,18 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup() -> None:
+    """Logging of a job driver."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+
 
 def run(fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any], in_driver: bool, num_cpus: float) -> dict[str, Any]:
-    """Run ``fn(**kwargs)`` as a Ray task (default) or directly in the driver process."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run ``fn(**kwargs)`` as one Ray task (default) or directly in the driver process (the batch-forecast
+    job; training fans out by itself, see ``train_all.py``)."""
+    setup()
     if in_driver:
         return fn(**kwargs)
     import ray
@@ -30,7 +38,7 @@ def run(fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any], in_driver: bo
         import os as _os
         import sys as _sys
 
-        _logging.basicConfig(level=_logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _logging.basicConfig(level=_logging.INFO, format=LOG_FORMAT)
         for path in (_os.getcwd(), root):
             if _os.path.isdir(_os.path.join(path, "app")) and path not in _sys.path:
                 _sys.path.insert(0, path)

@@ -1,6 +1,7 @@
 """Ray job: retrain and re-forecast one store.
 
-Backtests a model trained on that store's history alone against the baselines, logs the run to MLflow
+Backtests models trained on that store's history alone against the baselines (fanned out as Ray tasks),
+logs the run to MLflow
 (tag ``scope=stores:<id>``; the registry and its champion alias are left alone) and writes the store's
 forecasts for the next ``--days`` days to the forecasts table with version ``run-<run id>``::
 
@@ -11,19 +12,25 @@ from __future__ import annotations
 
 import argparse
 
-from _common import emit, run  # noqa: I001 - sets sys.path first
+from _common import emit, setup  # noqa: I001 - sets sys.path first
 
 
-def train_store_job(store: int, days: int | None, lgbm_rounds: int | None, source: str, write: bool):  # noqa: ANN201
+def train_store_job(store: int, days: int | None, lgbm_rounds: int | None, source: str, write: bool, in_driver: bool):  # noqa: ANN201
     from app.config import get_settings
     from app.forecasting.batch import forecast
-    from app.forecasting.pipeline import train
+    from app.forecasting.executor import make_executor
+    from app.forecasting.pipeline import TrainConfig, train
 
     settings = get_settings()
-    result = train(
-        settings, stores=[store], neural=False, lgbm_rounds=lgbm_rounds, short_windows=1, source=source,
+    config = TrainConfig(
+        stores=(store,), neural=False, lgbm_rounds=lgbm_rounds, short_windows=1, source=source,
         register=False, run_name=f"train_store_{store}", tags={"job": "train_store"},
     )
+    executor = make_executor("local" if in_driver else "ray", settings)
+    try:
+        result = train(settings, config, executor)
+    finally:
+        getattr(executor, "close", lambda: None)()
     fc = forecast(settings, days=days, stores=[store], model_uri=f"runs:/{result['run_id']}/model", source=source, write=write,
                   version_label=f"run-{result['run_id']}")
     return {**{k: v for k, v in result.items() if k != "backtest"}, "backtest": result["backtest"], "forecast": fc}
@@ -36,11 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lgbm-rounds", type=int, default=None, help="Boosting rounds of LightGBM")
     parser.add_argument("--source", default="auto", choices=["auto", "postgres", "dataset"], help="Training data source")
     parser.add_argument("--no-write", action="store_true", help="Do not write forecasts")
-    parser.add_argument("--in-driver", action="store_true", help="Run in the driver instead of a Ray task")
-    parser.add_argument("--num-cpus", type=float, default=1, help="CPUs the Ray task reserves")
+    parser.add_argument("--in-driver", action="store_true", help="Run every task in the driver instead of Ray tasks")
     args = parser.parse_args(argv)
-    kwargs = {"store": args.store, "days": args.days, "lgbm_rounds": args.lgbm_rounds, "source": args.source, "write": not args.no_write}
-    emit({"job": "train_store", **run(train_store_job, kwargs, args.in_driver, args.num_cpus)})
+    setup()
+    emit({"job": "train_store", **train_store_job(args.store, args.days, args.lgbm_rounds, args.source, not args.no_write, args.in_driver)})
 
 
 if __name__ == "__main__":

@@ -68,3 +68,54 @@ def make_sales():  # noqa: ANN201
 def make_stores():  # noqa: ANN201
     """Factory of :func:`tiny_stores` frames."""
     return tiny_stores
+
+
+def drop_mlflow_test_state(settings, prefix: str, experiment: str | None = None) -> None:  # noqa: ANN001
+    """Delete every registered model whose name starts with ``prefix`` and (hard) the runs of ``experiment``."""
+    from mlflow import MlflowClient
+
+    from app.forecasting.tracking import configure_mlflow
+
+    configure_mlflow(settings)
+    client = MlflowClient()
+    for rm in client.search_registered_models(filter_string=f"name LIKE '{prefix}%'"):
+        client.delete_registered_model(rm.name)
+    if experiment:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is not None:
+            for run in client.search_runs([exp.experiment_id], max_results=1000):
+                client.delete_run(run.info.run_id)
+            client.delete_experiment(exp.experiment_id)
+
+
+@pytest.fixture(scope="session")
+def mlflow_cleaner():  # noqa: ANN201
+    """:func:`drop_mlflow_test_state`, for module-scoped fixtures of test files."""
+    return drop_mlflow_test_state
+
+
+@pytest.fixture()
+def mlflow_test_settings(stack):  # noqa: ANN001, ANN201
+    """The stack's settings with a model name and an MLflow experiment of this test only, both removed afterwards."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    s = stack.model_copy(update={"model_name": f"sales-forecaster-test-{tag}", "mlflow_experiment": f"sfmlops-test-{tag}"})
+    yield s
+    drop_mlflow_test_state(s, s.model_name, s.mlflow_experiment)
+
+
+@pytest.fixture()
+def small_dataset(mlflow_test_settings, rossmann_dir, tmp_path):  # noqa: ANN001, ANN201
+    """:func:`mlflow_test_settings` whose prepared dataset (source=dataset) is the last 300 days of stores 1-3."""
+    from app.data import SALES_FILE, STORES_FILE, load_dataset, prepare
+
+    if not (mlflow_test_settings.data_dir / SALES_FILE).is_file():
+        prepare(mlflow_test_settings, rossmann_dir)
+    sales, stores = load_dataset(mlflow_test_settings)
+    sales = sales[sales["store"].isin([1, 2, 3])]
+    sales = sales[sales["date"] > sales["date"].max() - pd.Timedelta(days=300)]
+    (tmp_path / "data").mkdir()
+    sales.to_parquet(tmp_path / "data" / SALES_FILE)
+    stores[stores["store"].isin([1, 2, 3])].to_parquet(tmp_path / "data" / STORES_FILE)
+    return mlflow_test_settings.model_copy(update={"state_dir": tmp_path})

@@ -8,7 +8,7 @@ import pytest
 
 from app.forecasting import baselines as B
 from app.forecasting import features as F
-from app.forecasting.backtest import cutoffs, interval_quantiles, run_backtest, split
+from app.forecasting.backtest import cutoffs, interval_quantiles, split
 from app.forecasting.evaluate import EvaluationError, score
 from app.forecasting.models import LGBMForecaster
 from app.forecasting.pyfunc import SalesForecaster
@@ -71,10 +71,23 @@ def test_lgbm_fits_predicts_closed_zero_and_ignores_future_targets(make_sales, m
 
 
 def test_backtest_reports_models_and_baselines(make_sales, make_stores) -> None:
-    long = F.to_long(make_sales(140, 3))
-    res = run_backtest(long, make_stores(3), {"lgbm": lambda: LGBMForecaster(num_boost_round=20, params={"min_data_in_leaf": 5})}, horizon=7, n_windows=2)
-    assert set(res.metrics) == {"lgbm", "seasonal_naive", "median_dow_promo"}
+    from app.forecasting.executor import LocalExecutor, Progress
+    from app.forecasting.pipeline import run_backtest
+    from app.forecasting.plan import Candidate, baselines, plan_backtest
+
+    long, stores = F.to_long(make_sales(140, 3)), make_stores(3)
+    lgbm = Candidate("lgbm", "lgbm", {"num_boost_round": 20, "params": {"min_data_in_leaf": 5}})
+    ses = Candidate("ses", "stats", {"model": "ses", "h": 7, "alias": "ses"}, per_store=True)
+    tasks = plan_backtest([lgbm, ses, *baselines()], long["ds"].max(), [1, 2, 3], horizon=7, n_windows=2, shard_size=2)
+    assert len(tasks) == 2 * (1 + 2 + 2)  # two origins x (lgbm, ses in two shards, two baselines)
+    events: list[dict] = []
+    res, failures = run_backtest(LocalExecutor(), (long, stores), tasks, 7, Progress(events.append), "backtest")
+    assert failures == [] and events[-1] == {**events[-1], "stage": "backtest", "done": 10, "total": 10, "failed": 0}
+    assert set(res.metrics) == {"lgbm", "ses", "seasonal_naive", "median_dow_promo"}
     assert res.forecasts["cutoff"].nunique() == 2
+    # every model forecast every scored row of both windows exactly once (the shards do not overlap)
+    assert res.forecasts.groupby("model").size().nunique() == 1
+    assert not res.forecasts.duplicated(["model", "unique_id", "ds"]).any()
     table = res.table()
     assert list(table["rmspe"]) == sorted(table["rmspe"])
     iv = interval_quantiles(res.forecasts, "lgbm")

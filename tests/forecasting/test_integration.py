@@ -21,18 +21,23 @@ JOB_EXCLUDES = [".git", ".venv", ".venv-*", ".cache", ".local", ".hypothesis", "
 
 
 @pytest.fixture(scope="module")
-def fc_stack(stack: Settings, rossmann_dir) -> Settings:  # noqa: ANN001
-    """The stack with the prepared dataset present and a model name of its own (so the gate starts empty)."""
+def fc_stack(stack: Settings, rossmann_dir, mlflow_cleaner):  # noqa: ANN001, ANN201
+    """The stack with the prepared dataset present, a model name and an MLflow experiment of its own (so the
+    gate starts empty); every model named after it and the experiment's runs are removed afterwards."""
     from app.data import SALES_FILE, prepare
 
     if not (stack.data_dir / SALES_FILE).is_file():
         prepare(stack, rossmann_dir)
-    return stack.model_copy(update={"model_name": f"sales-forecaster-test-{uuid.uuid4().hex[:8]}"})
+    tag = uuid.uuid4().hex[:8]
+    s = stack.model_copy(update={"model_name": f"sales-forecaster-test-{tag}", "mlflow_experiment": f"sfmlops-test-{tag}"})
+    yield s
+    mlflow_cleaner(s, s.model_name, s.mlflow_experiment)
 
 
 def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.startswith("SFMLOPS_")}
     env["SFMLOPS_MODEL_NAME"] = settings.model_name
+    env["SFMLOPS_MLFLOW_EXPERIMENT"] = settings.mlflow_experiment
     env["SFMLOPS_STATE_DIR"] = str(settings.state_dir)
     return env
 
@@ -72,12 +77,16 @@ def test_ray_job_trains_logs_and_gates_both_ways(fc_stack: Settings) -> None:
     import mlflow
     from mlflow import MlflowClient
 
-    from app.forecasting.pipeline import configure_mlflow
+    from app.forecasting.tracking import configure_mlflow
 
+    from app.forecasting.registry import scope_aliases, scope_of
+
+    # A 3-store training is a subset: it competes for its scope's aliases, never for the chain's champion.
+    champion, challenger = scope_aliases(scope_of([int(x) for x in STORES.split(",")]))
     common = f"--stores {STORES} --source dataset --short-windows 1"
     first = _submit(fc_stack, f"{common} --lgbm-rounds 60 --max-steps 3")
-    assert first["stores"] == 3 and first["gate"]["decision"] == "champion"
-    assert {r["model"] for r in first["backtest"]["h48"]} == {"lgbm", "nhits", "seasonal_naive", "median_dow_promo"}
+    assert first["stores"] == 3 and first["gate"]["decision"] == "scope_champion" and first["gate"]["alias"] == champion
+    assert {r["model"] for r in first["backtest"]["h48"]} == {"lgbm", "nhits", "ses", "seasonal_naive", "median_dow_promo"}
     assert first["backtest"]["h7"], "7-day backtest missing"
 
     configure_mlflow(fc_stack)
@@ -87,19 +96,19 @@ def test_ray_job_trains_logs_and_gates_both_ways(fc_stack: Settings) -> None:
     assert "h48.median_dow_promo.rmspe" in run.data.metrics and "h48.nhits.rmspe" in run.data.metrics
     arts = {a.path for a in client.list_artifacts(first["run_id"], "backtest")}
     assert "backtest/actual_vs_forecast.png" in arts
-    champion = client.get_model_version_by_alias(fc_stack.model_name, "champion")
-    assert champion.version == first["model_version"]
+    assert client.get_model_version_by_alias(fc_stack.model_name, champion).version == first["model_version"]
+    assert "champion" not in client.get_registered_model(fc_stack.model_name).aliases
 
     # A much worse model (one boosting round) does not move the alias.
     worse = _submit(fc_stack, f"{common} --lgbm-rounds 1 --no-neural --lgbm-param learning_rate=0.01")
     assert worse["rmspe"] > first["rmspe"]
-    assert worse["gate"]["decision"] == "challenger"
+    assert worse["gate"]["decision"] == "scope_challenger"
     assert worse["gate"]["champion_rmspe"] == pytest.approx(first["rmspe"], rel=1e-4)
-    assert client.get_model_version_by_alias(fc_stack.model_name, "champion").version == first["model_version"]
-    assert client.get_model_version_by_alias(fc_stack.model_name, "challenger").version == worse["model_version"]
+    assert client.get_model_version_by_alias(fc_stack.model_name, champion).version == first["model_version"]
+    assert client.get_model_version_by_alias(fc_stack.model_name, challenger).version == worse["model_version"]
 
     # The champion loads as a pyfunc and forecasts from its input example.
-    model = mlflow.pyfunc.load_model(f"models:/{fc_stack.model_name}@champion")
+    model = mlflow.pyfunc.load_model(f"models:/{fc_stack.model_name}@{champion}")
     example = pd.DataFrame(
         {"store": [1, 2], "date": ["2015-06-14", "2015-06-15"], "open": [0, 1], "promo": [0, 1], "state_holiday": ["0", "0"], "school_holiday": [0, 0]}
     )
@@ -111,7 +120,7 @@ def test_ray_job_trains_logs_and_gates_both_ways(fc_stack: Settings) -> None:
 def test_gate_better_model_moves_champion(fc_stack: Settings) -> None:
     from mlflow import MlflowClient
 
-    from app.forecasting.pipeline import configure_mlflow
+    from app.forecasting.tracking import configure_mlflow
     from app.forecasting.registry import champion_gate
 
     configure_mlflow(fc_stack)
@@ -133,7 +142,7 @@ def test_batch_forecast_idempotent_and_evaluate(fc_stack: Settings, rossmann_dir
     from app import db
     from app.forecasting.batch import forecast
     from app.forecasting.evaluate import EvaluationError, evaluate
-    from app.forecasting.pipeline import train
+    from app.forecasting.pipeline import TrainConfig, train
 
     settings = fc_stack.model_copy(update={"model_name": f"{fc_stack.model_name}-batch"})
     # Train on data that ends 14 days before the real end, so that the last 14 days are unseen actuals.
@@ -148,7 +157,7 @@ def test_batch_forecast_idempotent_and_evaluate(fc_stack: Settings, rossmann_dir
     sales[sales["date"] <= end - pd.Timedelta(days=14)].to_parquet(hist_dir / "sales.parquet")
     stores.to_parquet(hist_dir / "stores.parquet")
     local = settings.model_copy(update={"state_dir": tmp_path})
-    result = train(local, lgbm_rounds=40, neural=False, short_windows=0, source="dataset")
+    result = train(local, TrainConfig(lgbm_rounds=40, neural=False, per_store=False, short_windows=0, source="dataset"))
     assert result["gate"]["decision"] == "champion"
 
     def count() -> tuple[int, object]:
@@ -184,3 +193,43 @@ def test_batch_forecast_idempotent_and_evaluate(fc_stack: Settings, rossmann_dir
     one.assign(Store=999, Date=one["Date"].dt.strftime("%Y-%m-%d")).to_csv(unknown, index=False)
     with pytest.raises(EvaluationError, match="unknown to the model"):
         evaluate(local, unknown)
+
+
+FANOUT = "--stores 1,2 --source dataset --no-neural --lgbm-rounds 10 --short-windows 1 --shard-stores 1"
+
+
+@pytest.mark.slow
+def test_fanned_out_job_equals_single_process(fc_stack: Settings) -> None:
+    """The same training run as Ray tasks (default) and with every task in the driver gives the same backtest."""
+    fanned = _submit(fc_stack, f"{FANOUT} --no-register")
+    single = _submit(fc_stack, f"{FANOUT} --no-register --in-driver")
+    assert fanned["executor"] == "ray" and single["executor"] == "local"
+    # 4 candidates/baselines (ses in 2 shards) + refit and short backtest of the best + the forecast
+    assert fanned["tasks"] == single["tasks"] >= 5 + 2
+    assert fanned["failed_candidates"] == single["failed_candidates"] == []
+    a = {r["model"]: r["rmspe"] for r in fanned["backtest"]["h48"]}
+    b = {r["model"]: r["rmspe"] for r in single["backtest"]["h48"]}
+    assert set(a) == {"lgbm", "ses", "seasonal_naive", "median_dow_promo"} and a.keys() == b.keys()
+    for name in a:
+        assert a[name] == pytest.approx(b[name], abs=1e-9), name
+    assert fanned["model"] == single["model"] and fanned["forecast_rows"] == single["forecast_rows"] == 2 * 48
+
+
+@pytest.mark.slow
+def test_failing_candidate_is_reported_and_the_best_of_the_rest_registered(fc_stack: Settings) -> None:
+    from mlflow import MlflowClient
+
+    from app.forecasting.tracking import configure_mlflow
+
+    settings = fc_stack.model_copy(update={"model_name": f"{fc_stack.model_name}-fail"})
+    out = _submit(settings, f"{FANOUT} --lgbm-param objective=no_such_objective")
+    [failure] = out["failed_candidates"]
+    assert failure["candidate"] == "lgbm" and "no_such_objective" in failure["error"]
+    assert out["model"] == "ses" and out["model_version"] and out["gate"]["scope"].startswith("stores-")
+    assert "lgbm" not in {r["model"] for r in out["backtest"]["h48"]}
+    configure_mlflow(settings)
+    client = MlflowClient()
+    run = client.get_run(out["run_id"])
+    assert run.data.tags["failed_candidates"] == "lgbm" and run.data.metrics["failed_candidates"] == 1.0
+    assert "backtest/failures.json" in {a.path for a in client.list_artifacts(out["run_id"], "backtest")}
+    assert client.get_model_version(settings.model_name, out["model_version"]).run_id == out["run_id"]
