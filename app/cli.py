@@ -190,14 +190,28 @@ def train(
     lgbm_rounds: Annotated[Optional[int], typer.Option(help="Boosting rounds of the LightGBM candidate")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Training steps of the neural (NHITS) candidate")] = None,
     neural: Annotated[bool, typer.Option("--neural/--no-neural", help="Also train the neuralforecast candidate")] = True,
+    per_store: Annotated[bool, typer.Option("--per-store/--no-per-store", help="Also backtest the per-store statsforecast family")] = True,
 ) -> None:
     """Backtest candidates vs baselines, log to MLflow, register, and move `champion` only if better (in-process).
 
-    The same work runs as a Ray job through the API (POST /v1/training-jobs) or `ray_cluster/jobs/train_all.py`.
+    Shows the stage, tasks done/total and elapsed time while it runs. The same work fans out as Ray tasks in the
+    Ray job the API starts (POST /v1/training-jobs) or `ray_cluster/jobs/train_all.py`.
     """
+    from app.forecasting.executor import LocalExecutor, Progress, RichProgress
+    from app.forecasting.pipeline import TrainConfig
     from app.forecasting.pipeline import train as run_train
 
-    _print_json(run_train(settings(), stores=_store_list(stores), lgbm_rounds=lgbm_rounds, max_steps=max_steps, neural=neural))
+    ids = _store_list(stores)
+    try:
+        config = TrainConfig(stores=tuple(ids) if ids else None, lgbm_rounds=lgbm_rounds, max_steps=max_steps, neural=neural, per_store=per_store)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    try:
+        with RichProgress() as bars:
+            result = run_train(settings(), config, LocalExecutor(), Progress(bars))
+    except (ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    _print_json(result)
 
 
 @app.command()
@@ -300,13 +314,17 @@ def _print_json(result: dict) -> None:
 
 @bench_app.command("api")
 def bench_api(
-    rate: Annotated[float, typer.Option(help="Requests per second, open loop")] = 200.0,
-    duration: Annotated[float, typer.Option(help="Seconds of measured load per route")] = 20.0,
+    rate: Annotated[Optional[list[int]], typer.Option(help="Requests per second, open loop (repeat; default 200, 500, 1000)")] = None,
+    duration: Annotated[float, typer.Option(help="Measured seconds per rate and service")] = 10.0,
+    with_lambda: Annotated[bool, typer.Option("--lambda/--no-lambda", help="Also Lambda through the emulator's API Gateway")] = True,
 ) -> None:
-    """Forecast route vs a trivial route under the same fixed-rate load (p50/p99, rps)."""
-    from app.bench.api import run
+    """The real API (vegeta, every store, random order) vs a lean FastAPI + psycopg service; then Lambda.
 
-    _print_json(run(settings(), rate=rate, duration_s=duration))
+    One JSON line per rate (p50/p99/p99.9, achieved rate, errors by kind, the lean figures, ratios), then Lambda's.
+    """
+    from app.bench.api import RATES, run
+
+    run(settings(), rates=tuple(rate or RATES), duration_s=duration, with_lambda=with_lambda)
 
 
 @bench_app.command("ingest")

@@ -59,8 +59,11 @@ def project_future_inputs(sales: pd.DataFrame, days: int, start: pd.Timestamp | 
     return grid
 
 
-def load_model(settings: "Settings", model_uri: str | None = None) -> tuple[Any, dict[str, str]]:
+def load_model(settings: "Settings", model_uri: str | None = None, stores: list[int] | None = None) -> tuple[Any, dict[str, str]]:
     """Load the champion (or ``model_uri``) as the python object behind the pyfunc, with its identity.
+
+    With ``stores``, the champion of exactly that store scope (alias ``champion-stores-<hash>``, set by a
+    training on those stores) wins over the all-stores ``champion`` when it exists.
 
     Returns:
         ``(SalesForecaster, {"model_name", "model_version", "run_id"})``.
@@ -68,14 +71,20 @@ def load_model(settings: "Settings", model_uri: str | None = None) -> tuple[Any,
     import mlflow
     from mlflow import MlflowClient
 
-    from app.forecasting.pipeline import configure_mlflow
-    from app.forecasting.registry import CHAMPION
+    from app.forecasting.tracking import configure_mlflow
+    from app.forecasting.registry import CHAMPION, scope_aliases, scope_of
 
     configure_mlflow(settings)
     client = MlflowClient()
     if model_uri is None:
+        mv = None
+        if stores:
+            try:
+                mv = client.get_model_version_by_alias(settings.model_name, scope_aliases(scope_of(stores))[0])
+            except Exception:  # noqa: BLE001 - no champion of that scope: the all-stores champion below
+                mv = None
         try:
-            mv = client.get_model_version_by_alias(settings.model_name, CHAMPION)
+            mv = mv or client.get_model_version_by_alias(settings.model_name, CHAMPION)
         except Exception as exc:  # noqa: BLE001
             raise RuntimeError(
                 f"registered model {settings.model_name!r} has no '{CHAMPION}' alias at {settings.mlflow_uri}: train first"
@@ -90,19 +99,22 @@ def load_model(settings: "Settings", model_uri: str | None = None) -> tuple[Any,
 
 def write_forecasts(settings: "Settings", frame: pd.DataFrame, ident: dict[str, str]) -> int:
     """Upsert forecast rows into ``{table_forecasts}`` (idempotent per model name, version, store, date)."""
-    import psycopg2
+    from app.db import connect
     from psycopg2.extras import execute_values
 
-    rows = [
-        (ident["model_name"], ident["model_version"], int(r.store), r.date.date(), float(r.value), float(r.lower), float(r.upper), ident["run_id"])
-        for r in frame.itertuples(index=False)
-    ]
     sql = (
-        f"INSERT INTO {settings.table_forecasts} (model_name, model_version, store, date, value, lower, upper, run_id) VALUES %s "
+        f"INSERT INTO {settings.table_forecasts} (model_name, model_version, store, date, value, lower, upper, run_id, forecast_run) VALUES %s "
         "ON CONFLICT (model_name, model_version, store, date) DO UPDATE SET value = EXCLUDED.value, lower = EXCLUDED.lower,"
-        " upper = EXCLUDED.upper, run_id = EXCLUDED.run_id, created_at = now()"
+        " upper = EXCLUDED.upper, run_id = EXCLUDED.run_id, forecast_run = EXCLUDED.forecast_run, created_at = now()"
     )
-    with psycopg2.connect(settings.pg_dsn(), connect_timeout=10) as conn, conn.cursor() as cur:
+    with connect(settings) as conn, conn.cursor() as cur:
+        # One run number per call, stamped on every row in this one transaction (the API serves a store's newest run).
+        cur.execute("SELECT nextval(%s)", (f"{settings.table_forecasts}_run_seq",))
+        run = cur.fetchone()[0]
+        rows = [
+            (ident["model_name"], ident["model_version"], int(r.store), r.date.date(), float(r.value), float(r.lower), float(r.upper), ident["run_id"], run)
+            for r in frame.itertuples(index=False)
+        ]
         execute_values(cur, sql, rows, page_size=5000)
     conn.close()
     return len(rows)
@@ -135,7 +147,7 @@ def forecast(
 
     t0 = time.perf_counter()
     days = int(days or settings.horizon_days)
-    model, ident = load_model(settings, model_uri)
+    model, ident = load_model(settings, model_uri, stores)
     if version_label:
         ident["model_version"] = version_label
     sales, _, used = load_training_data(settings, source=source, stores=stores)  # type: ignore[arg-type]

@@ -15,3 +15,14 @@ CREATE TABLE IF NOT EXISTS {table_forecasts} (
 
 CREATE INDEX IF NOT EXISTS {table_forecasts}_store_date_idx ON {table_forecasts} (store, date);
 CREATE INDEX IF NOT EXISTS {table_forecasts}_created_idx ON {table_forecasts} (created_at);
+
+-- Forecast runs (issues 13.9 and 15): every batch forecast run takes a number from {table_forecasts}_run_seq and
+-- stamps it on the rows it writes, all in one transaction (so a visible run is a complete run). A re-run of
+-- the same version overwrites the days it shares with the previous run and leaves the older days behind under
+-- the older number. The API serves, per store, the rows of the newest run of the champion version; rows
+-- written before runs were numbered carry run 0. The sequence belongs to the column: it goes with the table.
+ALTER TABLE {table_forecasts} ADD COLUMN IF NOT EXISTS forecast_run bigint NOT NULL DEFAULT 0;
+CREATE SEQUENCE IF NOT EXISTS {table_forecasts}_run_seq OWNED BY {table_forecasts}.forecast_run;
+-- The route's lookup: equality on (model, version, store), the newest run first, then its days in order,
+-- all from this one index (no casts, no sort).
+CREATE INDEX IF NOT EXISTS {table_forecasts}_serve_idx ON {table_forecasts} (model_name, model_version, store, forecast_run, date);

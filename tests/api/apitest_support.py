@@ -19,15 +19,6 @@ from app.config import PROJECT_ROOT, Settings
 EVENTS = Path(__file__).parent / "events"
 SQL_DIR = PROJECT_ROOT / "app" / "sql"
 
-FORECASTS_DDL = """
-CREATE TABLE IF NOT EXISTS {table_forecasts} (
-    store integer NOT NULL, date date NOT NULL, value double precision NOT NULL,
-    lower double precision, upper double precision, model_name text NOT NULL, model_version text NOT NULL,
-    run_id text, created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (model_name, model_version, store, date)
-)
-"""
-
 
 class LambdaContext:
     """The attributes Mangum and typical handlers read from the Lambda context."""

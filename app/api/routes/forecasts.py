@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
+import time
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import psycopg2
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,6 +19,7 @@ from app.api.mlflow_rest import MlflowRest
 from app.config import Settings
 
 router = APIRouter(prefix="/v1", tags=["forecasts"])
+log = logging.getLogger(__name__)
 
 
 class ForecastPoint(BaseModel):
@@ -34,7 +37,8 @@ class StoreForecast(BaseModel):
     store: int
     model_name: str | None
     model_version: str | None
-    run_id: str | None = None
+    forecast_run: int | None = Field(None, description="Number of the batch forecast run the points come from (0: before runs were numbered)")
+    run_id: str | None = Field(None, description="MLflow run of the model version")
     created_at: datetime | None = Field(None, description="When the batch forecast was written")
     points: list[ForecastPoint]
 
@@ -83,39 +87,124 @@ class OnDemandResponse(BaseModel):
     summary="Latest batch forecast of a store",
     responses=error_responses(401, 404, 422, 503),
 )
-def get_store_forecast(
+async def get_store_forecast(
     settings: SettingsDep,
     client: ClientDep,
     store_id: Annotated[int, Path(ge=1, le=100_000, description="Store id")],
     days: Annotated[int | None, Query(ge=1, le=366, description="Days to return (default: the horizon)")] = None,
 ) -> Response:
-    """The first ``days`` days of the most recent batch forecast written for the store.
+    """The first ``days`` days of the newest batch forecast run of the champion for the store.
 
-    The hottest route: Postgres renders the JSON document (``json_build_object``/``json_agg``) and it is
-    returned as it is, without building and re-validating ~50 pydantic objects per request; its shape is
-    the ``StoreForecast`` schema (checked against the OpenAPI document by the schemathesis test).
+    Only rows of ``models:/<SFMLOPS_MODEL_NAME>@champion`` are served, and of those only the store's newest
+    run (``forecast_run``): a re-run of the same version a week later replaces last week's days, never mixes
+    with them. The hottest route: the champion's version is cached (``CHAMPION_TTL_S``), the rows come from
+    one index (``{table}_serve_idx``) through a psycopg 3 async pool, and Postgres renders the JSON document,
+    returned as it is (its shape is the ``StoreForecast`` schema, checked by the schemathesis test).
     """
-    t = settings.table_forecasts
-    sql = (
-        f"WITH latest AS (SELECT model_name, model_version, run_id, created_at FROM {t} WHERE store = %(s)s"
-        " ORDER BY created_at DESC LIMIT 1),"
-        " points AS (SELECT f.date, f.value, f.lower, f.upper"
-        f" FROM {t} f JOIN latest l ON f.model_name = l.model_name AND f.model_version::text = l.model_version::text"
-        " WHERE f.store = %(s)s ORDER BY f.date LIMIT %(n)s)"
-        " SELECT json_build_object('store', %(s)s, 'model_name', l.model_name, 'model_version', l.model_version::text,"
-        " 'run_id', l.run_id, 'created_at', l.created_at, 'points', (SELECT coalesce(json_agg(json_build_object("
-        "'date', p.date, 'value', p.value, 'lower', p.lower, 'upper', p.upper) ORDER BY p.date), '[]'::json)"
-        " FROM points p))::text FROM latest l"
-    )
+    version = await champion_version(settings)
+    if version is None:
+        raise ApiError(
+            503,
+            f"No champion model: models:/{settings.model_name}@champion does not exist yet, so no batch forecast"
+            " is served; train first (POST /v1/training-jobs)",
+            expose=True,
+        )
+    import psycopg
+
     try:
-        with db.connection(settings) as conn, conn.cursor() as cur:
-            cur.execute(sql, {"s": store_id, "n": days or settings.horizon_days})
-            row = cur.fetchone()
-    except psycopg2.errors.UndefinedTable as exc:
-        raise ApiError(503, f"Table {t} does not exist yet (SFMLOPS_TABLE_FORECASTS); run `sfmlops forecast`") from exc
+        row = await db.read_one(
+            settings, _serve_sql(settings.table_forecasts), {"m": settings.model_name, "v": version, "s": store_id, "n": days or settings.horizon_days}
+        )
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        raise ApiError(
+            503,
+            f"Table {settings.table_forecasts} is missing or not migrated (SFMLOPS_TABLE_FORECASTS); run `sfmlops up`"
+            " and `sfmlops forecast`",
+            expose=True,
+        ) from exc
     if row is None:
-        raise ApiError(404, f"No batch forecast for store {store_id}")
+        raise ApiError(404, f"No batch forecast for store {store_id} from the champion {settings.model_name} v{version}")
     return Response(content=row[0], media_type="application/json")
+
+
+def _serve_sql(table: str) -> str:
+    """The route's one statement: the store's newest run of (model, version), its first ``n`` days as JSON.
+
+    Both steps are ranges of ``{table}_serve_idx`` (model_name, model_version, store, forecast_run, date):
+    no casts on columns, no sort. Also the lean baseline's statement in ``sfmlops bench api``.
+    """
+    return (
+        f"WITH r AS (SELECT forecast_run FROM {table} WHERE model_name = %(m)s AND model_version = %(v)s AND store = %(s)s"
+        " ORDER BY forecast_run DESC LIMIT 1),"
+        f" p AS (SELECT f.date, f.value, f.lower, f.upper, f.run_id, f.created_at, f.forecast_run FROM {table} f, r"
+        " WHERE f.model_name = %(m)s AND f.model_version = %(v)s AND f.store = %(s)s AND f.forecast_run = r.forecast_run"
+        " ORDER BY f.date LIMIT %(n)s)"
+        " SELECT json_build_object('store', %(s)s::integer, 'model_name', %(m)s::text, 'model_version', %(v)s::text,"
+        " 'forecast_run', max(p.forecast_run), 'run_id', max(p.run_id), 'created_at', max(p.created_at),"
+        " 'points', json_agg(json_build_object('date', p.date, 'value', p.value, 'lower', p.lower, 'upper', p.upper)"
+        " ORDER BY p.date))::text FROM p HAVING count(*) > 0"
+    )
+
+
+# --- the champion's version, cached ---------------------------------------------------------------------
+#: Seconds the champion's version is reused by this process before the registry is asked again (in the
+#: background: requests keep the known version meanwhile), so a moved alias is served within about this time.
+CHAMPION_TTL_S = 2.0
+#: A known version older than this is not served while the registry is asked: requests wait for the answer.
+CHAMPION_MAX_STALE_S = 60.0
+_champions: dict[tuple[str, str], tuple[float, str | None]] = {}
+_refreshing: dict[tuple[str, str], asyncio.Task] = {}
+
+
+async def champion_version(settings: Settings) -> str | None:
+    """The version ``models:/<model_name>@champion`` points to (None: no champion), cached per process.
+
+    One registry call per ``CHAMPION_TTL_S`` at most, shared by concurrent requests and made in the
+    background while the known version is younger than ``CHAMPION_MAX_STALE_S`` (no request waits on the
+    registry then); when the registry is unreachable a known version keeps being served, otherwise 503.
+    """
+    key = (settings.mlflow_uri, settings.model_name)
+    hit = _champions.get(key)
+    now = time.monotonic()
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    loop = asyncio.get_running_loop()
+    task = _refreshing.get(key)
+    if task is None or task.done() or task.get_loop() is not loop:
+        task = loop.create_task(_refresh_champion(settings, key, hit))
+        _refreshing[key] = task
+    if hit is not None and now - (hit[0] - CHAMPION_TTL_S) < CHAMPION_MAX_STALE_S:
+        return hit[1]  # the refresh answers the next requests
+    return await asyncio.shield(task)
+
+
+async def _refresh_champion(settings: Settings, key: tuple[str, str], previous: tuple[float, str | None] | None) -> str | None:
+    try:
+        version = await asyncio.to_thread(_champion_alias, settings)
+    except ApiError:
+        if previous is None:
+            raise
+        log.warning("MLflow unreachable; serving the last known champion %s v%s", settings.model_name, previous[1])
+        version = previous[1]
+    _champions[key] = (time.monotonic() + CHAMPION_TTL_S, version)
+    _refreshing.pop(key, None)
+    return version
+
+
+def _champion_alias(settings: Settings) -> str | None:
+    rest = MlflowRest(settings)
+    try:
+        model = rest.registered_model(settings.model_name)
+    finally:
+        rest.close()
+    aliases = {a.get("alias"): a.get("version") for a in (model or {}).get("aliases", [])}
+    return None if aliases.get("champion") is None else str(aliases["champion"])
+
+
+def clear_champion_cache() -> None:
+    """Forget every cached champion version (tests)."""
+    _champions.clear()
+    _refreshing.clear()
 
 
 # --- on-demand -----------------------------------------------------------------------------------------
@@ -124,19 +213,15 @@ _model_cache: dict[str, Any] = {}
 
 
 def _champion_version(settings: Settings) -> str:
-    rest = MlflowRest(settings)
-    try:
-        model = rest.registered_model(settings.model_name)
-    finally:
-        rest.close()
-    aliases = {a.get("alias"): a.get("version") for a in (model or {}).get("aliases", [])}
-    if "champion" not in aliases:
+    version = _champion_alias(settings)
+    if version is None:
         raise ApiError(
             503,
             f"No champion model: models:/{settings.model_name}@champion does not exist yet; train first "
             "(POST /v1/training-jobs)",
+            expose=True,
         )
-    return str(aliases["champion"])
+    return version
 
 
 def _load_champion(settings: Settings, version: str) -> Any:
@@ -154,8 +239,9 @@ def _load_champion(settings: Settings, version: str) -> Any:
                 503,
                 "On-demand forecasts need the mlflow runtime, which this deployment (Lambda package) does not "
                 "contain; read batch forecasts from GET /v1/stores/{store_id}/forecast",
+                expose=True,
             ) from exc
-        for name, value in settings.aws_env().items():
+        for name, value in {**settings.aws_env(), **settings.mlflow_env()}.items():
             os.environ.setdefault(name, value)
         mlflow.set_tracking_uri(settings.mlflow_uri)
         try:
