@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from app.config import PROJECT_ROOT, settings_env  # noqa: F401 - settings_env is part of this module's API
 
@@ -127,11 +128,41 @@ def build_command(settings: "Settings", **job_opts: Any) -> tuple[list[str], dic
     return argv, env
 
 
+def _die_with_caller(parent: int) -> Callable[[], None]:
+    """``preexec_fn`` of the spark-submit process: SIGKILL when the thread that started it dies.
+
+    The driver runs in a session of its own (so it can be killed as a whole), which also shields it from
+    a kill of the caller's process group (an Airflow task timeout); without this a killed
+    ``sfmlops ingest`` would leave its driver running. spark-submit execs the JVM, which keeps this
+    setting; the Python driver the JVM starts sets its own (:func:`app.ingest.job.die_with_parent`).
+    """
+
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork: the child only calls it
+
+    def arm() -> None:
+        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the caller died before the prctl
+            os._exit(1)
+
+    return arm
+
+
 def start(settings: "Settings", log_path: Path | None = None, **job_opts: Any) -> subprocess.Popen:
-    """Start the job in its own process group (so it can be killed as a whole); output to ``log_path``."""
+    """Start the job in its own process group (so it can be killed as a whole); output to ``log_path``.
+
+    The job dies with the calling thread (parent-death signal), so call this from a thread that lives
+    as long as the job should.
+    """
     argv, env = build_command(settings, **job_opts)
     out = open(log_path, "ab") if log_path else subprocess.PIPE  # noqa: SIM115 - owned by the Popen
-    return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT)
+    return subprocess.Popen(
+        argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT,
+        preexec_fn=_die_with_caller(os.getpid()),  # noqa: PLW1509 - only async-signal-safe calls
+    )
 
 
 def parse_summary(text: str) -> dict | None:

@@ -84,6 +84,8 @@ def build_session(settings: "Settings", app_name: str = "sfmlops-sales-stream") 
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "50000")
+        # Spark >= 4.1 also cuts Arrow batches by size (4.0 ignores it; the rows are bounded anyway).
+        .config("spark.sql.execution.arrow.maxBytesPerBatch", str(64 * 1024 * 1024))
         .config("spark.hadoop.fs.s3a.endpoint.region", settings.aws_region)
     )
     if settings.explicit_aws_keys:  # else (EMR) s3a's default chain uses the cluster's role
@@ -149,7 +151,8 @@ def reason_column(
 
     size = F.octet_length("value")
     text = F.when(size <= max_bytes, F.col("value").cast("string"))
-    j = F.from_json(text, json_schema(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"})
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record", "allowSingleQuotes": "false"}
+    j = F.from_json(text, json_schema(), options)
     field = {name: j.getField(name) for name in FIELDS}
     # A cast is much cheaper than a pattern parser; the round trip keeps only canonical YYYY-MM-DD text.
     day = field["date"].try_cast("date")
@@ -207,37 +210,100 @@ def reason_column(
     reason = F.when(checks[0][0], checks[0][1])
     for cond, text_ in checks[1:]:
         reason = reason.when(cond, text_)
+    # A reason quotes record content (a date, a state holiday): PostgreSQL text refuses NUL, and a quoted
+    # string can be as long as the record, so NULs become U+FFFD and the text is cut at REASON_MAX_CHARS.
+    reason = F.regexp_replace(reason, "\\x00", "\uFFFD")
+    cut = F.concat(F.substring(reason, 1, REASON_MAX_CHARS), F.lit("…"))
+    reason = F.when(F.length(reason) > REASON_MAX_CHARS, cut).otherwise(reason)
     parsed = {name: col for name, col in field.items() if name != "schema_version"}
     parsed["date"] = day
     return reason, parsed
 
 
+#: Rejection reasons are cut to this many characters (they quote record content).
+REASON_MAX_CHARS = 500
+#: Columns of a staged row besides payload, key and reason (coordinates, typed fields, CSV framing).
+STAGED_ROW_FIXED_BYTES = 256
+
+
+def staged_record_bytes(settings: "Settings") -> int:
+    """The most bytes one record can occupy once staged (Python worker and staging table).
+
+    A valid record keeps its key and value cut to ``ingest_dead_letter_payload_bytes`` (for the dead
+    letter of a superseded duplicate) plus a SHA-256; a rejected one the hex text of both (twice the
+    bytes), the SHA-256 and a reason of at most :data:`REASON_MAX_CHARS` characters (4 bytes each at most).
+    """
+    limit = settings.ingest_dead_letter_payload_bytes
+    return 2 * (2 * limit + 2) + 2 * 66 + 4 * REASON_MAX_CHARS + STAGED_ROW_FIXED_BYTES
+
+
+def batch_record_cap(settings: "Settings", max_offsets_per_trigger: int) -> int:
+    """Records per micro-batch: the record cap, lowered so that a batch holds at most
+    ``ingest_max_batch_bytes`` (the Kafka source has no byte limit of its own; see spark_jobs/README.md)."""
+    return max(1, min(max_offsets_per_trigger, settings.ingest_max_batch_bytes // staged_record_bytes(settings)))
+
+
 def validated(batch: "DataFrame", known_stores: Sequence[int], settings: "Settings") -> "DataFrame":
-    """The Kafka batch as staging rows: coordinates, reason, typed fields, key and raw value."""
+    """The Kafka batch as staging rows: coordinates, reason, typed fields and the bounded raw bytes.
+
+    Record content can never fail the batch: typed fields are kept for valid rows only (a rejected row's
+    values may be beyond the staging column types, e.g. an int beyond SMALLINT or a long state holiday)
+    and cast with ``try_cast``; reasons are NUL-free and bounded. Rejected rows carry the dead letter's
+    bytes as PostgreSQL hex text (``\\x...``, rendered in the JVM), cut to
+    ``ingest_dead_letter_payload_bytes``, with the full length and the SHA-256 of the whole payload; valid
+    rows carry their value and key cut to the same size (for the dead letter of a superseded duplicate)
+    and the SHA-256 only where the value is longer than that.
+    """
     from pyspark.sql import functions as F
 
     reason, parsed = reason_column(
         known_stores, settings.ingest_max_message_bytes, settings.ingest_max_future_days, settings.ingest_min_date
     )
+    limit = settings.ingest_dead_letter_payload_bytes
     small = {"day_of_week", "open", "promo", "school_holiday"}
-    return batch.select(
+    checked = batch.select(
         F.col("topic"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
         reason.alias("reason"),
-        *[(col.cast("short") if name in small else col).alias(name) for name, col in parsed.items()],
-        F.col("key").alias("kafka_key"),
+        *[col.alias(name) for name, col in parsed.items()],
+        F.col("key"),
         F.col("value"),
+    )
+    ok = F.col("reason").isNull()
+    bad = ~ok
+
+    def cut(name: str) -> "Column":
+        return F.substring(F.col(name), 1, limit)
+
+    def hex_text(col: "Column") -> "Column":
+        return F.concat(F.lit("\\x"), F.hex(col))
+
+    size = F.octet_length("value")
+    return checked.select(
+        "topic",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_timestamp",
+        "reason",
+        *[F.when(ok, F.col(name).try_cast("short") if name in small else F.col(name)).alias(name) for name in parsed],
+        F.when(ok, cut("key")).alias("kafka_key"),
+        F.when(ok, cut("value")).alias("value"),
+        F.when(bad, hex_text(cut("key"))).alias("kafka_key_hex"),
+        F.when(bad, hex_text(cut("value"))).alias("payload_hex"),
+        F.when(bad | (size > limit), F.concat(F.lit("\\x"), F.sha2(F.col("value"), 256))).alias("payload_sha256_hex"),
+        size.cast("int").alias("payload_bytes"),
     )
 
 
 class _Batches:
     """The foreachBatch function and what it has done in this run."""
 
-    def __init__(self, settings: "Settings", topic: str) -> None:
+    def __init__(self, settings: "Settings", topic: str, lock: "sink.DriverLock | None" = None) -> None:
         self.settings = settings
         self.topic = topic
+        self.lock = lock
         self.query_id: str | None = None
         self.ready = threading.Event()
         self.stats: dict[str, Any] = {
@@ -260,11 +326,22 @@ class _Batches:
             self._conn = connect(self.settings)
         return self._conn
 
+    def close(self) -> None:
+        """Drop the driver's connection (after a failure it may be broken)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+            self._conn = None
+
     def __call__(self, batch: "DataFrame", batch_id: int) -> None:
         started = dt.datetime.now(dt.timezone.utc)
         if not self.ready.wait(120):
             raise RuntimeError("streaming query id not known after 120 s")
         assert self.query_id is not None
+        if self.lock is not None:
+            self.lock.check()  # still the only driver of this checkpoint (takes the lock again after a restart)
         conn = self.conn()
         if not sink.begin_batch(conn, self.settings, self.query_id, batch_id):
             self.stats["skipped_batches"] += 1
@@ -289,6 +366,7 @@ class _Batches:
         if not result["committed"]:
             self.stats["skipped_batches"] += 1
             return
+        rejected = result["rejected"]
         self.stats["batches"] += 1
         self.stats["rows"] += rows
         self.stats["rejected"] += rejected
@@ -304,23 +382,91 @@ class _Batches:
         )
 
 
+def die_with_parent() -> None:
+    """End this process when its parent does (Linux ``PR_SET_PDEATHSIG``): the driver's parent is the
+    spark-submit JVM, and a driver outliving it would keep its checkpoint lock and Postgres sessions."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the prctl
+        os._exit(1)
+
+
+#: Error text of a query failure that says Kafka or PostgreSQL was unreachable (worth a restart).
+UNREACHABLE = {
+    "Kafka": (
+        "org.apache.kafka.common.errors.TimeoutException",
+        "Timed out waiting for a node assignment",
+        "Cannot fetch record",
+        "DisconnectException",
+        "Failed to get offsets by times",
+        "Timeout of",
+    ),
+    "PostgreSQL": (
+        "psycopg2.OperationalError",
+        "psycopg2.InterfaceError",
+        "server closed the connection unexpectedly",
+        "terminating connection due to administrator command",
+        "the database system is starting up",
+        "the database system is shutting down",
+        "connection already closed",
+    ),
+}
+
+
+def unreachable(error: str) -> str | None:
+    """``"Kafka"`` or ``"PostgreSQL"`` when the query failed because that service was unreachable."""
+    for service, markers in UNREACHABLE.items():
+        if any(m in error for m in markers):
+            return service
+    return None
+
+
+def failure_hint(settings: "Settings", error: str) -> str:
+    """What the operator should do about a failed query (printed after the summary)."""
+    service = unreachable(error)
+    rerun = "then run `sfmlops ingest` again: the checkpoint and the batch ledger make the rerun exactly-once"
+    if service == "Kafka":
+        return f"Kafka at {settings.kafka_bootstrap} was unreachable; check it (`sfmlops status`), {rerun}."
+    if service == "PostgreSQL":
+        return f"PostgreSQL at {settings.pg_host}:{settings.pg_port} was unreachable; check it (`sfmlops status`), {rerun}."
+    return f"the streaming query failed (see the error above); fix the cause, {rerun}."
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Run the streaming query until availableNow is drained (or ``--run-seconds`` / SIGTERM)."""
+    """Run the streaming query until availableNow is drained (or ``--run-seconds`` / SIGTERM).
+
+    A second driver on the same checkpoint refuses to start (exit 2); a query that failed because Kafka
+    or PostgreSQL was unreachable is restarted from its checkpoint up to ``ingest_query_restarts`` times.
+    """
     from app.config import get_settings
     from app.db import transaction
 
+    die_with_parent()
     settings = get_settings()
     args = parse_args(sys.argv[1:] if argv is None else argv, settings)
     location = checkpoint_location(settings, args.checkpoint)
+    lock = sink.DriverLock(settings)
+    try:
+        lock.acquire(f"sfmlops-ingest checkpoint {sink.normalized_checkpoint(location)}")
+    except sink.DriverBusy as exc:
+        print(f"ingest refused: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     ensure_bucket(settings, location)
     spark = build_session(settings)
     spark.sparkContext.setLogLevel("WARN")
+    max_offsets = batch_record_cap(settings, args.max_offsets_per_trigger)
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
         .option("subscribe", args.topic)
         .option("startingOffsets", args.starting_offsets)
-        .option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger))
+        .option("maxOffsetsPerTrigger", str(max_offsets))
         .option("kafka.max.partition.fetch.bytes", str(8 * 1024 * 1024))
     )
     if args.min_partitions:
@@ -328,28 +474,66 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for item in args.kafka_option:
         key, value = item.split("=", 1)
         reader = reader.option(key, value)
-    handler = _Batches(settings, args.topic)
+    handler = _Batches(settings, args.topic, lock)
     writer = reader.load().writeStream.foreachBatch(handler).option("checkpointLocation", location)
     writer = writer.trigger(availableNow=True) if args.trigger == "available-now" else writer.trigger(processingTime=args.interval)
     started = time.time()
-    query = writer.start()
-    handler.query_id = str(query.id)
-    with transaction(settings) as conn:
-        sink.ensure_staging(conn, settings, handler.query_id)
-    handler.ready.set()
+    stopping = threading.Event()
+    current: list[Any] = []
 
     def _stop(signum: int, _frame: object) -> None:  # graceful stop on SIGTERM/SIGINT
         print(f"signal {signum}: stopping the query after the current batch", flush=True)
-        threading.Thread(target=query.stop, daemon=True).start()
+        stopping.set()
+        if current:
+            threading.Thread(target=current[-1].stop, daemon=True).start()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    if args.trigger == "processing-time" and args.run_seconds > 0:
-        query.awaitTermination(args.run_seconds)
-        query.stop()
-    else:
-        query.awaitTermination()
-    error = query.exception()
+    restarts = 0
+    deadline = started + args.run_seconds if args.trigger == "processing-time" and args.run_seconds > 0 else None
+    while True:
+        handler.ready.clear()
+        query = writer.start()
+        current.append(query)
+        handler.query_id = str(query.id)
+        query_lock = f"sfmlops-ingest query {handler.query_id}"
+        try:
+            if query_lock not in lock.names:
+                lock.acquire(query_lock)
+        except sink.DriverBusy as exc:
+            query.stop()
+            print(f"ingest refused: {exc}", file=sys.stderr, flush=True)
+            spark.stop()
+            raise SystemExit(2) from None
+        if restarts == 0:
+            with transaction(settings) as conn:
+                sink.ensure_staging(conn, settings, handler.query_id)
+        handler.ready.set()
+        if stopping.is_set():
+            query.stop()
+        try:  # awaitTermination raises the query's exception; query.exception() below reports it
+            if deadline is not None:
+                query.awaitTermination(max(0.0, deadline - time.time()))
+                query.stop()
+            else:
+                query.awaitTermination()
+        except Exception:  # noqa: BLE001 - StreamingQueryException (pyspark's class moved between versions)
+            pass
+        error = query.exception()
+        service = None if error is None else unreachable(str(error))
+        if service is None or stopping.is_set() or restarts >= settings.ingest_query_restarts:
+            break
+        if deadline is not None and time.time() >= deadline:
+            break
+        restarts += 1
+        delay = min(60, 5 * 2 ** (restarts - 1))
+        print(
+            f"query failed: {service} was unreachable ({str(error).splitlines()[0][:300]}); restarting it from the "
+            f"checkpoint in {delay}s (restart {restarts} of {settings.ingest_query_restarts})",
+            flush=True,
+        )
+        handler.close()
+        time.sleep(delay)
     if error is None and args.trigger == "available-now":
         with transaction(settings) as conn:
             sink.drop_staging(conn, settings, handler.query_id)
@@ -361,12 +545,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "trigger": args.trigger,
         "checkpoint": location,
         **stats,
+        "max_offsets_per_trigger": max_offsets,
+        "restarts": restarts,
         "stage_seconds": round(last - first, 3) if first and last else 0.0,
         "wall_seconds": round(time.time() - started, 3),
         "error": None if error is None else str(error)[:2000],
     }
     print(SUMMARY_PREFIX + json.dumps(summary), flush=True)
+    if error is not None:
+        print(f"ingest failed: {failure_hint(settings, str(error))}", file=sys.stderr, flush=True)
     spark.stop()
+    lock.close()
     if error is not None:
         raise SystemExit(1)
     return summary

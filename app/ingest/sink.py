@@ -44,6 +44,7 @@ STAGING_COLUMNS = [
     "kafka_key",
     "payload",
     "payload_bytes",
+    "payload_sha256",
 ]
 
 
@@ -54,10 +55,16 @@ def staging_table(settings: "Settings", query_id: str) -> str:
 
 
 def ensure_staging(conn, settings: "Settings", query_id: str) -> str:  # noqa: ANN001 - psycopg2 connection
-    """Create the query's staging table from the template if needed; returns its name."""
+    """(Re)create the query's staging table from the template; returns its name.
+
+    Only the driver holding the query's :class:`DriverLock` calls this, at its start: nothing staged
+    before is needed then (every batch empties the table before staging), and a table left by an older
+    version gets the template's current columns.
+    """
     name = staging_table(settings, query_id)
     with conn.cursor() as cur:
-        cur.execute(f"CREATE UNLOGGED TABLE IF NOT EXISTS {name} (LIKE {settings.table_ingest_staging})")
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+        cur.execute(f"CREATE UNLOGGED TABLE {name} (LIKE {settings.table_ingest_staging})")
     conn.commit()
     return name
 
@@ -77,7 +84,9 @@ def known_stores(conn, settings: "Settings") -> list[int]:  # noqa: ANN001
 
 
 def begin_batch(conn, settings: "Settings", query_id: str, batch_id: int) -> bool:  # noqa: ANN001
-    """Returns False if the batch is already committed; otherwise clears leftovers of a crashed attempt."""
+    """Returns False if the batch is already committed; otherwise clears leftovers of a crashed attempt.
+
+    The caller holds the query's :class:`DriverLock` (the only driver of this staging table)."""
     with conn.cursor() as cur:
         cur.execute(
             f"SELECT 1 FROM {settings.table_ledger} WHERE query_id = %s AND batch_id = %s", (query_id, batch_id)
@@ -97,6 +106,17 @@ def _hex_array(values: "pa.Array | pa.ChunkedArray") -> "pa.Array":
     return pa.array([None if v is None else "\\x" + v.hex() for v in values.to_pylist()], pa.string())
 
 
+def _sha256_array(values: "pa.Array | pa.ChunkedArray", known: "pa.Array | pa.ChunkedArray") -> "pa.Array":
+    """``known`` (the JVM's SHA-256 hex text, set where the value was cut) or the SHA-256 of the value."""
+    import pyarrow as pa
+
+    return pa.array(
+        [k if k is not None else (None if v is None else "\\x" + hashlib.sha256(v).hexdigest())
+         for v, k in zip(values.to_pylist(), known.to_pylist())],
+        pa.string(),
+    )
+
+
 def _mark_duplicates(
     conn,  # noqa: ANN001 - psycopg2 connection of the task (its COPY is not committed yet)
     table: str,
@@ -112,7 +132,8 @@ def _mark_duplicates(
     """Mark the superseded duplicates of a task as rejected in the staging table; returns how many.
 
     ``key``/``part``/``offs``/``row`` describe the task's valid records (key = store * 1e6 + epoch day,
-    ``row`` = index into ``raw``, which holds their ``value`` and ``kafka_key``); ``order`` sorts them by
+    ``row`` = index into ``raw``, which holds their ``value`` and ``kafka_key`` (both cut to the dead-letter
+    size), ``payload_bytes`` and ``payload_sha256_hex``); ``order`` sorts them by
     (key, partition, offset) and ``last`` flags the winner of each key in that order. Vectorised, and
     one ``UPDATE ... FROM`` a temporary table, so a topic replayed twice into one batch (every record a
     duplicate) costs seconds, not one statement per record.
@@ -130,7 +151,8 @@ def _mark_duplicates(
     def text(values: "np.ndarray") -> "pa.Array":
         return pc.cast(pa.array(values), pa.string())
 
-    value = raw.column("value").take(pa.array(row[lose]))
+    taken = pa.array(row[lose])
+    value = raw.column("value").take(taken)
     day = pc.cast(pc.cast(pa.array((key[lose] % 1_000_000).astype(np.int32)), pa.date32()), pa.string())
     marks = pa.table(
         {
@@ -140,9 +162,10 @@ def _mark_duplicates(
                 "duplicate: (", text(key[lose] // 1_000_000), ", ", day, ") sent again in the same batch (partition ",
                 text(part[win]), ", offset ", text(offs[win]), " kept)", "",
             ),
-            "kafka_key": _hex_array(raw.column("kafka_key").take(pa.array(row[lose]))),
+            "kafka_key": _hex_array(raw.column("kafka_key").take(taken)),
             "payload": _hex_array(value),
-            "payload_bytes": pc.cast(pc.binary_length(value), pa.int32()),
+            "payload_bytes": raw.column("payload_bytes").take(taken),
+            "payload_sha256": _sha256_array(value, raw.column("payload_sha256_hex").take(taken)),
         }
     )
     buf = io.BytesIO()
@@ -151,13 +174,13 @@ def _mark_duplicates(
     with conn.cursor() as cur:
         cur.execute(
             "CREATE TEMP TABLE sfmlops_dup_marks (kafka_partition integer, kafka_offset bigint, reason text, "
-            "kafka_key bytea, payload bytea, payload_bytes integer) ON COMMIT DROP"
+            "kafka_key bytea, payload bytea, payload_bytes integer, payload_sha256 bytea) ON COMMIT DROP"
         )
         cur.copy_expert("COPY sfmlops_dup_marks FROM STDIN WITH (FORMAT csv)", buf)
         cur.execute("ANALYZE sfmlops_dup_marks")
         cur.execute(
             f"""UPDATE {table} AS s SET reason = m.reason, kafka_key = m.kafka_key, payload = m.payload,
-                payload_bytes = m.payload_bytes
+                payload_bytes = m.payload_bytes, payload_sha256 = m.payload_sha256
             FROM sfmlops_dup_marks AS m
             WHERE s.batch_id = %s AND s.kafka_partition = m.kafka_partition AND s.kafka_offset = m.kafka_offset""",
             (batch_id,),
@@ -176,8 +199,10 @@ def stage_partition(
     with the highest (partition, offset) wins) and the superseded rows are marked rejected in the
     staging table, with their raw payload, before the task's transaction commits.
 
-    Input batches carry ``topic, kafka_partition, kafka_offset, kafka_timestamp, reason``, the sales
-    columns, ``kafka_key`` and ``value`` (raw bytes). Output: one row per task: ``rows``,
+    Input batches carry the columns of :func:`app.ingest.job.validated`: ``topic, kafka_partition,
+    kafka_offset, kafka_timestamp, reason``, the sales columns (NULL in rejected rows), the dead letter's
+    ``kafka_key_hex, payload_hex, payload_sha256_hex`` (rejected rows), ``payload_bytes``, and the cut
+    ``kafka_key``/``value`` bytes of valid rows. Output: one row per task: ``rows``,
     ``rejected`` and the distinct ``stores`` of its valid rows (the driver uses them to tell whether
     duplicates across tasks are possible).
 
@@ -214,7 +239,7 @@ def stage_partition(
         copier = threading.Thread(target=copy, name="sfmlops-copy", daemon=True)
         copier.start()
         options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-        kept: list[pa.RecordBatch] = []  # value/key columns, for the payload of superseded duplicates
+        kept: list[pa.RecordBatch] = []  # cut value/key of valid rows, for the dead letter of a superseded duplicate
         keys: list["np.ndarray"] = []  # per batch: key, partition, offset, row index of valid rows
         rows = rejected = 0
         try:
@@ -226,13 +251,7 @@ def stage_partition(
                     reason = batch.column("reason")
                     bad = reason.is_valid()
                     n_bad = pc.sum(bad).as_py() or 0
-                    payload = pa.nulls(n, pa.string())
-                    key_hex = pa.nulls(n, pa.string())
-                    if n_bad:
-                        none = pa.scalar(None, pa.binary())  # raw bytes are kept for rejected records only
-                        payload = _hex_array(pc.if_else(bad, batch.column("value"), none))
-                        key_hex = _hex_array(pc.if_else(bad, batch.column("kafka_key"), none))
-                    sizes = pc.cast(pc.binary_length(batch.column("value")), pa.int32())
+                    no_int = pa.scalar(None, pa.int32())
                     frame = pa.RecordBatch.from_pydict(
                         {
                             "batch_id": pa.array(np.full(n, batch_id, dtype=np.int64)),
@@ -242,9 +261,11 @@ def stage_partition(
                             "kafka_timestamp": batch.column("kafka_timestamp"),
                             "reason": reason,
                             **{c: batch.column(c) for c in SALES_COLUMNS},
-                            "kafka_key": key_hex,
-                            "payload": payload,
-                            "payload_bytes": pc.if_else(bad, sizes, pa.scalar(None, pa.int32())),
+                            # hex text, cut and hashed in the JVM, for rejected records only
+                            "kafka_key": batch.column("kafka_key_hex"),
+                            "payload": batch.column("payload_hex"),
+                            "payload_bytes": pc.if_else(bad, batch.column("payload_bytes"), no_int),
+                            "payload_sha256": pc.if_else(bad, batch.column("payload_sha256_hex"), pa.scalar(None, pa.string())),
                         }
                     )
                     pacsv.write_csv(frame, out, options)
@@ -255,7 +276,7 @@ def stage_partition(
                         part = batch.column("kafka_partition").to_numpy(zero_copy_only=False)[good].astype(np.int64)
                         offs = batch.column("kafka_offset").to_numpy(zero_copy_only=False)[good].astype(np.int64)
                         keys.append(np.stack([store * 1_000_000 + day, part, offs, np.full(len(good), len(kept)), good]))
-                    kept.append(batch.select(["value", "kafka_key"]))
+                    kept.append(batch.select(["value", "kafka_key", "payload_bytes", "payload_sha256_hex"]))
                     rows += n
                     rejected += n_bad
         except BrokenPipeError:
@@ -317,7 +338,8 @@ def commit_batch(
             writer insert one of the keys meanwhile, the general upsert runs instead.
 
     Returns:
-        ``{"committed": bool, "upserted": int, "dead_lettered": int}``; ``committed`` is False when
+        ``{"committed": bool, "upserted": int, "dead_lettered": int, "rejected": int}`` (``rejected``: the
+        tasks' rejections plus duplicates across tasks); ``committed`` is False when
         another attempt committed the same batch first (nothing is changed then).
     """
     import psycopg2.errors
@@ -350,15 +372,38 @@ def commit_batch(
             cur.execute(
                 f"""INSERT INTO {settings.table_dead_letter}
                     (topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp, payload, payload_bytes,
-                     reason, query_id, batch_id)
+                     payload_sha256, reason, query_id, batch_id)
                 SELECT DISTINCT ON (topic, kafka_partition, kafka_offset)
                     topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp, payload, payload_bytes,
-                    reason, %s, batch_id
+                    payload_sha256, reason, %s, batch_id
                 FROM {stage} WHERE batch_id = %s AND reason IS NOT NULL
                 ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING""",
                 (query_id, batch_id),
             )
             dead = cur.rowcount
+            if dedupe:
+                # Valid duplicates of a key from different tasks: the newest (partition, offset) goes to sales,
+                # each other one becomes a dead letter (by its coordinates; valid rows are staged without their
+                # payload), so every record still ends in exactly one place.
+                cur.execute(
+                    f"""INSERT INTO {settings.table_dead_letter}
+                        (topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp, payload, payload_bytes,
+                         payload_sha256, reason, query_id, batch_id)
+                    SELECT topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp, payload, payload_bytes,
+                        payload_sha256,
+                        format('duplicate: (%%s, %%s) sent again in the same batch (partition %%s, offset %%s kept)',
+                               store, date, win_partition, win_offset),
+                        %s, batch_id
+                    FROM (SELECT s.*, row_number() OVER w AS rn, first_value(kafka_partition) OVER w AS win_partition,
+                                 first_value(kafka_offset) OVER w AS win_offset
+                          FROM {stage} s WHERE batch_id = %s AND reason IS NULL
+                          WINDOW w AS (PARTITION BY store, date ORDER BY kafka_partition DESC, kafka_offset DESC)) d
+                    WHERE rn > 1
+                    ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING""",
+                    (query_id, batch_id),
+                )
+                dead += cur.rowcount
+                rows_rejected += cur.rowcount
             upserted = None
             if not dedupe:
                 cur.execute("SAVEPOINT split_upsert")
@@ -385,4 +430,100 @@ def commit_batch(
     except Exception:
         conn.rollback()
         raise
-    return {"committed": True, "upserted": upserted, "dead_lettered": dead}
+    return {"committed": True, "upserted": upserted, "dead_lettered": dead, "rejected": rows_rejected}
+
+
+class DriverBusy(RuntimeError):
+    """Another driver holds the checkpoint (or streaming query) this driver was asked to run."""
+
+
+def normalized_checkpoint(location: str) -> str:
+    """One spelling per checkpoint folder, for its lock: absolute real path for local folders, the
+    ``s3`` scheme for ``s3``/``s3a``/``s3n`` and no trailing slash."""
+    import os
+    import re
+
+    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.*)$", location)
+    if match is None or match.group(1).lower() == "file":
+        path = match.group(2) if match else location
+        return "file://" + os.path.realpath(os.path.abspath(path))
+    scheme, rest = match.group(1).lower(), re.sub("/+", "/", match.group(2)).rstrip("/")
+    return f"{'s3' if scheme in ('s3', 's3a', 's3n') else scheme}://{rest}"
+
+
+class DriverLock:
+    """Session-level advisory locks that a driver holds for its lifetime: one per checkpoint folder,
+    taken before the streaming query starts, and one per query id, taken before its staging table is
+    touched. A second driver on the same checkpoint refuses to start (:class:`DriverBusy`) instead of
+    truncating the first one's staged rows; the locks go when the driver's connection does (process
+    exit, kill). :meth:`check` runs before every batch: after a PostgreSQL restart it takes the locks
+    again, or stops the batch if another driver took them meanwhile.
+    """
+
+    def __init__(self, settings: "Settings") -> None:
+        self.settings = settings
+        self.names: list[str] = []
+        self._conn = None
+
+    def _connect(self):  # noqa: ANN202 - psycopg2 connection
+        import os
+        import socket
+
+        from app.db import connect
+
+        conn = connect(self.settings, application_name=f"sfmlops-ingest driver pid {os.getpid()} on {socket.gethostname()}"[:63])
+        conn.autocommit = True
+        return conn
+
+    def _try(self, name: str) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)), hashtextextended(%s, 0)", (name, name))
+            got, key = cur.fetchone()
+            if got:
+                return
+            cur.execute(
+                """SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local'), a.backend_start
+                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                  AND l.classid::bigint = %s AND l.objid::bigint = %s""",
+                ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+            )
+            row = cur.fetchone()
+        holder = (
+            f"'{row[1]}' (PostgreSQL backend {row[0]}, client {row[2]}, connected since {row[3]:%Y-%m-%d %H:%M:%S %Z})"
+            if row
+            else "another session"
+        )
+        raise DriverBusy(
+            f"another ingest driver holds {name}: {holder}. Two drivers on one checkpoint would lose rows, so this "
+            "one does not start: wait until that run ends (or stop it), then run `sfmlops ingest` again."
+        )
+
+    def acquire(self, name: str) -> None:
+        """Take the lock ``name`` for the driver's lifetime; raises :class:`DriverBusy` if another holds it."""
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        self._try(name)
+        self.names.append(name)
+
+    def check(self) -> None:
+        """Make sure the locks are still held (reconnecting and taking them again after a server restart)."""
+        import psycopg2
+
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            return
+        except (psycopg2.Error, AttributeError):
+            pass
+        try:
+            self._conn.close()
+        except Exception:  # noqa: BLE001 - already broken
+            pass
+        self._conn = self._connect()
+        for name in self.names:
+            self._try(name)
+
+    def close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()

@@ -57,3 +57,9 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {table_ingest_staging} (
     payload          bytea,
     payload_bytes    integer
 );
+
+-- Dead letters are bounded (issue 13): `payload` and `kafka_key` hold at most
+-- ingest_dead_letter_payload_bytes bytes; `payload_bytes` is the full length of the payload and
+-- `payload_sha256` the SHA-256 of all of it, so a truncated payload can still be matched to its record.
+ALTER TABLE {table_dead_letter} ADD COLUMN IF NOT EXISTS payload_sha256 bytea;
+ALTER TABLE {table_ingest_staging} ADD COLUMN IF NOT EXISTS payload_sha256 bytea;

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import uuid
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pandas as pd
 import pytest
 
 from app.config import PROJECT_ROOT, Settings, get_settings
+from ingest_helpers import load_stores
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "rossmann"
 
@@ -34,22 +34,6 @@ def rossmann() -> tuple[pd.DataFrame, pd.DataFrame]:
     from app.data import synthetic
 
     return synthetic.generate(42, 60, "2015-01-01", "2015-06-13")
-
-
-def load_stores(settings: Settings, stores: pd.DataFrame) -> None:
-    """Fill the (per-test) stores table."""
-    from app.db import transaction
-
-    cols = list(stores.columns)
-    frame = stores.copy()
-    for col in ("competition_open_since_month", "competition_open_since_year", "promo2_since_week", "promo2_since_year"):
-        if col in frame:
-            frame[col] = frame[col].astype("Int64")
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, header=False)
-    buf.seek(0)
-    with transaction(settings) as conn, conn.cursor() as cur:
-        cur.copy_expert(f"COPY {settings.table_stores} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv)", buf)
 
 
 def isolated(base: Settings, tmp_path: Path, stores: pd.DataFrame) -> Settings:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 
 def record(store: int, day: str, sales: int = 5000, **changes: Any) -> dict:
@@ -56,3 +60,19 @@ def query(settings: Settings, sql: str, params: tuple = ()) -> list[tuple]:
             return cur.fetchall()
     finally:
         conn.close()
+
+
+def load_stores(settings: Settings, stores: "pd.DataFrame") -> None:
+    """Fill the (per-test) stores table."""
+    from app.db import transaction
+
+    cols = list(stores.columns)
+    frame = stores.copy()
+    for col in ("competition_open_since_month", "competition_open_since_year", "promo2_since_week", "promo2_since_year"):
+        if col in frame:
+            frame[col] = frame[col].astype("Int64")
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, header=False)
+    buf.seek(0)
+    with transaction(settings) as conn, conn.cursor() as cur:
+        cur.copy_expert(f"COPY {settings.table_stores} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv)", buf)

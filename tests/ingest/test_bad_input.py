@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 
 import pytest
@@ -45,16 +46,22 @@ def test_bad_records_go_to_dead_letter_and_query_keeps_advancing(ingest_settings
     send_raw(s, messages)
 
     summary = ingest.run(s, "available-now", timeout_s=900)
-    dead = query(s, "SELECT reason, payload, kafka_partition, kafka_offset, topic FROM {table_dead_letter}")
+    dead = query(s, "SELECT reason, payload, kafka_partition, kafka_offset, topic, payload_sha256, payload_bytes FROM {table_dead_letter}")
     assert summary["rows"] == len(messages)
     assert summary["rejected"] == len(bad) + 1, [r for r, *_ in dead]  # + the superseded duplicate
     assert len(dead) == len(bad) + 1
-    assert all(topic == s.kafka_topic and offset >= 0 for _, _, _, offset, topic in dead)
-    payloads = {bytes(p) if p is not None else None: reason for reason, p, *_ in dead}
+    assert all(topic == s.kafka_topic and offset >= 0 for _, _, _, offset, topic, *_ in dead)
+    # Dead letters keep the payload's first ingest_dead_letter_payload_bytes, its full length and SHA-256.
+    payloads = {bytes(h) if h is not None else None: (reason, p, n) for reason, p, _, _, _, h, n in dead}
+    limit = s.ingest_dead_letter_payload_bytes
     for expected, (_, value) in bad.items():
-        assert value in payloads, f"{expected!r} record not dead-lettered"
-        assert expected in payloads[value], f"{expected!r} not in reason {payloads[value]!r}"
-    assert "duplicate" in payloads[json.dumps(first_dup).encode()]
+        digest = None if value is None else hashlib.sha256(value).digest()
+        assert digest in payloads, f"{expected!r} record not dead-lettered"
+        reason, stored, size = payloads[digest]
+        assert expected in reason, f"{expected!r} not in reason {reason!r}"
+        assert (None if stored is None else bytes(stored)) == (None if value is None else value[:limit])
+        assert size == (None if value is None else len(value))
+    assert "duplicate" in payloads[hashlib.sha256(json.dumps(first_dup).encode()).digest()][0]
 
     rows = dict(((store, str(day)), sales) for store, day, sales in query(s, "SELECT store, date, sales FROM {table_sales}"))
     expected_rows = {(r["store"], r["date"]): r["sales"] for r in good + out_of_order + [last_dup]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_split_upsert_inserts_new_updates_changed_and_skips_unchanged(ingest_set
     s = ingest_settings
     _stage(s, 0, [(0, 0, 1, "2015-06-01", 100), (0, 1, 2, "2015-06-01", 200), (1, 0, "bad")])
     first = _commit(s, 0, 3, 1, dedupe=False)
-    assert first == {"committed": True, "upserted": 2, "dead_lettered": 1}
+    assert first == {"committed": True, "upserted": 2, "dead_lettered": 1, "rejected": 1}
     # batch 1: store 1 unchanged, store 2 changed, store 3 new
     _stage(s, 1, [(0, 2, 1, "2015-06-01", 100), (0, 3, 2, "2015-06-01", 250), (0, 4, 3, "2015-06-01", 300)])
     second = _commit(s, 1, 3, 0, dedupe=False)
@@ -94,6 +95,15 @@ def test_dedupe_keeps_the_newest_record_per_key(ingest_settings: Settings) -> No
     result = _commit(s, 0, 3, 0, dedupe=True)
     assert result["upserted"] == 2
     assert _sales(s) == {(1, "2015-06-01"): 700, (4, "2015-06-02"): 40}
+    # The superseded record (from another task) is a dead letter, so every record ends in one place.
+    assert result["dead_lettered"] == 1 and result["rejected"] == 1
+    from app.db import transaction
+
+    with transaction(s) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT kafka_partition, kafka_offset, reason FROM {s.table_dead_letter}")
+        assert cur.fetchall() == [(2, 5, "duplicate: (1, 2015-06-01) sent again in the same batch (partition 3, offset 1 kept)")]
+        cur.execute(f"SELECT rows_in, rows_valid, rows_rejected FROM {s.table_ledger}")
+        assert cur.fetchall() == [(3, 2, 1)]
 
 
 def _arrow_batch(offsets, stores, days):  # noqa: ANN001, ANN202 - numpy arrays
@@ -118,6 +128,10 @@ def _arrow_batch(offsets, stores, days):  # noqa: ANN001, ANN202 - numpy arrays
         "school_holiday": pa.array(np.zeros(n, np.int16)),
         "kafka_key": pa.array([str(s).encode() for s in stores]),
         "value": pa.array([f'{{"offset":{o}}}'.encode() for o in offsets]),
+        "kafka_key_hex": pa.array([None] * n, pa.string()),
+        "payload_hex": pa.array([None] * n, pa.string()),
+        "payload_sha256_hex": pa.array([None] * n, pa.string()),
+        "payload_bytes": pa.array([len(f'{{"offset":{o}}}') for o in offsets], pa.int32()),
     })
 
 
@@ -140,7 +154,8 @@ def test_stage_partition_marks_every_superseded_duplicate(ingest_settings: Setti
     with transaction(s) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT min(kafka_offset), max(kafka_offset), count(*) FROM {table} WHERE reason IS NULL")
         assert cur.fetchone() == (10_000, 19_999, 10_000)
-        cur.execute(f"SELECT reason, convert_from(payload, 'UTF8') FROM {table} WHERE kafka_offset = 5")
-        reason, payload = cur.fetchone()
+        cur.execute(f"SELECT reason, convert_from(payload, 'UTF8'), payload_bytes, payload_sha256 FROM {table} WHERE kafka_offset = 5")
+        reason, payload, size, digest = cur.fetchone()
     assert reason == "duplicate: (6, 2013-10-22) sent again in the same batch (partition 0, offset 10005 kept)"
-    assert payload == '{"offset":5}'
+    assert payload == '{"offset":5}' and size == len(payload)
+    assert bytes(digest) == hashlib.sha256(payload.encode()).digest()

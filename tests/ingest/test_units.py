@@ -105,3 +105,36 @@ def test_package_builds_zip_and_submit_line(tmp_path) -> None:
     assert "app/ingest/job.py" in names and "app/sql/010_ingest.sql" in names
     assert "--packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.2" in out["spark_submit"]
     assert out["spark_submit"].split("s3://code/spark/sales_stream.py ")[1].startswith("--trigger available-now")
+
+
+def test_checkpoint_lock_key_is_one_per_folder(tmp_path, monkeypatch) -> None:
+    from app.ingest.sink import normalized_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cp").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "cp")
+    spellings = ["cp", "cp/", str(tmp_path / "cp"), f"file://{tmp_path}/cp", str(tmp_path / "link")]
+    assert len({normalized_checkpoint(x) for x in spellings}) == 1
+    assert normalized_checkpoint("s3a://b/x/") == normalized_checkpoint("s3://b//x") == "s3://b/x"
+    assert normalized_checkpoint("s3a://b/x") != normalized_checkpoint("s3a://b/y")
+
+
+def test_batch_record_cap_follows_the_byte_cap() -> None:
+    from app.ingest.job import batch_record_cap, staged_record_bytes
+
+    s = Settings(ingest_dead_letter_payload_bytes=1024)
+    per = staged_record_bytes(s)
+    assert batch_record_cap(s.model_copy(update={"ingest_max_batch_bytes": per * 10 + per - 1}), 1_000) == 10
+    assert batch_record_cap(s.model_copy(update={"ingest_max_batch_bytes": 1}), 1_000) == 1
+    assert batch_record_cap(s, 1_000) == 1_000  # the record cap when it is the smaller
+
+
+def test_failure_hint_names_the_unreachable_service() -> None:
+    from app.ingest.job import failure_hint, unreachable
+
+    s = Settings()
+    assert unreachable("psycopg2.OperationalError: server closed the connection unexpectedly") == "PostgreSQL"
+    assert unreachable("org.apache.kafka.common.errors.TimeoutException: Timed out") == "Kafka"
+    assert unreachable("[CAST_OVERFLOW] ...") is None
+    assert "run `sfmlops ingest` again" in failure_hint(s, "org.apache.kafka.common.errors.TimeoutException")
+    assert s.kafka_bootstrap in failure_hint(s, "org.apache.kafka.common.errors.TimeoutException")
