@@ -7,7 +7,11 @@ the topic since its checkpoint, then stops), followed by a data-quality check.
 * **backend = aws**: an EMR Serverless job run of the same file and arguments
   (`EmrServerlessStartJobOperator`, deferrable: the wait happens in the triggerer, not a worker slot).
 
-The backend and every address are configuration read at run time (`SFMLOPS_DAG_*` environment variables
+The data-quality task's outlet is the asset `sfmlops_sales` (`sfmlops_dag_utils/assets.py`): every
+successful run records an asset event that the weekly training names as its inlet.
+
+Written for Airflow 3 (Task SDK, `airflow.sdk`): task code reads configuration, connections and XComs
+through the SDK only, never the metadata database. The backend and every address are configuration read at run time (`SFMLOPS_DAG_*` environment variables
 or `sfmlops_*` Airflow Variables; connections `sfmlops_postgres` and `aws_default`), see dags/README.md.
 
 Schedule: daily at 02:00 UTC, no catch-up, one run at a time; tasks retry twice, 5 minutes apart.
@@ -21,11 +25,10 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow import DAG
-from airflow.decorators import task
-from airflow.models.baseoperator import chain
 from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
-from airflow.utils.trigger_rule import TriggerRule
+from airflow.sdk import DAG, TriggerRule, chain, task
+
+from sfmlops_dag_utils.assets import SALES
 
 DAG_ID = "sales_ingest_daily"
 SCHEDULE = "0 2 * * *"
@@ -47,18 +50,21 @@ with DAG(
 ) as dag:
 
     @task.branch(retries=0)
-    def choose_backend() -> str:
-        """Pick the ingest task of the configured backend (local or aws)."""
+    def choose_backend(**context: Any) -> str:
+        """Pick the ingest task of the configured backend (local or aws); records when the ingest began."""
+        from airflow.sdk import timezone
+
         from sfmlops_dag_utils.config import run_config
 
         cfg = run_config()
+        context["ti"].xcom_push(key="started_at", value=timezone.utcnow().isoformat())
         print(f"backend: {cfg.backend}")
         return "ingest_local" if cfg.backend == "local" else "emr_job_spec"
 
     @task(execution_timeout=timedelta(hours=2))
     def ingest_local() -> dict[str, Any]:
         """spark-submit the streaming job (availableNow) on this machine; returns the job's summary."""
-        from airflow.exceptions import AirflowException
+        from airflow.sdk.exceptions import AirflowException
 
         from sfmlops_dag_utils.config import run_config
         from sfmlops_dag_utils.local import ingest_summary, run_logged, spark_submit_command
@@ -77,7 +83,7 @@ with DAG(
     @task(retries=0)
     def emr_job_spec() -> dict[str, Any]:
         """Resolve the EMR Serverless job run (application, role, code location) from configuration."""
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from sfmlops_dag_utils.config import run_config
 
@@ -115,10 +121,11 @@ with DAG(
         execution_timeout=timedelta(hours=2),
     )
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, retries=0)
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, retries=0, outlets=[SALES])
     def data_quality(**context: Any) -> dict[str, Any]:
         """Rows upserted per day and dead letters since this run began; fail on too many dead letters."""
         from contextlib import closing
+        from datetime import datetime
 
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
@@ -126,9 +133,9 @@ with DAG(
         from sfmlops_dag_utils.quality import check_ingest, ingest_report
 
         cfg = run_config()
-        dag_run = context["dag_run"]
-        first = dag_run.get_task_instance("choose_backend")
-        since = (first.start_date if first and first.start_date else None) or dag_run.start_date
+        # when choose_backend ran (its XCom), else when the run started: no metadata-database query
+        started = context["ti"].xcom_pull(task_ids="choose_backend", key="started_at")
+        since = datetime.fromisoformat(started) if started else context["dag_run"].start_date
         with closing(PostgresHook(postgres_conn_id=cfg["postgres_conn_id"]).get_conn()) as conn:
             report = ingest_report(conn, cfg["table_sales"], cfg["table_dead_letter"], since)
         print(f"rows per day: {report['rows_per_day']}")

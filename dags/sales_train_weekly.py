@@ -12,7 +12,11 @@
 5. `report_champion` - the champion gate's decision of the new model (champion or challenger, both RMSPEs)
    and the registry's aliases from `GET /v1/models`.
 
-Backend, API connection (`sfmlops_api`: host = base URL, password = API key), the training options
+Assets (`sfmlops_dag_utils/assets.py`): `submit_training` names `sfmlops_sales` (the daily ingest's outlet)
+as its inlet and `check_forecasts` has `sfmlops_forecasts` as its outlet. The schedule stays weekly (cron),
+not asset-triggered: an asset schedule would retrain after every daily ingest.
+
+Written for Airflow 3 (Task SDK, `airflow.sdk`): no task reads the metadata database. Backend, API connection (`sfmlops_api`: host = base URL, password = API key), the training options
 (`stores`, `training_neural`, `training_lgbm_rounds`, `training_max_steps`) and thresholds are read at
 run time (`SFMLOPS_DAG_*` environment or `sfmlops_*` Variables), see dags/README.md.
 
@@ -26,11 +30,9 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow import DAG
-from airflow.decorators import task
-from airflow.models.baseoperator import chain
-from airflow.utils.trigger_rule import TriggerRule
+from airflow.sdk import DAG, TriggerRule, chain, task
 
+from sfmlops_dag_utils.assets import FORECASTS, SALES
 from sfmlops_dag_utils.sensors import TrainingJobSensor
 
 DAG_ID = "sales_train_weekly"
@@ -63,7 +65,7 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
 
-    @task
+    @task(inlets=[SALES])
     def submit_training(**context: Any) -> str:
         """Submit the weekly training job through the API; returns its job id."""
         from sfmlops_dag_utils.api import idempotency_key
@@ -127,7 +129,7 @@ with DAG(
         retries=0,
     )
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, retries=0)
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, retries=0, outlets=[FORECASTS])
     def check_forecasts(**context: Any) -> dict[str, Any]:
         """Every expected store has `forecast_days` forecast days after its last sales day, for the model
         version the batch forecast reported (expected stores: the `stores` setting, else all in sales)."""

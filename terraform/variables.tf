@@ -284,6 +284,11 @@ variable "app_environment" {
 
 variable "mwaa_airflow_version" {
   type        = string
-  default     = "2.10.3"
-  description = "MWAA Airflow version the DAGs target."
+  default     = "3.3.2"
+  description = "MWAA Airflow version the DAGs target (Airflow 3; the same version as .venv-airflow and dags/requirements.txt)."
+
+  validation {
+    condition     = can(regex("^3\\.[0-9]+\\.[0-9]+$", var.mwaa_airflow_version))
+    error_message = "mwaa_airflow_version must be an Airflow 3 version (3.y.z): the DAGs in dags/ use the Task SDK; commit eca6c73 is the last that supported Airflow 2."
+  }
 }

@@ -1,22 +1,30 @@
-"""Airflow (scheduler, triggerer, webserver, as standalone runs them) from its own virtualenv, against the local stack.
+"""Airflow 3 (api-server, scheduler, dag-processor, triggerer, as standalone runs them) from its own
+virtualenv, against the local stack.
 
 Airflow lives in ``.venv-airflow`` (``make airflow-setup``), never in ``.venv``: its pins come from
-Airflow's constraints file and clash with the main environment. The metadata database is SQLite under
-``<state_dir>/airflow`` (standalone's default; enough for one scheduler on one machine). The DAGs
-folder is the repository's ``dags/``; the DAGs reach the stack through
+Airflow's constraints and clash with the main environment. The metadata database is SQLite under
+``<state_dir>/airflow`` (standalone's default; enough for one scheduler with the LocalExecutor on one
+machine). The DAG bundle is the repository's ``dags/`` (the ``dags-folder`` bundle); the DAGs reach the
+stack through
 
 * ``AIRFLOW_CONN_SFMLOPS_POSTGRES`` (the sales database) and ``AIRFLOW_CONN_SFMLOPS_API`` (the API base
   URL with the API key as password), rendered from the settings;
 * ``SFMLOPS_DAG_*`` run-time settings (backend ``local``, project folder, table names) and every
   ``SFMLOPS_*`` setting, so that ``spark-submit`` and ``sfmlops forecast`` started by a task see the same
   stack as this process.
+
+The REST API (``/api/v2``) authenticates through Airflow 3's simple auth manager: :func:`api_token`
+exchanges the ``admin`` password (``<airflow_home>/simple_auth_manager_passwords.json``) for a JWT at
+``POST /auth/token``. The health probe (``/api/v2/monitor/health``) needs no token.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.config import PROJECT_ROOT, settings_env
@@ -28,6 +36,10 @@ if TYPE_CHECKING:  # pragma: no cover
 AIRFLOW_VENV = PROJECT_ROOT / ".venv-airflow"
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 STANDALONE_SCRIPT = PROJECT_ROOT / "app" / "stack" / "scripts" / "airflow-standalone.sh"
+ADMIN_USER = "admin"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json"
+#: the components whose health the api-server reports (all four must be healthy)
+COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 
 def airflow_env(settings: "Settings", airflow_home: str | None = None) -> dict[str, str]:
@@ -40,6 +52,7 @@ def airflow_env(settings: "Settings", airflow_home: str | None = None) -> dict[s
     s = settings
     home = airflow_home or str(s.state_dir / "airflow")
     api_conn = {"conn_type": "http", "host": s.api_base_url, "password": s.api_key.get_secret_value()}
+    base_url = f"http://{s.bind_host}:{s.airflow_port}"
     return {
         **settings_env(s),
         **s.aws_env(),
@@ -47,16 +60,23 @@ def airflow_env(settings: "Settings", airflow_home: str | None = None) -> dict[s
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__CORE__DATABASE_ACCESS_ISOLATION": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # the LocalExecutor starts this many worker processes up front (default 32): size it for one machine
+        "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": s.bind_host,
-        "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(s.airflow_port),
-        "AIRFLOW__WEBSERVER__WORKERS": "1",
-        "AIRFLOW__WEBSERVER__EXPOSE_CONFIG": "False",
-        # the REST API answers local scripts with the admin user's password (webserver on loopback only)
-        "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth,airflow.api.auth.backend.session",
+        # api-server: UI, REST API and the Execution API the task processes call, on loopback only
+        "AIRFLOW__API__HOST": s.bind_host,
+        "AIRFLOW__API__PORT": str(s.airflow_port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__BASE_URL": base_url,
+        "AIRFLOW__API__EXPOSE_CONFIG": "False",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+        # simple auth manager (Airflow 3's default): one admin user, password file written by the start script
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(Path(home) / PASSWORDS_FILE),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.airflow_port + 1),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.airflow_port + 2),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": s.bind_host,
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(s.airflow_port + 3),
         "AIRFLOW_CONN_SFMLOPS_POSTGRES": s.pg_url(),
         "AIRFLOW_CONN_SFMLOPS_API": json.dumps(api_conn),
@@ -70,9 +90,32 @@ def airflow_env(settings: "Settings", airflow_home: str | None = None) -> dict[s
     }
 
 
+def api_token(address: str, password_file: Path, timeout_s: float = 30) -> str:
+    """A JWT for Airflow 3's REST API: ``POST {address}/auth/token`` with the admin user's password.
+
+    Send it as ``Authorization: Bearer <token>`` (Airflow 2's basic auth is gone in Airflow 3).
+
+    Raises:
+        StackError: the password file is missing or the api-server refused the password.
+    """
+    try:
+        password = json.loads(password_file.read_text())[ADMIN_USER]
+    except (OSError, ValueError, KeyError) as exc:
+        raise StackError(f"airflow: no {ADMIN_USER} password in {password_file} ({exc}); start it with `sfmlops up --with-airflow`") from exc
+    request = urllib.request.Request(
+        f"{address}/auth/token", data=json.dumps({"username": ADMIN_USER, "password": password}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310 - loopback
+            return str(json.loads(resp.read())["access_token"])
+    except urllib.error.HTTPError as exc:
+        raise StackError(f"airflow: {address}/auth/token refused user {ADMIN_USER}: {exc.code} {exc.read()[:200]!r}") from exc
+
+
 class Airflow(Service):
-    """Airflow's scheduler, triggerer and webserver (``bind_host:airflow_port``), as ``airflow standalone``
-    runs them but without the log servers (``app/stack/scripts/airflow-standalone.sh``)."""
+    """Airflow 3's api-server (``bind_host:airflow_port``), scheduler, dag-processor and triggerer, as
+    ``airflow standalone`` runs them but without the log servers (``app/stack/scripts/airflow-standalone.sh``)."""
 
     name = "airflow"
     start_timeout = 300.0  # the first start migrates the metadata database
@@ -106,7 +149,17 @@ class Airflow(Service):
         path = os.pathsep.join([str(AIRFLOW_VENV / "bin"), os.environ.get("PATH", "")])
         return {**airflow_env(self.settings, str(self.airflow_home)), "PATH": path}
 
+    @property
+    def password_file(self) -> Path:
+        """The simple auth manager's passwords (``{"admin": "..."}``), written at the first start."""
+        return self.airflow_home / PASSWORDS_FILE
+
+    def token(self) -> str:
+        """A REST API token of the admin user (see :func:`api_token`)."""
+        return api_token(self.address, self.password_file)
+
     def healthy(self) -> bool:
-        with urllib.request.urlopen(f"{self.address}/health", timeout=3) as resp:  # noqa: S310 - loopback
+        # Airflow 3: /api/v2/monitor/health (no auth) reports each component; all four must be healthy
+        with urllib.request.urlopen(f"{self.address}/api/v2/monitor/health", timeout=3) as resp:  # noqa: S310 - loopback
             body = json.loads(resp.read())
-        return all(body.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler"))
+        return all((body.get(part) or {}).get("status") == "healthy" for part in COMPONENTS)

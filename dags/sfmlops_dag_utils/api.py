@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from airflow.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 KEY_HEADER = "X-API-Key"
 
@@ -51,8 +51,9 @@ class SfmlopsApi:
 
     @classmethod
     def from_connection(cls, conn_id: str, timeout_s: float = 30.0) -> "SfmlopsApi":
-        """Build the client from an Airflow connection (looked up now, i.e. at run time)."""
-        from airflow.hooks.base import BaseHook
+        """Build the client from an Airflow connection (looked up now, i.e. at run time, through the Task SDK:
+        environment ``AIRFLOW_CONN_*``, a secrets backend, or the Execution API - never the metadata database)."""
+        from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(conn_id)
         extra = conn.extra_dejson or {}

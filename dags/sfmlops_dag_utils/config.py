@@ -57,11 +57,13 @@ DEFAULTS: dict[str, tuple[str, str]] = {
 
 
 def _variable(name: str) -> str | None:
+    """The Airflow Variable ``sfmlops_<name>`` through the Task SDK (inside a task: secrets backend, then the
+    Execution API of the api-server; never the metadata database), or ``None``."""
     try:
-        from airflow.models import Variable
+        from airflow.sdk import Variable
 
-        value = Variable.get(VARIABLE_PREFIX + name, default_var=None)
-    except Exception:  # noqa: BLE001 - no metadata DB (unit use) means no Variables
+        value = Variable.get(VARIABLE_PREFIX + name, default=None)
+    except Exception:  # noqa: BLE001 - outside a task (unit use) there is no Execution API: no Variables
         return None
     return None if value is None else str(value)
 

@@ -18,7 +18,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException
 
 INGEST_SUMMARY_PREFIX = "SFMLOPS_INGEST_SUMMARY "
 

@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from airflow.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

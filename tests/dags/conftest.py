@@ -28,18 +28,27 @@ else:
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
+    import sys
+
     import pytest
+
+    # Airflow 3 puts a DAG bundle's root on sys.path when it parses or runs it; tests that import the
+    # helper package directly (without parsing the bundle first) need the same.
+    if str(DAGS_DIR) not in sys.path:
+        sys.path.append(str(DAGS_DIR))
 
     @pytest.fixture(scope="session")
     def airflow_db() -> str:
-        """A migrated metadata database (SQLite under the test AIRFLOW_HOME)."""
+        """A migrated metadata database (SQLite under the test AIRFLOW_HOME); ``dag.test()`` needs it."""
         from airflow.utils import db
 
-        db.initdb(load_connections=False)
+        db.initdb()
         return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
     @pytest.fixture(scope="session")
-    def dagbag():  # noqa: ANN201 - airflow.models.DagBag
-        from airflow.models import DagBag
+    def dagbag():  # noqa: ANN201 - airflow.dag_processing.dagbag.BundleDagBag
+        """The DAGs parsed as Airflow 3 parses a DAG bundle: the bundle's root (``dags/``, which holds
+        ``sfmlops_dag_utils``) on ``sys.path``, as the dag-processor and the task runner put it (and MWAA)."""
+        from airflow.dag_processing.dagbag import BundleDagBag
 
-        return DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
+        return BundleDagBag(dag_folder=str(DAGS_DIR), bundle_path=DAGS_DIR, bundle_name="dags-folder")

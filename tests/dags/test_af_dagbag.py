@@ -1,9 +1,12 @@
-"""DagBag tests: every file parses, no lookups at parse time, ids, schedules and retries as documented."""
+"""DagBag tests: every file parses, no lookups at parse time, ids, schedules and retries as documented,
+Airflow 3 only (Task SDK imports, no metadata-database access, nothing from the ``app`` package)."""
 
 from __future__ import annotations
 
+import ast
 import re
 import socket
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,7 +37,8 @@ def test_file_name_equals_dag_id(dagbag) -> None:
 def test_schedule_retries_and_concurrency(dagbag, dag_id: str) -> None:
     schedule, retries, delay, documented = EXPECTED[dag_id]
     dag = dagbag.dags.__getitem__(dag_id)
-    assert dag.schedule_interval == schedule
+    assert dag.schedule == schedule
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable" and dag.timetable.expression == schedule
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.default_args["retries"] == retries
@@ -45,8 +49,9 @@ def test_schedule_retries_and_concurrency(dagbag, dag_id: str) -> None:
 
 
 def test_no_variable_connection_or_network_use_at_parse_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.hooks.base import BaseHook
-    from airflow.models import Connection, DagBag, Variable
+    from airflow.dag_processing.dagbag import BundleDagBag
+    from airflow.models import Connection as ConnectionModel, Variable as VariableModel
+    from airflow.sdk import BaseHook, Connection, Variable
 
     calls: list[str] = []
 
@@ -58,12 +63,61 @@ def test_no_variable_connection_or_network_use_at_parse_time(monkeypatch: pytest
         return _raise
 
     monkeypatch.setattr(Variable, "get", forbid("Variable.get"))
-    monkeypatch.setattr(Connection, "get_connection_from_secrets", forbid("Connection.get_connection_from_secrets"))
+    monkeypatch.setattr(VariableModel, "get", forbid("models.Variable.get"))
+    monkeypatch.setattr(Connection, "get", forbid("Connection.get"))
+    monkeypatch.setattr(ConnectionModel, "get_connection_from_secrets", forbid("models.Connection.get_connection_from_secrets"))
     monkeypatch.setattr(BaseHook, "get_connection", forbid("BaseHook.get_connection"))
     monkeypatch.setattr(socket.socket, "connect", forbid("socket.connect"))
-    bag = DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
+    bag = BundleDagBag(dag_folder=str(DAGS_DIR), bundle_path=DAGS_DIR, bundle_name="dags-folder")
     assert bag.import_errors == {}
     assert calls == []
+
+
+#: Modules a DAG-bundle file may import (MWAA ships the bundle with Airflow, the providers of
+#: dags/requirements.txt and their dependencies; the ``app`` package is not there).
+_ALLOWED_ROOTS = {"airflow", "sfmlops_dag_utils", "pendulum", "requests"}
+#: Airflow modules that reach the metadata database (or are Airflow 2 paths the Task SDK replaces).
+_FORBIDDEN = ("airflow.models", "airflow.settings", "airflow.utils.session", "airflow.utils.db", "airflow.api",
+              "airflow.hooks.base", "airflow.decorators", "airflow.sensors.base", "airflow.exceptions", "sqlalchemy")
+
+
+def _imports(path: Path) -> list[str]:
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return names
+
+
+def test_dag_bundle_imports_only_airflow_its_providers_and_its_helpers() -> None:
+    """Every import in dags/ (module level and inside tasks): no ``app`` package (absent on MWAA), no
+    metadata-database access (``airflow.models``, sessions, SQLAlchemy), Airflow 3's ``airflow.sdk`` for
+    DAG, task, hooks, sensors, Variables and exceptions."""
+    files = sorted(DAGS_DIR.rglob("*.py"))
+    assert len(files) >= 8, files
+    bad = []
+    for path in files:
+        for name in _imports(path):
+            root = name.split(".")[0]
+            if name.startswith(_FORBIDDEN) or not (root in _ALLOWED_ROOTS or root in sys.stdlib_module_names or root == "__future__"):
+                bad.append(f"{path.relative_to(DAGS_DIR)}: {name}")
+    assert bad == [], "DAG-bundle imports outside Airflow 3's SDK, the providers and the helpers: " + "; ".join(bad)
+    for dag_file in ("sales_ingest_daily.py", "sales_train_weekly.py"):
+        assert "airflow.sdk" in _imports(DAGS_DIR / dag_file), f"{dag_file} does not import airflow.sdk"
+
+
+def test_the_daily_ingest_produces_the_asset_the_weekly_training_consumes(dagbag) -> None:
+    from sfmlops_dag_utils.assets import FORECASTS, SALES
+
+    daily = dagbag.dags["sales_ingest_daily"]
+    weekly = dagbag.dags["sales_train_weekly"]
+    assert daily.get_task("data_quality").outlets == [SALES]
+    assert weekly.get_task("submit_training").inlets == [SALES]
+    assert weekly.get_task("check_forecasts").outlets == [FORECASTS]
+    # the weekly DAG stays on its cron schedule: not re-run by each daily asset event
+    assert weekly.schedule == "0 4 * * 0" and not weekly.timetable.asset_condition
 
 
 def test_branches_and_sensor_modes(dagbag) -> None:
@@ -87,8 +141,23 @@ def test_requirements_match_the_installed_airflow() -> None:
     constraint = re.search(r"constraints-(\d+\.\d+\.\d+)/constraints-(\d+\.\d+)\.txt", text)
     assert constraint, "dags/requirements.txt must start with the --constraint of the MWAA Airflow version"
     assert constraint.group(1) == airflow.__version__
-    for name, pinned in re.findall(r"^([a-z0-9-]+)==(\S+)$", text, flags=re.M):
+    pins = dict(re.findall(r"^([a-z0-9-]+)==(\S+)$", text, flags=re.M))
+    assert {"apache-airflow-providers-amazon", "apache-airflow-providers-postgres", "apache-airflow-providers-http"} <= set(pins)
+    for name, pinned in pins.items():
         assert version(name) == pinned, f"{name}: requirements.txt pins {pinned}, .venv-airflow has {version(name)}"
+
+
+def test_terraform_creates_the_mwaa_environment_on_the_airflow_version_of_this_venv() -> None:
+    """The root variable and the orchestration module's default name the version .venv-airflow runs."""
+    import airflow
+
+    terraform = DAGS_DIR.parent / "terraform"
+    for path, variable in ((terraform / "variables.tf", "mwaa_airflow_version"),
+                           (terraform / "modules" / "orchestration" / "variables.tf", "airflow_version")):
+        block = re.search(r'variable "' + variable + r'" \{(.*?)\n\}', path.read_text(), flags=re.S)
+        assert block, f"{path}: no variable {variable}"
+        default = re.search(r'default\s*=\s*"([^"]+)"', block.group(1))
+        assert default and default.group(1) == airflow.__version__, f"{path}: {variable} default {default and default.group(1)}"
 
 
 def test_run_config_names_a_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,6 +182,10 @@ def test_champion_report_wording() -> None:
     won = champion_decision({"gate": {"decision": "champion", "version": "5", "new_rmspe": 0.11, "champion_rmspe": None, "previous_champion": None}}, models)
     assert "first champion" in won["summary"]
     assert champion_decision({}, models)["decision"] == "unknown"
+    scoped = champion_decision({"gate": {"decision": "scope_champion", "alias": "champion-stores-abc", "scope": "stores-abc", "version": "6",
+                                         "new_rmspe": 0.09, "champion_rmspe": None, "previous_champion": None}}, models)
+    assert scoped["alias"] == "champion-stores-abc"
+    assert scoped["summary"].startswith("new model v6 is the champion of scope stores-abc (alias champion-stores-abc) (RMSPE 0.0900, first champion)")
 
 
 def test_training_and_forecast_requests_follow_the_run_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,3 +236,29 @@ def test_local_forecast_command_is_limited_to_the_stores(tmp_path: Path) -> None
     cli.write_text("")
     assert forecast_command(tmp_path, 7)[0] == [str(cli), "forecast", "--days", "7"]
     assert forecast_command(tmp_path, 7, [5, 2])[0] == [str(cli), "forecast", "--days", "7", "--stores", "5,2"]
+
+
+def test_dags_package_is_a_self_contained_airflow_3_bundle(tmp_path: Path) -> None:
+    """`make dags-package`'s zip, unpacked alone (as MWAA syncs it to s3://<bucket>/dags/), parses in a fresh
+    interpreter where only the bundle root is importable: both DAGs, no import errors."""
+    import json
+    import shutil
+    import subprocess
+    import zipfile
+
+    root = DAGS_DIR.parent
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    subprocess.run(["make", "-s", "dags-package"], cwd=root, check=True, capture_output=True, text=True)
+    bundle = tmp_path / "dags"
+    with zipfile.ZipFile(root / "build" / "dags.zip") as archive:
+        archive.extractall(bundle)
+    probe = (
+        "import json, sys; from pathlib import Path; from airflow.dag_processing.dagbag import BundleDagBag; "
+        "b = BundleDagBag(dag_folder=sys.argv[1], bundle_path=Path(sys.argv[1]), bundle_name='dags-folder'); "
+        "print(json.dumps({'dags': sorted(b.dag_ids), 'errors': {str(k): v for k, v in b.import_errors.items()}}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe, str(bundle)], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"dags": sorted(EXPECTED), "errors": {}}, result

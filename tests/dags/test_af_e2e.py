@@ -48,6 +48,17 @@ def test_daily_dag_moves_new_kafka_records_into_sales(airflow_db, dagbag, expect
     # A fresh table and topic: every record sent was upserted during this run, none dead-lettered.
     assert report["rows"] == expected["rows"] and report["days"] == expected["days"], report
     assert report["dead_letters"] == 0, report
+    # the data-quality task's outlet: one asset event of sfmlops_sales for this run (what the weekly DAG consumes)
+    from sqlalchemy import select
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.execute(
+            select(AssetModel.uri, AssetEvent.source_task_id).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_dag_id == "sales_ingest_daily", AssetEvent.source_run_id == dag_run.run_id)
+        ).all()
+    assert [tuple(e) for e in events] == [("sfmlops://postgres/sales", "data_quality")], events
     table = os.environ["SFMLOPS_DAG_TABLE_SALES"]
     [(rows, stores, last)] = _query(f"SELECT count(*), array_agg(DISTINCT store ORDER BY store), max(date) FROM {table}")
     assert (rows, stores, str(last)) == (expected["rows"], expected["stores"], expected["last_day"])
@@ -80,5 +91,7 @@ def test_weekly_dag_trains_forecasts_and_reports(airflow_db, dagbag, expected: d
     )
     assert rows == [(s, days) for s in expected["train_stores"]]  # the store left out of training has none
     decision = dag_run.get_task_instance("report_champion").xcom_pull(task_ids="report_champion")
-    assert decision["decision"] == "champion" and decision["version"] == result["model_version"], decision  # first version
-    assert decision["aliases"].get("champion") == result["model_version"], decision
+    # first version of the slice's model: champion of its scope (stores 1-5: alias champion-stores-<hash>)
+    alias = result["gate"].get("alias") or "champion"
+    assert decision["decision"] in ("champion", "scope_champion") and decision["version"] == result["model_version"], decision
+    assert decision["aliases"].get(alias) == result["model_version"], decision

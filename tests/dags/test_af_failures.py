@@ -165,7 +165,7 @@ def test_too_many_dead_letters_fail_the_daily_run(airflow_db, dagbag, monkeypatc
                     " VALUES (%s, 0, %s, %s, %s, 'airflow-test', 0)",
                     (topic, offset, b"{}", reason),
                 )
-        dag_run = dag.test(execution_date=started)
+        dag_run = dag.test(logical_date=started)
         out = capfd.readouterr().out + caplog.text
     finally:
         with pg, pg.cursor() as cur:

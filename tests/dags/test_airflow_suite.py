@@ -37,7 +37,9 @@ def _run(marker: str, env: dict[str, str], timeout_s: int) -> str:
     out = proc.stdout + proc.stderr
     summary = out.strip().splitlines()[-1] if out.strip() else ""
     print(f"[.venv-airflow pytest -m '{marker}'] {summary} (wall {time.monotonic() - t0:.1f}s)")
-    assert proc.returncode == 0, f".venv-airflow pytest -m '{marker}' failed:\n{out[-12000:]}"
+    failures = out.find("= FAILURES =")  # -rA prints the passes after the failures: show the failures first
+    detail = out[failures:failures + 12000] if failures >= 0 else out[-12000:]
+    assert proc.returncode == 0, f".venv-airflow pytest -m '{marker}' failed:\n{detail}\n...\n{summary}"
     assert " passed" in summary, summary
     return out
 

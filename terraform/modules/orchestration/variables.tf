@@ -10,8 +10,13 @@ variable "region" {
 
 variable "airflow_version" {
   type        = string
-  default     = "2.10.3"
-  description = "MWAA Airflow version."
+  default     = "3.3.2"
+  description = "MWAA Airflow version (Airflow 3; MWAA runs its 3.x images on Python 3.12)."
+
+  validation {
+    condition     = can(regex("^3\\.[0-9]+\\.[0-9]+$", var.airflow_version))
+    error_message = "airflow_version must be an Airflow 3 version (3.y.z): the DAGs use the Task SDK."
+  }
 }
 
 variable "environment_class" {
