@@ -74,6 +74,17 @@ def start_api(settings: "Settings") -> str:
     return ApiServer(settings).start()
 
 
+def _job_progress(client, job_id: str) -> str:  # noqa: ANN001 - httpx.Client
+    """`` - stage done/total`` from the job log's last progress line (see app.forecasting.executor), or ''."""
+    from app.forecasting.executor import parse_progress
+
+    try:
+        event = parse_progress(client.get(f"/v1/training-jobs/{job_id}/logs").text)
+    except Exception:  # noqa: BLE001 - progress is best effort; the job state is what counts
+        return ""
+    return f" - {event['stage']} {event['done']}/{event['total']} tasks" if event else ""
+
+
 def train_through_api(settings: "Settings", base_url: str, body: dict, timeout_s: float) -> dict:
     """Submit a training job through the API and poll it until it ends; return the final job record."""
     import httpx
@@ -92,7 +103,8 @@ def train_through_api(settings: "Settings", base_url: str, body: dict, timeout_s
             while time.monotonic() < deadline:
                 job = client.get(f"/v1/training-jobs/{job_id}").json()
                 state = job.get("state")
-                status.update(f"training on Ray: {state} ({time.monotonic() - deadline + timeout_s:.0f}s)")
+                stage = _job_progress(client, job_id)
+                status.update(f"training on Ray: {state}{stage} ({time.monotonic() - deadline + timeout_s:.0f}s)")
                 if state in TERMINAL:
                     break
                 time.sleep(5)
@@ -143,7 +155,9 @@ WEEKLY_DAG = "sales_train_weekly"
 
 
 def run_weekly_dag(settings: "Settings", train_body: dict | None, days: int | None, timeout_s: float = 4 * 3600) -> dict:
-    """Run the weekly Airflow DAG once (`airflow dags test sales_train_weekly` from ``.venv-airflow``).
+    """Run the weekly Airflow DAG once (`airflow dags test sales_train_weekly` from ``.venv-airflow``, Airflow 3:
+    the command runs ``dag.test()`` in-process against the metadata DB, needs no api-server, and exits
+    non-zero when the run fails).
 
     Uses the environment the Airflow service gets (``app.stack.airflow.airflow_env``: connections to the
     stack's Postgres and to the API started by the demo, local backend), the demo's training options

@@ -140,11 +140,24 @@ def test_gate_better_model_moves_champion(fc_stack: Settings) -> None:
 @pytest.mark.slow
 def test_batch_forecast_idempotent_and_evaluate(fc_stack: Settings, rossmann_dir, tmp_path) -> None:  # noqa: ANN001
     from app import db
+
+    # A forecasts table of its own: the user's table (and what the API serves from it) is left alone.
+    table = f"tfc{uuid.uuid4().hex[:8]}_forecasts"
+    settings = fc_stack.model_copy(update={"model_name": f"{fc_stack.model_name}-batch", "table_forecasts": table})
+    db.apply_migrations(settings)
+    try:
+        _batch_forecast_idempotent_and_evaluate(settings, tmp_path)
+    finally:
+        with db.transaction(settings) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _batch_forecast_idempotent_and_evaluate(settings: Settings, tmp_path) -> None:  # noqa: ANN001
+    from app import db
     from app.forecasting.batch import forecast
     from app.forecasting.evaluate import EvaluationError, evaluate
     from app.forecasting.pipeline import TrainConfig, train
 
-    settings = fc_stack.model_copy(update={"model_name": f"{fc_stack.model_name}-batch"})
     # Train on data that ends 14 days before the real end, so that the last 14 days are unseen actuals.
     from app.data import load_dataset
 
