@@ -156,6 +156,7 @@ class Settings(BaseSettings):
 
     # --- API ---------------------------------------------------------------------------------
     api_port: int = Field(8000, description="Port of `sfmlops api` (uvicorn)")
+    api_access_log: bool = Field(False, description="uvicorn's per-request access log of `sfmlops api` (errors are logged with their request id either way)")
     api_url: str | None = Field(None, description="Base URL clients use; default http://bind_host:api_port")
     api_key: SecretStr = Field(SecretStr("local-dev-only"), description="API key the UI and DAGs present")
     api_key_pepper: SecretStr = Field(SecretStr("local-dev-only"), description="Server-side pepper for key hashes")

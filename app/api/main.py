@@ -118,5 +118,6 @@ def run_api(settings: Settings | None = None) -> None:
         host=settings.bind_host,
         port=settings.api_port,
         log_level="info",
+        access_log=settings.api_access_log,
         proxy_headers=False,
     )
