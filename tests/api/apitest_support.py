@@ -7,14 +7,14 @@ import copy
 import importlib.util
 import json
 import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
-from app.config import PROJECT_ROOT, Settings
+from app.config import PROJECT_ROOT
 
 EVENTS = Path(__file__).parent / "events"
 SQL_DIR = PROJECT_ROOT / "app" / "sql"
@@ -119,3 +119,20 @@ def assert_error_shape(body: Any, status: int) -> dict[str, Any]:
     return err
 
 
+
+
+def h(key: str, idem: str | None = None) -> dict[str, str]:
+    """Request headers with an API key (and an Idempotency-Key)."""
+    return {"X-API-Key": key, **({"Idempotency-Key": idem} if idem else {})}
+
+
+def wait_for(api: Any, key: str, job_id: str, states: set[str], timeout_s: float = 180) -> dict[str, Any]:
+    """Poll a training job through the API until it is in one of ``states`` (or ``timeout_s`` passed)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        resp = api.get(f"/v1/training-jobs/{job_id}", headers=h(key))
+        assert resp.status_code == 200, resp.text
+        job = resp.json()
+        if job["state"] in states or time.monotonic() > deadline:
+            return job
+        time.sleep(0.5)

@@ -25,28 +25,13 @@ import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 
-from apitest_support import assert_error_shape, free_port
+from apitest_support import assert_error_shape, free_port, h, wait_for
 from app.api.main import create_app
 from app.api.ray_jobs import RayJobsClient
 from app.config import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}
-
-
-def h(key: str, idem: str | None = None) -> dict[str, str]:
-    return {"X-API-Key": key, **({"Idempotency-Key": idem} if idem else {})}
-
-
-def wait_for(api: Any, key: str, job_id: str, states: set[str], timeout_s: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        resp = api.get(f"/v1/training-jobs/{job_id}", headers=h(key))
-        assert resp.status_code == 200, resp.text
-        job = resp.json()
-        if job["state"] in states or time.monotonic() > deadline:
-            return job
-        time.sleep(0.5)
 
 
 def ray_jobs_of(settings: Settings, client_name: str) -> list[dict[str, Any]]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 
-from apitest_support import assert_error_shape, free_port, invoke, load_lambda_handler, make_event
+from apitest_support import assert_error_shape, free_port, h, invoke, load_lambda_handler, make_event, wait_for
 from app.api.main import create_app
 from app.config import Settings
 
@@ -22,24 +21,6 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}
 def api(api_settings: Settings) -> TestClient:
     with TestClient(create_app(api_settings), raise_server_exceptions=False) as client:
         yield client
-
-
-def h(key: str, idem: str | None = None) -> dict[str, str]:
-    headers = {"X-API-Key": key}
-    if idem:
-        headers["Idempotency-Key"] = idem
-    return headers
-
-
-def wait_for(api: TestClient, key: str, job_id: str, states: set[str], timeout_s: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        resp = api.get(f"/v1/training-jobs/{job_id}", headers=h(key))
-        assert resp.status_code == 200, resp.text
-        job = resp.json()
-        if job["state"] in states or time.monotonic() > deadline:
-            return job
-        time.sleep(1)
 
 
 def test_submit_status_logs_and_result(api: TestClient, keys: dict[str, str]) -> None:
