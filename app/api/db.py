@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg2
@@ -68,6 +68,14 @@ class _Pool:
 _pools: dict[str, _Pool] = {}
 
 
+def unavailable(settings: Settings, exc: BaseException) -> ApiError:
+    """The 503 for a connection that could not be made (either driver): where, and the driver's first line."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ApiError(
+        503, f"Database unavailable at {settings.pg_host}:{settings.pg_port} (SFMLOPS_PG_HOST/SFMLOPS_PG_PORT): {first}"
+    )
+
+
 def _pool(settings: Settings) -> _Pool:
     key = f"{settings.pg_host}:{settings.pg_port}/{settings.pg_database}"
     pool = _pools.get(key)
@@ -92,11 +100,7 @@ def connection(settings: Settings) -> Iterator[psycopg2.extensions.connection]:
         conn = pool.get()
     except psycopg2.OperationalError as exc:
         pool.slots.release()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ApiError(
-            503,
-            f"Database unavailable at {settings.pg_host}:{settings.pg_port} (SFMLOPS_PG_HOST/SFMLOPS_PG_PORT): {first}",
-        ) from exc
+        raise unavailable(settings, exc) from exc
     broken = False
     try:
         with conn:  # commit / rollback
@@ -208,11 +212,7 @@ async def read_one(settings: Settings, sql: str, params: dict[str, Any]) -> tupl
             try:
                 conn = await pool.get()
             except psycopg.OperationalError as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ApiError(
-                    503,
-                    f"Database unavailable at {settings.pg_host}:{settings.pg_port} (SFMLOPS_PG_HOST/SFMLOPS_PG_PORT): {first}",
-                ) from exc
+                raise unavailable(settings, exc) from exc
             broken = True
             try:
                 cur = await conn.execute(sql, params)
