@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(4, ge=1, description="Partitions of the sales topic")
     kafka_retention_ms: int = Field(30 * 24 * 3600 * 1000, description="Retention of the sales topic")
     kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of the sales topic (3 on MSK)")
+    producer_processes: int = Field(
+        0, ge=0, description="Replay producer processes, each owning a group of partitions (0 = one per core, at most one per partition)"
+    )
+    producer_compression: str = Field("lz4", description="Producer compression codec (lz4, zstd, gzip, snappy or none)")
+    producer_linger_ms: int = Field(50, ge=0, description="Producer linger before a partition's batch is sent")
+    producer_batch_bytes: int = Field(1024 * 1024, ge=1024, description="Producer batch size per partition in bytes")
 
     # --- streaming ingestion (spark_jobs/sales_stream.py) -----------------------------------
     ingest_checkpoint: str | None = Field(
@@ -100,6 +106,12 @@ class Settings(BaseSettings):
     )
     ingest_query_restarts: int = Field(
         5, ge=0, description="Restarts of a streaming query that failed because Kafka or PostgreSQL was unreachable"
+    )
+    ingest_commit_connections: int = Field(
+        4, ge=1, description="Kafka partitions of a micro-batch committed at once, each on its own connection"
+    )
+    ingest_jdbc_batch_rows: int = Field(
+        10_000, ge=1, description="Rows per JDBC batch of the executors' staging writer (reWriteBatchedInserts)"
     )
     spark_master: str = Field("local[*]", description="Spark master of `sfmlops ingest` (local runs)")
     spark_driver_memory: str = Field("1536m", description="Spark driver heap (-Xmx) of `sfmlops ingest`")
@@ -153,6 +165,15 @@ class Settings(BaseSettings):
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs the local head offers (default: all)")
     ray_object_store_mb: int = Field(512, ge=78, description="Object store size of the local head in MB")
     train_task_memory_mb: int = Field(0, ge=0, description="Memory (MB) each training task declares to Ray (0: none declared)")
+    train_lgbm_workers: int = Field(
+        1, ge=1, description="Ray Train workers of the global LightGBM fit (1: one process; >1: data-parallel, app/forecasting/distributed.py)"
+    )
+    train_storage_path: str = Field(
+        "", description="Ray Train run storage of distributed fits (empty: a temporary folder on the node; multi-node: shared, e.g. s3://...)"
+    )
+    train_read_shards: int = Field(
+        1, ge=1, description="Parallel keyed reads (store shards) of the training data from PostgreSQL (1: one COPY)"
+    )
 
     # --- API ---------------------------------------------------------------------------------
     api_port: int = Field(8000, description="Port of `sfmlops api` (uvicorn)")
@@ -198,12 +219,17 @@ class Settings(BaseSettings):
     table_dead_letter: str = Field("sales_dead_letter", description="Rejected records with reason")
     table_ledger: str = Field("ingest_batches", description="Committed (query id, batch id) pairs")
     table_forecasts: str = Field("forecasts", description="Batch forecasts")
+    table_accuracy: str = Field("forecast_accuracy", description="Live accuracy of the stored forecasts per model version, day and horizon bucket")
     table_ingest_staging: str = Field(
         "sales_ingest_staging", description="UNLOGGED staging of streaming micro-batches"
     )
 
     # --- forecasting -------------------------------------------------------------------------
     horizon_days: int = Field(48, ge=1, le=366, description="Production forecast horizon")
+    accuracy_drift_margin: float = Field(
+        0.25, ge=0, description="Drift: a day's live RMSPE above the version's backtest RMSPE x (1 + this margin) is a bad day"
+    )
+    accuracy_drift_days: int = Field(3, ge=1, description="Drift: this many bad days in a row (the newest scored days) flag the version")
 
     # --- Airflow ---------------------------------------------------------------------------
     airflow_port: int = Field(8080, description="Airflow standalone web port")
@@ -213,12 +239,40 @@ class Settings(BaseSettings):
     ui_poll_seconds: float = Field(3.0, gt=0, description="How often the training view refreshes unfinished jobs")
     ui_api_timeout_s: float = Field(10.0, gt=0, description="Timeout of one UI request to the API")
 
-    @field_validator("aws_endpoint_url", "kafka_bootstrap_servers", "mlflow_tracking_uri", "ray_address", "api_url", mode="before")
+    # --- monitoring (Prometheus, Alertmanager, Pushgateway, exporters; see monitoring/README.md) ----------
+    monitoring: bool = Field(False, description="`sfmlops up` also starts Prometheus, Alertmanager, the Pushgateway and the exporters (= --with-monitoring)")
+    prometheus_port: int = Field(9090, description="Prometheus web / HTTP API port")
+    alertmanager_port: int = Field(9099, description="Alertmanager port (9093 is Kafka's controller)")
+    pushgateway_port: int = Field(9091, description="Pushgateway port (short-lived jobs push their figures here)")
+    exporter_port: int = Field(9188, description="Port of the sfmlops exporter (forecast freshness, ledger, jobs, from Postgres)")
+    postgres_exporter_port: int = Field(9187, description="Port of prometheus-postgres-exporter")
+    pushgateway_url: str | None = Field(
+        None, description="Where jobs push metrics; default http://bind_host:pushgateway_port; 'off' disables pushing"
+    )
+    prometheus_url: str | None = Field(None, description="Prometheus HTTP API the health view reads; default http://bind_host:prometheus_port")
+    metrics_push_timeout_s: float = Field(2.0, gt=0, description="Timeout of one metrics push (a failed push is logged, never fatal)")
+    alert_webhook_token: SecretStr = Field(
+        SecretStr("local-dev-only"), description="Bearer token Alertmanager presents to POST /v1/alerts/webhook"
+    )
+    table_alerts: str = Field("alerts", description="Alerts received from Alertmanager")
+    api_metrics_route: bool | None = Field(
+        None, description="Serve GET /metrics (Prometheus text, no key) from the API; default: only with the local profile"
+    )
+    prometheus_scrape_interval_s: int = Field(15, ge=1, le=300, description="Prometheus scrape and rule evaluation interval")
+    forecast_coverage_days: int = Field(
+        7, ge=1, le=366,
+        description="The exporter counts stores lacking a forecast for one of the next N days after the newest actuals (alert ForecastStoresMissing)",
+    )
+
+    @field_validator(
+        "aws_endpoint_url", "kafka_bootstrap_servers", "mlflow_tracking_uri", "ray_address", "api_url", "pushgateway_url", "prometheus_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("table_sales", "table_stores", "table_dead_letter", "table_ledger", "table_forecasts")
+    @field_validator("table_sales", "table_stores", "table_dead_letter", "table_ledger", "table_forecasts", "table_alerts", "table_accuracy")
     @classmethod
     def _sql_identifier(cls, value: str) -> str:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
@@ -226,7 +280,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _resolve_secret_arns(self) -> "Settings":
+    def _resolve_secret_arns(self) -> Settings:
         """Read the secrets named by ``*_secret_arn`` settings (the only I/O here, and only when set)."""
         if self.pg_secret_arn:
             self.pg_user, self.pg_password = self._read_credentials("pg_secret_arn", self.pg_user)
@@ -281,7 +335,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_placeholders_outside_local(self) -> "Settings":
+    def _refuse_placeholders_outside_local(self) -> Settings:
         if self.profile == "local":
             return self
         names = ["pg_password", "api_key_pepper"]
@@ -314,6 +368,23 @@ class Settings(BaseSettings):
     @property
     def api_base_url(self) -> str:
         return self.api_url or f"http://{self.bind_host}:{self.api_port}"
+
+    @property
+    def pushgateway_base_url(self) -> str | None:
+        """Where jobs push their metrics (None: pushing is off)."""
+        if (self.pushgateway_url or "").lower() == "off":
+            return None
+        return self.pushgateway_url or f"http://{self.bind_host}:{self.pushgateway_port}"
+
+    @property
+    def api_serves_metrics(self) -> bool:
+        """Whether the API serves ``GET /metrics`` (explicit setting, else only locally: behind a public API
+        Gateway the figures go to Amazon Managed Prometheus instead)."""
+        return self.profile == "local" if self.api_metrics_route is None else self.api_metrics_route
+
+    @property
+    def prometheus_base_url(self) -> str:
+        return self.prometheus_url or f"http://{self.bind_host}:{self.prometheus_port}"
 
     @property
     def data_dir(self) -> Path:

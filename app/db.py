@@ -7,9 +7,10 @@ settings (``{table_sales}``), so literal braces are doubled.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from psycopg2.extensions import connection
@@ -29,7 +30,7 @@ def is_auth_failure(exc: BaseException) -> bool:
     return any(marker in text for marker in _AUTH_FAILED)
 
 
-def connect(settings: "Settings", database: str | None = None, **options: object) -> "connection":
+def connect(settings: Settings, database: str | None = None, **options: object) -> connection:
     """A new psycopg2 connection as the application role, built from parameters (never a parsed string).
 
     On an authentication failure with ``SFMLOPS_PG_SECRET_ARN`` set, the secret is read again (it may
@@ -52,7 +53,7 @@ def connect(settings: "Settings", database: str | None = None, **options: object
 
 
 @contextmanager
-def transaction(settings: "Settings") -> Iterator["connection"]:
+def transaction(settings: Settings) -> Iterator[connection]:
     """A connection in one transaction: committed on success, rolled back on error, always closed."""
     conn = connect(settings)
     try:
@@ -62,12 +63,12 @@ def transaction(settings: "Settings") -> Iterator["connection"]:
         conn.close()
 
 
-def table_names(settings: "Settings") -> dict[str, str]:
+def table_names(settings: Settings) -> dict[str, str]:
     """Every ``table_*`` setting, for formatting SQL templates."""
     return {name: getattr(settings, name) for name in type(settings).model_fields if name.startswith("table_")}
 
 
-def render(template: str, settings: "Settings") -> str:
+def render(template: str, settings: Settings) -> str:
     """Fill a SQL template's table placeholders from the settings."""
     return template.format(**table_names(settings))
 
@@ -76,7 +77,7 @@ def migration_files() -> list[Path]:
     return sorted(SQL_DIR.glob("*.sql"))
 
 
-def apply_migrations(settings: "Settings") -> list[str]:
+def apply_migrations(settings: Settings) -> list[str]:
     """Apply every migration file in order, each in its own transaction. Returns the file names."""
     applied = []
     with transaction(settings) as conn, conn.cursor() as cur:
@@ -96,7 +97,9 @@ def apply_migrations(settings: "Settings") -> list[str]:
 ROLE_GRANTS: dict[str, dict[str, object]] = {
     # The API Lambda: clients, keys and jobs; reads forecasts, stores and sales (health, limits, views).
     "api": {
-        "write": ("{table_api_clients}", "{table_api_keys}", "{table_api_keys}_version", "{table_training_jobs}"),
+        "write": ("{table_api_clients}", "{table_api_keys}", "{table_api_keys}_version", "{table_training_jobs}",
+                  "{table_accuracy}",  # live accuracy: POST /v1/accuracy/score writes the scores
+                  "{table_alerts}"),  # Alertmanager's webhook (POST /v1/alerts/webhook) records alerts
         "read": ("{table_forecasts}", "{table_forecasts}_runs", "{table_stores}", "{table_sales}"),
         "create": False,
     },
@@ -109,7 +112,7 @@ ROLE_GRANTS: dict[str, dict[str, object]] = {
     # The Spark ingestion: sales, dead letters, the ledger and the staging template; its per-query staging
     # tables it creates (CREATE on the schema) and so owns.
     "spark": {
-        "write": ("{table_sales}", "{table_dead_letter}", "{table_ledger}", "{table_ingest_staging}"),
+        "write": ("{table_sales}", "{table_dead_letter}", "{table_ledger}", "{table_ledger}_partitions", "{table_ingest_staging}"),
         "read": ("{table_stores}",),
         "create": True,
     },
@@ -127,12 +130,12 @@ def _existing(cur, names: list[str], kinds: str) -> list[str]:  # noqa: ANN001 -
     return [r[0] for r in cur.fetchall()]
 
 
-def granted_relations(settings: "Settings", component: str, access: str) -> list[str]:
+def granted_relations(settings: Settings, component: str, access: str) -> list[str]:
     """The relation names of ``ROLE_GRANTS[component][access]`` for these settings."""
     return [name.format(**table_names(settings)) for name in ROLE_GRANTS[component][access]]  # type: ignore[union-attr]
 
 
-def grant_role(conn, settings: "Settings", component: str, role: str) -> dict[str, list[str]]:  # noqa: ANN001
+def grant_role(conn, settings: Settings, component: str, role: str) -> dict[str, list[str]]:  # noqa: ANN001
     """Grant ``role`` exactly what ``component`` needs (``ROLE_GRANTS``) on the tables present now; run again
     after migrations that add tables. Returns ``{"write": [...], "read": [...], "sequences": [...]}``.
 
@@ -172,7 +175,7 @@ def grant_role(conn, settings: "Settings", component: str, role: str) -> dict[st
     return {"write": write, "read": read, "sequences": sequences}
 
 
-def bootstrap_roles(settings: "Settings", roles: dict[str, dict[str, str]], rotate: bool = False) -> dict[str, str]:
+def bootstrap_roles(settings: Settings, roles: dict[str, dict[str, str]], rotate: bool = False) -> dict[str, str]:
     """Create or update the per-component database roles of the AWS deployment and fill their secrets.
 
     Run as the RDS master user (``settings`` resolve its secret, ``SFMLOPS_PG_SECRET_ARN``) after the

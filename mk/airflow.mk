@@ -17,7 +17,7 @@ DAGS_ZIP            := build/dags.zip
 # `make setup` installs the Airflow virtualenv too (extra prerequisite of the root setup target).
 setup: $(AIRFLOW_VENV)/.installed
 
-.PHONY: airflow-setup airflow-constraints airflow-lock dags-package test-dags airflow-up
+.PHONY: airflow-setup airflow-constraints airflow-lock dags-vendor dags-package test-dags airflow-up
 
 $(AIRFLOW_VENV)/.installed: requirements/airflow.lock | $(VENV)/.installed
 	@test -x $(AIRFLOW_PY) || $(PYTHON) -m venv $(AIRFLOW_VENV)
@@ -42,7 +42,12 @@ else
 	  -o requirements/airflow.lock
 endif
 
-dags-package: ## Build build/dags.zip (DAG files, helper package, .airflowignore) for the MWAA DAGs bucket
+DAGS_COMMON := dags/sfmlops_dag_utils/common
+dags-vendor: ## Copy app/common (job states, job results, the API client) verbatim into the DAG bundle (dags/sfmlops_dag_utils/common)
+	@rm -rf $(DAGS_COMMON) && mkdir -p $(DAGS_COMMON) && cp app/common/*.py $(DAGS_COMMON)/
+	@echo "$(DAGS_COMMON): $$(ls $(DAGS_COMMON) | tr '\n' ' ')"
+
+dags-package: dags-vendor ## Build build/dags.zip (DAG files, helper package, .airflowignore) for the MWAA DAGs bucket
 	@mkdir -p build
 	@rm -f $(DAGS_ZIP)
 	@python3 -c 'import pathlib, zipfile, sys; root = pathlib.Path("dags"); \
@@ -52,7 +57,7 @@ dags-package: ## Build build/dags.zip (DAG files, helper package, .airflowignore
 		[z.write(f, f.relative_to(root).as_posix()) or print("  " + f.relative_to(root).as_posix()) for f in files]; z.close()' $(DAGS_ZIP)
 	@echo "$(DAGS_ZIP): $$(stat -c %s $(DAGS_ZIP)) bytes (Airflow $(AIRFLOW_VERSION) DAG bundle); upload its contents to s3://<dags bucket>/dags/ and dags/requirements.txt to s3://<dags bucket>/requirements.txt (MWAA $(AIRFLOW_VERSION))"
 
-test-dags: airflow-setup ## DAG tests in .venv-airflow (DagBag, failing tasks, dag.test() end to end on the stack)
+test-dags: airflow-setup $(VENV)/.dev-installed ## DAG tests in .venv-airflow (DagBag, failing tasks, dag.test() end to end on the stack)
 	$(SFMLOPS) up
 	$(PY) -m pytest tests/dags $(PYTEST_ARGS)
 

@@ -29,8 +29,8 @@ fc-evaluate: ## Score the champion on FC_ACTUALS (Kaggle train.csv format, dates
 fc-bench: ## Benchmark full training + 48-day forecast on all stores (one JSON line)
 	nice -n 19 $(PY) -c "import json; from app.config import get_settings; from app.bench.train import run; print(json.dumps(run(get_settings())))"
 
-fc-test-unit: ## Forecasting unit tests (real shared data, no services)
+fc-test-unit: $(VENV)/.dev-installed ## Forecasting unit tests (real shared data, no services)
 	$(PY) -m pytest tests/forecasting -m "not integration" $(PYTEST_ARGS)
 
-fc-test: ## All forecasting tests, including the Ray/MLflow/Postgres ones on the local stack
+fc-test: $(VENV)/.dev-installed ## All forecasting tests, including the Ray/MLflow/Postgres ones on the local stack
 	$(PY) -m pytest tests/forecasting $(PYTEST_ARGS)

@@ -18,7 +18,7 @@ spark-jars: .cache/jars/spark.stamp ## Resolve the Spark Kafka connector + hadoo
 spark-package: ## Build dist/spark (job file, app.zip for --py-files) and print the EMR spark-submit line
 	$(PY) spark_jobs/package.py
 
-ingest-test: spark-jars ## Run the ingestion tests against the local stack
+ingest-test: spark-jars $(VENV)/.dev-installed ## Run the ingestion tests against the local stack
 	nice -n 19 $(PY) -m pytest tests/ingest -q
 
 ingest-bench: spark-jars ## Replay the full history through Kafka -> Spark -> Postgres and print one JSON line

@@ -8,8 +8,8 @@ TOOLS_VENV    := .venv-tools
 TFLINT_VERSION := v0.58.1
 LAMBDA_ZIP    ?= $(CURDIR)/build/lambda.zip
 
-# `make setup` installs checkov and tflint too.
-setup: tools-setup
+# `make setup-dev` installs checkov and tflint too (the pipeline needs neither).
+setup-dev: tools-setup
 
 .PHONY: tools-setup tf-init tf-fmt tf-validate tf-test tf-lint tf-checkov tf-check tf-apply-local tf-destroy-local tf-ray-cluster
 

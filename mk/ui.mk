@@ -16,8 +16,8 @@ browser-setup: ## Install Debian's chromium for the browser tests if /usr/bin/ch
 ui: $(VENV)/.installed ## Start the operator UI (Streamlit) on 127.0.0.1:SFMLOPS_UI_PORT (default 8501)
 	$(PY) -m app.ui
 
-test-ui: $(VENV)/.installed browser-setup ## UI tests: AppTest views and the Playwright/chromium browser test
+test-ui: $(VENV)/.dev-installed browser-setup ## UI tests: AppTest views and the Playwright/chromium browser test
 	$(PY) -m pytest tests/ui $(PYTEST_ARGS)
 
-# `make setup` also provides the browser the UI tests drive.
-setup: browser-setup
+# `make setup-dev` also provides the browser the UI tests drive.
+setup-dev: browser-setup

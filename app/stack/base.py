@@ -12,9 +12,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -135,7 +136,7 @@ class Service:
     #: starts to try when the process exits during start-up
     start_attempts: int = 1
 
-    def __init__(self, settings: "Settings"):
+    def __init__(self, settings: Settings):
         self.settings = settings
 
     # -- paths -----------------------------------------------------------------------------

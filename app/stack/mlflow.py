@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
 
 
-def backend_store_uri(settings: "Settings") -> str:
+def backend_store_uri(settings: Settings) -> str:
     """SQLAlchemy URL of MLflow's backend store (the application role on the ``mlflow_database``)."""
     return settings.pg_url(settings.mlflow_database, driver="postgresql+psycopg2")
 
