@@ -26,14 +26,15 @@ import psycopg2.extras
 from app.api import db
 from app.api.auth import Client
 from app.api.errors import ApiError, ErrorDetail
-from app.api.ray_jobs import TERMINAL_STATES, RayJobExists, RayJobNotFound, RayJobsClient, RayUnreachable
+from app.api.ray_jobs import RayJobExists, RayJobNotFound, RayJobsClient, RayUnreachable
+from app.common.jobs import ACTIVE_STATES as _ACTIVE
+from app.common.jobs import RAY_FINISHED_STATES, JobState, last_json_object
 from app.config import Settings
 
 log = logging.getLogger("app.api.jobs")
 
-#: States of our own records: Ray's plus SUBMITTING (recorded, Ray has not confirmed the submission yet)
-#: and LOST (Ray no longer knows an unfinished job).
-ACTIVE_STATES = ("SUBMITTING", "PENDING", "RUNNING")
+#: Unfinished states (see :class:`app.common.jobs.JobState`), as plain strings for SQL parameters.
+ACTIVE_STATES = tuple(state.value for state in _ACTIVE)
 #: Most characters kept of a failed job's log tail, of the JSON line read as a job's result and of Ray's
 #: status message: a job list (up to 100 jobs) must stay far below Lambda's 6 MB response limit.
 LOG_TAIL_CHARS = 4000
@@ -127,23 +128,6 @@ def _ms(value: Any) -> datetime | None:
     return datetime.fromtimestamp(value / 1000, tz=UTC) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def _result_from_logs(logs: str) -> dict[str, Any] | None:
-    """The last log line that is a JSON object (jobs print their summary as one JSON line last).
-
-    Lines longer than ``RESULT_LINE_CHARS`` are skipped: the result is stored and listed with every job.
-    """
-    for line in reversed(logs.strip().splitlines()[-200:]):
-        line = line.strip()
-        if len(line) <= RESULT_LINE_CHARS and line.startswith("{") and line.endswith("}"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    return None
-
-
 def get_job(settings: Settings, client: Client, job_id: str) -> dict[str, Any]:
     """The client's job record (404 for unknown ids and for other clients' jobs alike)."""
     with db.connection(settings) as conn, db.cursor(conn) as cur:
@@ -177,33 +161,34 @@ def refresh(settings: Settings, ray: RayJobsClient, job: dict[str, Any]) -> dict
     stored. When Ray is unreachable the stored record is returned unchanged (``refreshed_at`` tells how old
     it is). A job Ray no longer knows becomes ``LOST``.
     """
-    if job["state"] == "SUBMITTING":
+    if job["state"] == JobState.SUBMITTING:
         job = _send(settings, ray, job["id"], fresh=False) or job
-    if job["state"] not in ACTIVE_STATES or job["state"] == "SUBMITTING":
+    if job["state"] not in ACTIVE_STATES or job["state"] == JobState.SUBMITTING:
         return job
     now = datetime.now(UTC)
     updates: dict[str, Any] = {"refreshed_at": now}
     try:
         info = ray.get(job["ray_submission_id"])
     except RayJobNotFound:
-        updates.update(state="LOST", message="Ray no longer knows this job (cluster restarted?)", finished_at=now)
+        updates.update(state=JobState.LOST, message="Ray no longer knows this job (cluster restarted?)", finished_at=now)
     except ApiError:
         return job
     else:
-        state = str(info.get("status") or "PENDING").upper()
+        state = str(info.get("status") or JobState.PENDING).upper()
         message = info.get("message")
         updates.update(
             state=state, message=message[:MESSAGE_CHARS] if isinstance(message, str) else None,
             started_at=_ms(info.get("start_time")),
         )
-        if state in TERMINAL_STATES:
+        if state in RAY_FINISHED_STATES:
             updates["finished_at"] = _ms(info.get("end_time")) or now
             try:
                 logs = ray.logs(job["ray_submission_id"])
             except (ApiError, RayJobNotFound):
                 logs = ""
-            result = _result_from_logs(logs) or {}
-            if state != "SUCCEEDED":
+            # Lines longer than RESULT_LINE_CHARS are skipped: the result is stored and listed with every job.
+            result = last_json_object(logs, max_line_chars=RESULT_LINE_CHARS) or {}
+            if state != JobState.SUCCEEDED:
                 result.update(
                     error_type=info.get("error_type"),
                     exit_code=info.get("driver_exit_code"),
@@ -263,7 +248,7 @@ def _send(settings: Settings, ray: RayJobsClient, job_id: str, *, fresh: bool) -
         )
         row = dict(cur.fetchone())
         client_name = row.pop("client_name")
-        if row["state"] != "SUBMITTING":
+        if row["state"] != JobState.SUBMITTING:
             return row
         _, runtime_env = build_submission(settings, row["params"])
         metadata = {
@@ -272,7 +257,8 @@ def _send(settings: Settings, ray: RayJobsClient, job_id: str, *, fresh: bool) -
             "sfmlops_job_id": job_id,
             "sfmlops_request_hash": row["request_hash"].strip(),
         }
-        outcome, message = "PENDING", None
+        outcome: str = JobState.PENDING
+        message: str | None = None
         try:
             ray.submit(entrypoint=row["entrypoint"], submission_id=row["ray_submission_id"], runtime_env=runtime_env, metadata=metadata)
         except RayJobExists:
@@ -281,29 +267,29 @@ def _send(settings: Settings, ray: RayJobsClient, job_id: str, *, fresh: bool) -
             except (ApiError, RayJobNotFound):
                 theirs = None
             if theirs is None:
-                outcome = "SUBMITTING"
+                outcome = JobState.SUBMITTING
                 message = "Ray reports the submission id as taken but does not answer about it yet; retried when read"
             elif theirs.get("sfmlops_job_id") != job_id or theirs.get("sfmlops_request_hash") != metadata["sfmlops_request_hash"]:
-                outcome, message = "FAILED", "Ray already holds a different job under this submission id"
+                outcome, message = JobState.FAILED, "Ray already holds a different job under this submission id"
                 log.error("job %s: Ray holds a foreign job under its submission id (metadata %s)", job_id, theirs)
         except RayUnreachable as exc:
             if fresh and not exc.maybe_received:
                 outcome, error = "DELETE", exc
             else:
-                outcome = "SUBMITTING"
+                outcome = JobState.SUBMITTING
                 message = "Ray has not confirmed the submission yet; it is retried whenever the job is read"
                 log.warning("job %s: submission unconfirmed: %s", job_id, exc.internal)
         except ApiError as exc:  # Ray answered and refused (it did not start the job)
             if fresh:
                 outcome, error = "DELETE", exc
             else:
-                outcome, message = "FAILED", "Ray refused the submission"
+                outcome, message = JobState.FAILED, "Ray refused the submission"
                 log.error("job %s: Ray refused the submission: %s", job_id, exc.internal or exc.message)
         now = datetime.now(UTC)
         if outcome == "DELETE":
             cur.execute(f"DELETE FROM {t} WHERE id = %s AND state = 'SUBMITTING'", (job_id,))
         else:
-            finished = now if outcome == "FAILED" else None
+            finished = now if outcome == JobState.FAILED else None
             cur.execute(
                 f"UPDATE {t} SET state = %s, message = %s, refreshed_at = %s, finished_at = %s"
                 " WHERE id = %s AND state = 'SUBMITTING' RETURNING *",
@@ -402,7 +388,7 @@ def submit(
             )
             row = dict(cur.fetchone())
     if existing is not None:
-        if existing["state"] != "SUBMITTING":
+        if existing["state"] != JobState.SUBMITTING:
             return existing, False
         return _send(settings, ray, existing["id"], fresh=False) or existing, False
     # Committed: from here on the job is known (and counted) whatever happens to the call to Ray.
@@ -414,7 +400,7 @@ def stop(settings: Settings, ray: RayJobsClient, client: Client, job_id: str) ->
     job = refresh(settings, ray, get_job(settings, client, job_id))
     if job["state"] not in ACTIVE_STATES:
         raise ApiError(409, f"Training job {job_id} already finished ({job['state']})")
-    if job["state"] == "SUBMITTING":
+    if job["state"] == JobState.SUBMITTING:
         # Ray has not confirmed it: stop it there in case it did get it, then finish the record, all under
         # the client's lock so that no reconciliation submits it in between.
         t = settings.table_training_jobs
@@ -443,7 +429,7 @@ def logs(settings: Settings, ray: RayJobsClient, client: Client, job_id: str) ->
     try:
         return ray.logs(job["ray_submission_id"])
     except RayJobNotFound as exc:
-        if job["state"] == "SUBMITTING":
+        if job["state"] == JobState.SUBMITTING:
             return ""
         raise ApiError(404, f"Logs of training job {job_id} are no longer available from Ray") from exc
 

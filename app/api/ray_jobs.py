@@ -13,9 +13,6 @@ import httpx
 
 from app.api.errors import ApiError
 
-#: Ray job states that never change again.
-TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
-
 
 class RayJobNotFound(Exception):
     """Ray does not know the job (never submitted, or the cluster was restarted)."""
@@ -89,7 +86,6 @@ class RayJobsClient:
         submission_id: str,
         runtime_env: dict[str, Any] | None = None,
         metadata: dict[str, str] | None = None,
-        entrypoint_num_cpus: float | None = None,
     ) -> str:
         """Submit a job; returns its submission id.
 
@@ -101,9 +97,15 @@ class RayJobsClient:
             body["runtime_env"] = runtime_env
         if metadata:
             body["metadata"] = metadata
-        if entrypoint_num_cpus is not None:
-            body["entrypoint_num_cpus"] = entrypoint_num_cpus
-        return self._request("POST", "/api/jobs/", json=body).json()["submission_id"]
+        try:
+            return self._request("POST", "/api/jobs/", json=body).json()["submission_id"]
+        except RayJobExists:
+            raise  # the job is on Ray already: not a failed submission
+        except Exception as exc:
+            from app.monitoring.metrics import ray_submission_failed
+
+            ray_submission_failed(exc)
+            raise
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job the cluster knows (submission and driver jobs)."""

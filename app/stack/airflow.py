@@ -42,7 +42,7 @@ PASSWORDS_FILE = "simple_auth_manager_passwords.json"
 COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 
-def airflow_env(settings: "Settings", airflow_home: str | None = None) -> dict[str, str]:
+def airflow_env(settings: Settings, airflow_home: str | None = None) -> dict[str, str]:
     """Environment of Airflow processes (the service, and ``dag.test()`` runs in tests) for ``settings``.
 
     Args:
@@ -163,3 +163,54 @@ class Airflow(Service):
         with urllib.request.urlopen(f"{self.address}/api/v2/monitor/health", timeout=3) as resp:  # noqa: S310 - loopback
             body = json.loads(resp.read())
         return all((body.get(part) or {}).get("status") == "healthy" for part in COMPONENTS)
+
+
+#: Lines the weekly DAG's tasks print (``sales_train_weekly``): the champion report and the forecast check.
+DAG_REPORT_PATTERNS = {
+    "champion": r"(new model v\S+ (?:is the champion|stays challenger).*|the training job reported no champion.*)$",
+    "forecast_coverage": r"forecast coverage: (.*)$",
+}
+
+
+def dag_report(log_text: str) -> dict[str, str | None]:
+    """The report lines of a ``dags test`` log (each task's own print: later lines repeat it in return values)."""
+    import re
+
+    found = {name: re.findall(pattern, log_text, flags=re.M) for name, pattern in DAG_REPORT_PATTERNS.items()}
+    return {name: (hits[0].strip() if hits else None) for name, hits in found.items()}
+
+
+def dags_test(
+    settings: Settings, dag_id: str, log_path: Path, env: dict[str, str] | None = None, timeout_s: float = 4 * 3600
+) -> int:
+    """Run one DAG once (``airflow db migrate`` then ``airflow dags test DAG_ID`` from ``.venv-airflow``); returns its
+    exit code (124 on timeout). Airflow 3 runs ``dag.test()`` in-process against the metadata DB, needs no
+    api-server, and exits non-zero when the run fails. Output goes to ``log_path``.
+
+    Args:
+        settings: The stack (connections, API, local backend: :func:`airflow_env`).
+        dag_id: The DAG.
+        log_path: Where the output goes.
+        env: Extra variables over :func:`airflow_env` (e.g. ``SFMLOPS_DAG_*``).
+        timeout_s: Stop the run after this long.
+
+    Raises:
+        StackError: ``.venv-airflow`` is missing.
+    """
+    import subprocess
+
+    airflow = AIRFLOW_VENV / "bin" / "airflow"
+    if not airflow.exists():
+        raise StackError(f"{airflow} is missing: run `make airflow-setup` (or `make setup`)")
+    run_env = {**os.environ, **airflow_env(settings), **(env or {})}
+    run_env["PATH"] = os.pathsep.join([str(airflow.parent), os.environ.get("PATH", "")])
+    Path(run_env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        subprocess.run([str(airflow), "db", "migrate"], env=run_env, cwd=PROJECT_ROOT, stdout=log,
+                       stderr=subprocess.STDOUT, check=True)
+        try:
+            return subprocess.run([str(airflow), "dags", "test", dag_id], env=run_env, cwd=PROJECT_ROOT, stdout=log,
+                                  stderr=subprocess.STDOUT, timeout=timeout_s, check=False).returncode
+        except subprocess.TimeoutExpired:
+            return 124

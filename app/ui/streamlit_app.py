@@ -8,21 +8,23 @@ from __future__ import annotations
 import streamlit as st
 
 from app.config import Settings
-from app.ui import views
-from app.ui.client import ApiClient, ApiProblem
+from app.ui import accuracy, health, views
+from app.ui.client import ApiProblem, ui_client
 
 VIEWS = {"Forecast": views.forecast_view, "Chain": views.chain_view, "Training": views.training_view, "Models": views.models_view}
+VIEWS["Health"] = health.health_view  # metrics (Prometheus) and open alerts, issue 18
+VIEWS["Accuracy"] = accuracy.accuracy_view  # evaluation by horizon/store type/worst stores, live accuracy (17.6, 18.4)
 
 
 def main() -> None:
     """Render the page: sidebar with API status and navigation, then the chosen view."""
-    st.set_page_config(page_title="sfmlops · sales forecasts", page_icon="📈", layout="wide")
+    st.set_page_config(page_title="sfmlops · sales forecasts", page_icon=":material/show_chart:", layout="wide")
     try:
         settings = Settings()
     except Exception as exc:  # noqa: BLE001 - a bad setting is shown, not raised
         st.error(f"**Invalid settings**: {exc}")
         return
-    api = ApiClient(settings)
+    api = ui_client(settings)
     try:
         with st.sidebar:
             st.title("sfmlops")
@@ -31,11 +33,11 @@ def main() -> None:
             try:
                 health = api.health()
             except ApiProblem as problem:
-                st.error(f"**{problem.title}**: {problem.message}", icon="🔌")
+                st.error(f"**{problem.title}**: {problem.message}")
             else:
                 status = health.get("status", "?")
-                icon = {"ok": "🟢", "degraded": "🟡"}.get(status, "🔴")
-                st.caption(f"{icon} API {status}")
+                colour = {"ok": "green", "degraded": "orange"}.get(status, "red")
+                st.caption(f":{colour}[●] API {status}")
                 for name, check in (health.get("checks") or {}).items():
                     if not check.get("ok"):
                         st.caption(f"· {name}: {check.get('detail')}")

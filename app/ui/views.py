@@ -10,17 +10,34 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app.common.jobs import JobState
 from app.config import Settings
 from app.ui import charts
-from app.ui.client import ApiClient, ApiProblem
+from app.ui.client import ApiClient, ApiProblem, ui_client
 
-ACTIVE = ("SUBMITTING", "PENDING", "RUNNING")
-STATE_ICON = {"SUBMITTING": "📨", "PENDING": "⏳", "RUNNING": "🏃", "SUCCEEDED": "✅", "FAILED": "❌", "STOPPED": "⏹️", "LOST": "❓"}
+#: Plain marks that every font renders (Chromium without an emoji font shows emoji as empty boxes).
+STATE_MARK = {
+    JobState.SUBMITTING: "…",
+    JobState.PENDING: "…",
+    JobState.RUNNING: "▶",
+    JobState.SUCCEEDED: "✓",
+    JobState.FAILED: "✗",
+    JobState.STOPPED: "■",
+    JobState.LOST: "?",
+}
+
+
+def state_label(state: str) -> str:
+    """``✓ SUCCEEDED``: the state with its mark (unknown states as they are)."""
+    try:
+        return f"{STATE_MARK[JobState(state)]} {state}"
+    except ValueError:
+        return state
 
 
 def show_problem(problem: ApiProblem, what: str) -> None:
     """Render an API failure as a message box (never a stack trace)."""
-    st.error(f"**{problem.title}** while loading {what}: {problem.message}", icon="🚫")
+    st.error(f"**{problem.title}** while loading {what}: {problem.message}")
 
 
 def guarded(what: str, fn: Callable[[], Any]) -> Any:
@@ -170,7 +187,8 @@ def training_view(api: ApiClient, settings: Settings) -> None:
         key = _idempotency_key(kind, store)
         if st.button("Start training", type="primary", key="train_start"):
             try:
-                job, replayed = api.start_job(kind, store, key)
+                body = {"kind": kind} if store is None else {"kind": kind, "store": int(store)}
+                job, replayed = api.submit_job(body, key)
             except ApiProblem as problem:
                 show_problem(problem, "the training submission")
             else:
@@ -184,7 +202,7 @@ def training_view(api: ApiClient, settings: Settings) -> None:
     @st.fragment(run_every=poll)
     def jobs_panel() -> None:
         # Fragment reruns outlive the page run that created ``api``: use a client of their own.
-        poll_api = ApiClient(settings)
+        poll_api = ui_client(settings)
         try:
             _jobs_panel(poll_api)
         except Exception as exc:  # noqa: BLE001 - fragment reruns bypass the page's guard
@@ -203,7 +221,7 @@ def _jobs_panel(api: ApiClient) -> None:
     # A finished job frees its idempotency key: the next click trains again.
     current = st.session_state.get("train_key")
     for job in jobs:
-        if current and job.get("idempotency_key") == current["key"] and job["state"] not in ACTIVE:
+        if current and job.get("idempotency_key") == current["key"] and JobState(job["state"]).finished:
             st.session_state.pop("train_key", None)
     _jobs_table(jobs)
     if jobs:
@@ -218,7 +236,7 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> None:
     rows = [
         {
             "id": j["id"],
-            "state": f"{STATE_ICON.get(j['state'], '')} {j['state']}",
+            "state": state_label(j["state"]),
             "scope": f"store {j['store']}" if j.get("store") else j["kind"],
             "created": charts.when(j.get("created_at")),
             "duration": charts.duration(j),
@@ -244,7 +262,7 @@ def _job_details(api: ApiClient, jobs: list[dict[str, Any]]) -> None:
     last = st.session_state.get("train_last")
     job_id = st.selectbox("Job details", ids, index=ids.index(last) if last in ids else 0, key="job_pick")
     job = next(j for j in jobs if j["id"] == job_id)
-    st.markdown(f"**State:** {STATE_ICON.get(job['state'], '')} `{job['state']}` · duration {charts.duration(job)}")
+    st.markdown(f"**State:** `{state_label(job['state'])}` · duration {charts.duration(job)}")
     if job.get("message"):
         st.caption(job["message"])
     decision = charts.champion_decision(job.get("result"))
@@ -253,10 +271,10 @@ def _job_details(api: ApiClient, jobs: list[dict[str, Any]]) -> None:
     if job.get("result"):
         st.json(job["result"], expanded=False)
     cols = st.columns(2)
-    if job["state"] in ACTIVE and cols[1].button("Stop job", key=f"stop_{job_id}"):
+    if JobState(job["state"]).active and cols[1].button("Stop job", key=f"stop_{job_id}"):
         guarded("the stop request", lambda: api.stop_job(job_id))
     if cols[0].toggle("Show logs", key=f"logs_{job_id}"):
-        logs = guarded("job logs", lambda: api.job_logs(job_id))
+        logs = guarded("job logs", lambda: api.job_logs(job_id, tail=200))
         if logs is not None:
             st.caption(f"GET {job.get('links', {}).get('logs')}")
             st.code(logs.get("logs") or "(no output yet)", language="text")
@@ -274,7 +292,7 @@ def models_view(api: ApiClient, settings: Settings) -> None:
         return
     aliases = models.get("aliases") or {}
     cols = st.columns(max(1, len(aliases)))
-    for col, (alias, version) in zip(cols, sorted(aliases.items())):
+    for col, (alias, version) in zip(cols, sorted(aliases.items()), strict=False):  # one column when there are none
         col.metric(alias, f"v{version}")
     st.subheader(f"Versions of {models['name']}")
     st.dataframe(charts.versions_table(models), hide_index=True, width="stretch")

@@ -1,4 +1,5 @@
-"""A small client of the sfmlops API (the job-submission middle man), for tasks and sensors.
+"""The sfmlops API (the job-submission middle man) for tasks and sensors: the project's one API client
+(``common.api_client``, vendored from ``app/common``) configured from an Airflow connection.
 
 The base URL and key come from the Airflow HTTP connection named by ``api_conn_id`` (default
 ``sfmlops_api``): ``host`` is the base URL (``http://127.0.0.1:8000`` locally, the API Gateway URL on
@@ -9,14 +10,14 @@ a 5xx, 429 or connection error raises a retryable error.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-import requests
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-KEY_HEADER = "X-API-Key"
+from sfmlops_dag_utils.common.api_client import KEY_HEADER, ApiClient, ApiProblem
 
 
 class ApiError(AirflowException):
@@ -27,30 +28,33 @@ class ApiRejected(AirflowFailException):
     """The API refused the request (4xx other than 429): fails the task without retries."""
 
 
-def _describe(resp: requests.Response) -> str:
+@contextmanager
+def airflow_errors() -> Iterator[None]:
+    """Turn :class:`ApiProblem` into :class:`ApiError` (retryable) or :class:`ApiRejected` (fails the task)."""
     try:
-        body = resp.json()
-    except ValueError:
-        return resp.text[:500] or resp.reason
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict):
-        details = "; ".join(
-            f"{d.get('field') or '-'}: {d.get('message')}" for d in err.get("details") or [] if isinstance(d, dict)
-        )
-        return f"{err.get('code', '')}: {err.get('message', '')}" + (f" ({details})" if details else "")
-    return json.dumps(body)[:500]
+        yield
+    except ApiProblem as problem:
+        if problem.retryable:
+            raise ApiError(f"API error ({problem.code}): {problem.message}") from problem
+        raise ApiRejected(f"API rejected ({problem.code}): {problem.message}") from problem
 
 
-@dataclass
 class SfmlopsApi:
-    """Calls the API with the key of the connection."""
+    """The API client of an Airflow connection; every call raises Airflow exceptions (see :func:`airflow_errors`).
 
-    base_url: str
-    api_key: str
-    timeout_s: float = 30.0
+    Args:
+        client: The shared client (:class:`sfmlops_dag_utils.common.api_client.ApiClient`).
+    """
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+
+    @property
+    def base_url(self) -> str:
+        return self.client.base_url
 
     @classmethod
-    def from_connection(cls, conn_id: str, timeout_s: float = 30.0) -> "SfmlopsApi":
+    def from_connection(cls, conn_id: str, timeout_s: float = 30.0) -> SfmlopsApi:
         """Build the client from an Airflow connection (looked up now, i.e. at run time, through the Task SDK:
         environment ``AIRFLOW_CONN_*``, a secrets backend, or the Execution API - never the metadata database)."""
         from airflow.sdk import BaseHook
@@ -67,54 +71,49 @@ class SfmlopsApi:
             host = f"{host}:{conn.port}"
         if not conn.password:
             raise ApiRejected(f"Airflow connection {conn_id!r} has no password: set it to the API key ({KEY_HEADER})")
-        return cls(base_url=host.rstrip("/"), api_key=conn.password, timeout_s=timeout_s)
+        return cls(
+            ApiClient(
+                host,
+                conn.password,
+                timeout_s=timeout_s,
+                user_agent="sfmlops-airflow",
+                unreachable_hint=f"Check the host of the Airflow connection {conn_id!r}.",
+                key_hint=f"Check the password (API key) of the Airflow connection {conn_id!r}.",
+            )
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """One API call; returns the decoded JSON body or raises :class:`ApiError` / :class:`ApiRejected`."""
-        url = f"{self.base_url}{path}"
-        headers = {KEY_HEADER: self.api_key, "Accept": "application/json", **kwargs.pop("headers", {})}
+        with airflow_errors():
+            resp = self.client.request(method, path, **kwargs)
         try:
-            resp = requests.request(method, url, headers=headers, timeout=self.timeout_s, **kwargs)
-        except requests.RequestException as exc:
-            raise ApiError(f"API unreachable: {method} {url} failed: {exc}") from exc
-        if resp.status_code == 429:
-            raise ApiError(
-                f"API rate limit: {method} {path} answered 429 (Retry-After {resp.headers.get('Retry-After', '?')}s): "
-                f"{_describe(resp)}"
-            )
-        if 400 <= resp.status_code < 500:
-            raise ApiRejected(f"API rejected {method} {path} with {resp.status_code} {_describe(resp)}")
-        if resp.status_code >= 500:
-            raise ApiError(f"API error: {method} {path} answered {resp.status_code} {_describe(resp)}")
-        try:
-            return resp.json()
+            body = resp.json()
         except ValueError as exc:
-            raise ApiError(f"API answered {method} {path} with non-JSON body: {resp.text[:300]!r}") from exc
+            raise ApiError(f"API answered {method} {path} with a non-JSON body: {resp.text[:300]!r}") from exc
+        return body
 
     # -- routes ---------------------------------------------------------------------------------
     def submit_training(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         """``POST /v1/training-jobs`` (a retried task reuses its Idempotency-Key: one job per run)."""
-        return self.request("POST", "/v1/training-jobs", json=body, headers={"Idempotency-Key": idempotency_key})
+        with airflow_errors():
+            return self.client.submit_job(body, idempotency_key)[0]
 
     def training_job(self, job_id: str) -> dict[str, Any]:
         """``GET /v1/training-jobs/{id}``: the job, its state refreshed from Ray."""
-        return self.request("GET", f"/v1/training-jobs/{job_id}")
+        with airflow_errors():
+            return self.client.job(job_id)
 
     def training_logs(self, job_id: str) -> str:
-        """``GET /v1/training-jobs/{id}/logs``: the driver log (empty on error)."""
-        try:
-            return str(self.request("GET", f"/v1/training-jobs/{job_id}/logs").get("logs") or "")
-        except AirflowException:
-            return ""
+        """The end of the job's driver log (empty when the API cannot give it)."""
+        return self.client.job_log_text(job_id)
 
     def models(self) -> dict[str, Any]:
         """``GET /v1/models``: registered versions, aliases and backtest metrics."""
-        return self.request("GET", "/v1/models")
+        with airflow_errors():
+            return self.client.models()
 
 
 def idempotency_key(dag_id: str, run_id: str, task_id: str) -> str:
     """A key unique to one task of one DAG run, in the API's allowed alphabet."""
-    import re
-
     raw = f"airflow:{dag_id}:{run_id}:{task_id}"
     return re.sub(r"[^A-Za-z0-9._:-]", "-", raw)[:128]

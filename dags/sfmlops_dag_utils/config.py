@@ -16,6 +16,7 @@ database every time the scheduler parses the file.
 
 from __future__ import annotations
 
+import builtins
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,9 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "max_dead_letters": ("100", "Dead letters allowed per ingest run before the data-quality task fails"),
     "min_rows": ("0", "Fewest sales rows an ingest run must upsert (0 = no minimum)"),
     "ingest_timeout_s": ("3600", "Local spark-submit run limit in seconds"),
-    "ingest_extra_args": ("", "Extra arguments of sales_stream.py (e.g. --max-offsets-per-trigger 500000)"),
+    "ingest_extra_args": ("", "Extra options of `sfmlops ingest` (e.g. --max-offsets-per-trigger 500000)"),
     "training_kind": ("all", "Body `kind` of POST /v1/training-jobs (all | noop for tests)"),
+    "retrain_on_drift": ("true", "Daily run: submit a training (the weekly request) when the served model's live accuracy drifts (true | false)"),
     "stores": ("", "Comma-separated store ids to train on, forecast and check (kind=all; empty = every store in sales)"),
     "training_neural": ("true", "Also train the neuralforecast candidate (true | false; false = LightGBM only, much faster)"),
     "training_lgbm_rounds": ("", "Boosting rounds of LightGBM (empty = the model's default)"),
@@ -109,14 +111,15 @@ class DagConfig:
         raw = self.values["project_dir"]
         return Path(raw) if raw else Path(__file__).resolve().parents[2]
 
+    # `int` and `bool` below name methods: later annotations in this class say `builtins.int` / `builtins.bool`.
     def int(self, name: str, minimum: int = 0) -> int:
         return _int(name, self.values[name], minimum)
 
-    def optional_int(self, name: str, minimum: int = 1) -> int | None:
+    def optional_int(self, name: str, minimum: builtins.int = 1) -> builtins.int | None:
         """An integer setting that may be left empty (``None``)."""
         return None if self.values[name] == "" else _int(name, self.values[name], minimum)
 
-    def bool(self, name: str) -> bool:
+    def bool(self, name: str) -> builtins.bool:
         """A true/false setting (true, false, 1, 0, yes, no)."""
         value = self.values[name].lower()
         if value in _TRUE or value in _FALSE:
@@ -125,7 +128,7 @@ class DagConfig:
             f"{ENV_PREFIX}{name.upper()} (or Variable {VARIABLE_PREFIX}{name}) must be true or false, got {self.values[name]!r}"
         )
 
-    def stores(self) -> list[int] | None:
+    def stores(self) -> list[builtins.int] | None:
         """The ``stores`` setting as a list of distinct ids (``None`` = every store)."""
         raw = self.values["stores"]
         if not raw:
@@ -171,5 +174,6 @@ def run_config() -> DagConfig:
     cfg = DagConfig(values)
     for name in ("max_dead_letters", "min_rows", "ingest_timeout_s", "forecast_days", "forecast_timeout_s", "api_timeout_s"):
         cfg.int(name, minimum=1 if name.endswith(("_s", "_days")) else 0)
+    cfg.bool("retrain_on_drift")
     cfg.training_request()  # validates stores, training_neural, training_lgbm_rounds, training_max_steps
     return cfg

@@ -1,70 +1,47 @@
 """The local backend: commands run on the Airflow worker against the embedded stack.
 
-The streaming job is started with ``spark-submit`` exactly as ``sfmlops ingest`` / ``make spark-package``
-start it (local master, connector jars on the driver class path, ``spark_jobs/sales_stream.py`` with the
-EMR step's arguments); the batch forecast with ``sfmlops forecast --days N``. Both read their settings
+The streaming job runs through ``sfmlops ingest`` (one spark-submit line for the CLI and the DAG: local
+master, connector jars on the driver class path, ``spark_jobs/sales_stream.py`` with the EMR step's
+arguments); the batch forecast through ``sfmlops forecast --days N``. Both read their settings
 from the ``SFMLOPS_*`` variables of the worker's environment, which ``sfmlops up --with-airflow`` sets.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
 import subprocess
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
-INGEST_SUMMARY_PREFIX = "SFMLOPS_INGEST_SUMMARY "
+from sfmlops_dag_utils.common.jobs import ingest_summary as ingest_summary_line
+from sfmlops_dag_utils.common.jobs import last_json_object
 
 
-def spark_submit_command(project_dir: Path, extra_args: str = "") -> tuple[list[str], dict[str, str]]:
-    """``(argv, env)`` of the local availableNow run of ``spark_jobs/sales_stream.py``."""
-    venv = project_dir / ".venv" / "bin"
-    spark_submit = venv / "spark-submit"
-    job = project_dir / "spark_jobs" / "sales_stream.py"
-    cache_dir = Path(os.environ.get("SFMLOPS_CACHE_DIR") or project_dir / ".cache")
-    jars = cache_dir / "jars" / "spark"
-    for path, hint in ((spark_submit, "run `make setup`"), (job, "check SFMLOPS_DAG_PROJECT_DIR"), (jars, "run `make setup` (connector jars)")):
-        if not path.exists():
-            raise AirflowException(f"local ingest: {path} is missing ({hint})")
-    host = os.environ.get("SFMLOPS_BIND_HOST", "127.0.0.1")
-    argv = [
-        str(spark_submit),
-        "--master", os.environ.get("SFMLOPS_SPARK_MASTER", "local[*]"),
-        "--driver-memory", os.environ.get("SFMLOPS_SPARK_DRIVER_MEMORY", "1536m"),
-        "--conf", f"spark.driver.extraClassPath={jars}/*",
-        "--conf", "spark.log.level=WARN",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", f"spark.driver.host={host}",
-        "--conf", f"spark.driver.bindAddress={host}",
-        "--conf", "spark.sql.streaming.stopGracefullyOnShutdown=true",
-        str(job),
-        "--trigger", "available-now",
-        *shlex.split(extra_args),
-    ]
-    python = str(venv / "python")
-    env = {
-        **os.environ,
-        "PYSPARK_PYTHON": python,
-        "PYSPARK_DRIVER_PYTHON": python,
-        "PYTHONPATH": os.pathsep.join(p for p in (str(project_dir), os.environ.get("PYTHONPATH", "")) if p),
-    }
-    env.pop("SPARK_HOME", None)  # the venv's spark-submit finds pyspark's own
-    return argv, env
+def _cli(project_dir: Path, what: str) -> Path:
+    cli = project_dir / ".venv" / "bin" / "sfmlops"
+    if not cli.exists():
+        raise AirflowException(f"local {what}: {cli} is missing (run `make setup` in {project_dir})")
+    return cli
+
+
+def ingest_command(project_dir: Path, extra_args: str = "") -> tuple[list[str], dict[str, str]]:
+    """``(argv, env)`` of the local availableNow run of the streaming job: ``sfmlops ingest``, which builds the
+    spark-submit line (``app.ingest.build_command``: master, driver memory, connector jars from the settings)
+    and prints the job's summary as its last JSON line."""
+    argv = [str(_cli(project_dir, "ingest")), "ingest", "--trigger", "available-now", *shlex.split(extra_args)]
+    return argv, dict(os.environ)
 
 
 def forecast_command(project_dir: Path, days: int, stores: list[int] | None = None) -> tuple[list[str], dict[str, str]]:
     """``(argv, env)`` of the local batch forecast (``sfmlops forecast --days N [--stores 1,2]``)."""
-    cli = project_dir / ".venv" / "bin" / "sfmlops"
-    if not cli.exists():
-        raise AirflowException(f"local forecast: {cli} is missing (run `make setup` in {project_dir})")
-    argv = [str(cli), "forecast", "--days", str(days)]
+    argv = [str(_cli(project_dir, "forecast")), "forecast", "--days", str(days)]
     if stores:
         argv += ["--stores", ",".join(str(s) for s in stores)]
     return argv, dict(os.environ)
@@ -115,20 +92,11 @@ def run_logged(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: int, 
 
 
 def ingest_summary(lines: list[str]) -> dict[str, Any] | None:
-    """The streaming job's summary (its ``SFMLOPS_INGEST_SUMMARY {...}`` line), if printed."""
-    for line in reversed(lines):
-        if line.startswith(INGEST_SUMMARY_PREFIX):
-            return json.loads(line[len(INGEST_SUMMARY_PREFIX):])
-    return None
+    """The streaming job's summary: the last JSON line ``sfmlops ingest`` printed (or its job's
+    ``SFMLOPS_INGEST_SUMMARY`` line when the output holds the job's own log)."""
+    return ingest_summary_line(lines) or last_json_object(lines)
 
 
 def last_json(lines: list[str]) -> dict[str, Any] | None:
     """The last line that parses as a JSON object (commands print their summary last)."""
-    for line in reversed(lines):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
+    return last_json_object(lines)

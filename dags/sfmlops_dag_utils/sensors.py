@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from sfmlops_dag_utils.api import SfmlopsApi
-
-TERMINAL_FAILURES = ("FAILED", "STOPPED", "LOST")
+from sfmlops_dag_utils.common.jobs import JobState
 
 
 class TrainingJobSensor(BaseSensorOperator):
@@ -37,12 +37,12 @@ class TrainingJobSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         api = SfmlopsApi.from_connection(self.api_conn_id, timeout_s=self.api_timeout_s)
         job = api.training_job(self.job_id)
-        state = job.get("state")
+        state = JobState(job["state"])
         self.log.info("training job %s: %s %s", self.job_id, state, job.get("message") or "")
-        if state == "SUCCEEDED":
+        if state == JobState.SUCCEEDED:
             context["ti"].xcom_push(key="job", value=job)
             return True
-        if state in TERMINAL_FAILURES:
+        if state.finished:
             result = job.get("result") or {}
             tail = "\n".join(api.training_logs(self.job_id).splitlines()[-15:])
             raise AirflowFailException(

@@ -17,10 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.main import create_app
+from app.common.jobs import FINISHED_STATES
 from app.config import PROJECT_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}
+TERMINAL = set(FINISHED_STATES)
 STORES = [1, 2, 3]
 HISTORY_DAYS = 400
 
@@ -49,9 +50,9 @@ def _slice() -> tuple[Any, Any]:
 @pytest.fixture(scope="module")
 def job_settings(api_settings: Settings) -> Settings:
     """Fresh tables with the slice, a unique model name and this checkout's job code on S3."""
-    from app.api import job_package
     from app.data.load import load_sales_table, load_stores_table
     from app.db import apply_migrations, transaction
+    from app.jobs import package as job_package
 
     tag = uuid.uuid4().hex[:8]
     settings = api_settings.model_copy(update={

@@ -8,9 +8,11 @@ import zipfile
 
 import pytest
 
-from app.api import job_package, jobs_service
-from app.api.ray_jobs import TERMINAL_STATES, RayJobsClient
+from app.api import jobs_service
+from app.api.ray_jobs import RayJobsClient
+from app.common.jobs import RAY_FINISHED_STATES, last_json_object
 from app.config import Settings
+from app.jobs import package as job_package
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +34,11 @@ def test_job_zip_runs_on_ray_from_s3(api_settings: Settings, tmp_path) -> None:
         runtime_env={"working_dir": uri, "env_vars": jobs_service.job_env(settings)},
     )
     deadline = time.monotonic() + 180
-    while (info := ray.get(sid))["status"] not in TERMINAL_STATES and time.monotonic() < deadline:
+    while (info := ray.get(sid))["status"] not in RAY_FINISHED_STATES and time.monotonic() < deadline:
         time.sleep(1)
     logs = ray.logs(sid)
     assert info["status"] == "SUCCEEDED", (info.get("message"), logs[-2000:])
-    result = jobs_service._result_from_logs(logs)
+    result = last_json_object(logs)
     assert {"train_all.py", "train_store.py"} <= set(result["jobs"])
     assert result["pg_port"] == str(settings.pg_port)
     settings.boto3_client("s3").delete_object(Bucket=settings.bucket_code, Key=settings.job_code_key)

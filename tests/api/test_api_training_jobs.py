@@ -7,14 +7,15 @@ import uuid
 
 import psycopg2
 import pytest
+from apitest_support import assert_error_shape, free_port, h, invoke, load_lambda_handler, make_event, wait_for
 from fastapi.testclient import TestClient
 
-from apitest_support import assert_error_shape, free_port, h, invoke, load_lambda_handler, make_event, wait_for
 from app.api.main import create_app
+from app.common.jobs import FINISHED_STATES
 from app.config import Settings
 
 pytestmark = pytest.mark.integration
-TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}
+TERMINAL = set(FINISHED_STATES)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,8 @@ def test_oversized_body_is_413(api: TestClient, keys: dict[str, str]) -> None:
         ({"kind": "store", "store": 0}, "body.store"),
         ({"kind": "weekly"}, "body.kind"),
         ({"kind": "all", "extra": 1}, "body.extra"),
-        ({"kind": "store"}, "body"),
+        ({"kind": "store"}, "body.store"),
+        ({"kind": "forecast", "store": 3}, "body.store"),
         ({"kind": "all", "stores": [2, 2]}, "body.stores"),
         ({"kind": "store", "store": 1, "stores": [1]}, "body.stores"),
         ({"kind": "all", "stores": list(range(1, 202))}, "body.stores"),
@@ -157,6 +159,28 @@ def test_validation_is_422_naming_the_field(api: TestClient, keys: dict[str, str
     err = assert_error_shape(resp.json(), 422)
     assert field in [d["field"] for d in err["details"]]
     assert field in err["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        (
+            {"kind": "all", "store": 3},
+            "body.store",
+            "store is not allowed when kind is 'all' (allowed: stores, neural, lgbm_rounds, max_steps); kinds that take it: 'store'",
+        ),
+        ({"kind": "weekly"}, "body.kind", "kind must be one of 'all', 'store', 'forecast', 'noop'"),
+        ({"kind": "store"}, "body.store", "Field required"),
+        ({"kind": "noop", "noop_seconds": 601}, "body.noop_seconds", "Input should be less than or equal to 600"),
+    ],
+)
+def test_union_errors_name_the_field_as_sent(api: TestClient, keys: dict[str, str], body: dict, field: str, message: str) -> None:
+    """The request is a union on kind; its errors name the client's field (never the union's tag) and say why."""
+    resp = api.post("/v1/training-jobs", json=body, headers=h(keys["alice"]))
+    assert resp.status_code == 422
+    err = assert_error_shape(resp.json(), 422)
+    assert [(d["field"], message in d["message"]) for d in err["details"]] == [(field, True)], err
+    assert err["message"] == f"Invalid request: {field}"
 
 
 def test_bad_idempotency_key_and_job_id_are_422(api: TestClient, keys: dict[str, str]) -> None:

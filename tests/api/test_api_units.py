@@ -6,7 +6,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from app.api import auth, jobs_service
-from app.api.routes.training_jobs import TrainingJobRequest
+from app.api.routes.training_jobs import TRAINING_JOB_REQUEST, ForecastRequest, TrainAllRequest, _flat_error
+from app.common.jobs import last_json_object
 from app.config import Settings
 
 
@@ -58,13 +59,13 @@ def test_request_hash_is_order_independent() -> None:
 )
 def test_inconsistent_requests_are_refused(body: dict) -> None:
     with pytest.raises(ValidationError):
-        TrainingJobRequest(**body)
+        TRAINING_JOB_REQUEST.validate_python(body)
 
 
 def test_result_is_the_last_json_line() -> None:
     logs = 'Running entrypoint\n{"not": "last"}\nsome text\n{"rmspe": 0.1, "model_version": "3"}\n'
-    assert jobs_service._result_from_logs(logs) == {"rmspe": 0.1, "model_version": "3"}
-    assert jobs_service._result_from_logs("no json here\n{broken") is None
+    assert last_json_object(logs) == {"rmspe": 0.1, "model_version": "3"}
+    assert last_json_object("no json here\n{broken") is None
 
 
 def test_small_training_and_forecast_entrypoints() -> None:
@@ -104,37 +105,53 @@ def test_entrypoint_options_match_the_job_scripts_arguments() -> None:
         sys.path.remove(str(jobs))
 
 
+def _errors(body: dict) -> list[dict]:
+    """The errors the API reports for a body (as the route's validation handler rewrites them)."""
+    with pytest.raises(ValidationError) as info:
+        TRAINING_JOB_REQUEST.validate_python(body)
+    return [_flat_error({**e, "loc": ("body", *e["loc"])}) for e in info.value.errors()]
+
+
+def test_unknown_kind_is_named() -> None:
+    assert [(e["loc"], e["msg"]) for e in _errors({"kind": "weekly"})] == [
+        (("body", "kind"), "kind must be one of 'all', 'store', 'forecast', 'noop'")
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "field", "message"),
     [
-        ({"kind": "store", "store": 1, "stores": [1, 2]}, "stores", "stores is only allowed when kind is 'all' or 'forecast', not 'store'"),
+        (
+            {"kind": "store", "store": 1, "stores": [1, 2]},
+            "stores",
+            "stores is not allowed when kind is 'store' (allowed: store, lgbm_rounds); kinds that take it: 'all', 'forecast'",
+        ),
         ({"kind": "all", "stores": []}, "stores", "at least 1 item"),
         ({"kind": "all", "stores": list(range(1, 202))}, "stores", "at most 200 items"),
         ({"kind": "all", "stores": [4, 4, 5]}, "stores", "stores must be distinct; repeated: [4]"),
         ({"kind": "all", "stores": [0]}, "stores.0", "greater than or equal to 1"),
-        ({"kind": "store", "store": 1, "neural": False}, "neural", "neural is only allowed when kind is 'all', not 'store'"),
-        ({"kind": "forecast", "max_steps": 3}, "max_steps", "max_steps is only allowed when kind is 'all', not 'forecast'"),
-        ({"kind": "forecast", "lgbm_rounds": 3}, "lgbm_rounds", "lgbm_rounds is only allowed when kind is 'all' or 'store', not 'forecast'"),
-        ({"kind": "all", "days": 7}, "days", "days is only allowed when kind is 'forecast', not 'all'"),
+        ({"kind": "store", "store": 1, "neural": False}, "neural", "neural is not allowed when kind is 'store'"),
+        ({"kind": "forecast", "max_steps": 3}, "max_steps", "max_steps is not allowed when kind is 'forecast'"),
+        ({"kind": "forecast", "lgbm_rounds": 3}, "lgbm_rounds", "lgbm_rounds is not allowed when kind is 'forecast'"),
+        ({"kind": "all", "days": 7}, "days", "days is not allowed when kind is 'all'"),
         ({"kind": "forecast", "days": 0}, "days", "greater than or equal to 1"),
-        ({"kind": "forecast", "store": 3}, "store", "store is only allowed when kind is 'store'"),
+        ({"kind": "forecast", "store": 3}, "store", "store is not allowed when kind is 'forecast'"),
         ({"kind": "all", "neural": "maybe"}, "neural", "valid boolean"),
     ],
 )
 def test_new_fields_are_refused_with_the_field_and_reason(body: dict, field: str, message: str) -> None:
-    with pytest.raises(ValidationError) as info:
-        TrainingJobRequest(**body)
-    errors = info.value.errors()
-    assert [".".join(str(x) for x in e["loc"]) for e in errors] == [field], errors
+    errors = _errors(body)
+    assert [".".join(str(x) for x in e["loc"]) for e in errors] == [f"body.{field}"], errors
     assert message in errors[0]["msg"]
 
 
 def test_new_fields_accepted_where_they_apply() -> None:
-    req = TrainingJobRequest(kind="all", stores=[1, 2, 3], neural=False, lgbm_rounds=50)
+    req = TRAINING_JOB_REQUEST.validate_python({"kind": "all", "stores": [1, 2, 3], "neural": False, "lgbm_rounds": 50})
     assert req.stores == [1, 2, 3] and req.neural is False
-    req = TrainingJobRequest(kind="forecast", days=14, stores=[7])
-    assert req.days == 14 and req.store is None
-    assert TrainingJobRequest(kind="forecast").days is None
+    req = TRAINING_JOB_REQUEST.validate_python({"kind": "forecast", "days": 14, "stores": [7]})
+    assert isinstance(req, ForecastRequest) and req.days == 14
+    assert TRAINING_JOB_REQUEST.validate_python({"kind": "forecast"}).days is None
+    assert isinstance(TRAINING_JOB_REQUEST.validate_python({}), TrainAllRequest)  # kind defaults to all
 
 
 # --- log pages, rate limits, request ids (issue 13) ----------------------------------------------------------

@@ -16,8 +16,9 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Stores whose full history the daily DAG ingests ...
@@ -94,8 +95,8 @@ def prepare_slice(settings) -> dict[str, Any]:  # noqa: ANN001
 
     Returns what the DAG test expects: rows and days sent, the last day, the stores.
     """
-    from app.api import job_package
     from app.data.load import load_stores_table
+    from app.jobs import package as job_package
     from app.produce import produce
 
     sales, stores, source = slice_data()

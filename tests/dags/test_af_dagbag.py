@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from conftest import DAGS_DIR
 
 EXPECTED = {
@@ -50,7 +49,8 @@ def test_schedule_retries_and_concurrency(dagbag, dag_id: str) -> None:
 
 def test_no_variable_connection_or_network_use_at_parse_time(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.dag_processing.dagbag import BundleDagBag
-    from airflow.models import Connection as ConnectionModel, Variable as VariableModel
+    from airflow.models import Connection as ConnectionModel
+    from airflow.models import Variable as VariableModel
     from airflow.sdk import BaseHook, Connection, Variable
 
     calls: list[str] = []
@@ -75,7 +75,7 @@ def test_no_variable_connection_or_network_use_at_parse_time(monkeypatch: pytest
 
 #: Modules a DAG-bundle file may import (MWAA ships the bundle with Airflow, the providers of
 #: dags/requirements.txt and their dependencies; the ``app`` package is not there).
-_ALLOWED_ROOTS = {"airflow", "sfmlops_dag_utils", "pendulum", "requests"}
+_ALLOWED_ROOTS = {"airflow", "sfmlops_dag_utils", "pendulum", "requests", "httpx"}
 #: Airflow modules that reach the metadata database (or are Airflow 2 paths the Task SDK replaces).
 _FORBIDDEN = ("airflow.models", "airflow.settings", "airflow.utils.session", "airflow.utils.db", "airflow.api",
               "airflow.hooks.base", "airflow.decorators", "airflow.sensors.base", "airflow.exceptions", "sqlalchemy")
@@ -176,10 +176,12 @@ def test_champion_report_wording() -> None:
     from sfmlops_dag_utils.reporting import champion_decision
 
     models = {"name": "sales-forecaster", "aliases": {"champion": "3", "challenger": "4"}}
-    lost = champion_decision({"gate": {"decision": "challenger", "version": "4", "new_rmspe": 0.15, "champion_rmspe": 0.12, "previous_champion": "3"}}, models)
+    gate = {"decision": "challenger", "version": "4", "new_rmspe": 0.15, "champion_rmspe": 0.12, "previous_champion": "3"}
+    lost = champion_decision({"gate": gate}, models)
     assert lost["decision"] == "challenger"
     assert "v4 stays challenger" in lost["summary"] and "0.1200" in lost["summary"]
-    won = champion_decision({"gate": {"decision": "champion", "version": "5", "new_rmspe": 0.11, "champion_rmspe": None, "previous_champion": None}}, models)
+    gate = {"decision": "champion", "version": "5", "new_rmspe": 0.11, "champion_rmspe": None, "previous_champion": None}
+    won = champion_decision({"gate": gate}, models)
     assert "first champion" in won["summary"]
     assert champion_decision({}, models)["decision"] == "unknown"
     scoped = champion_decision({"gate": {"decision": "scope_champion", "alias": "champion-stores-abc", "scope": "stores-abc", "version": "6",
@@ -236,6 +238,20 @@ def test_local_forecast_command_is_limited_to_the_stores(tmp_path: Path) -> None
     cli.write_text("")
     assert forecast_command(tmp_path, 7)[0] == [str(cli), "forecast", "--days", "7"]
     assert forecast_command(tmp_path, 7, [5, 2])[0] == [str(cli), "forecast", "--days", "7", "--stores", "5,2"]
+
+
+def test_local_ingest_is_the_projects_own_cli() -> None:
+    """One spark-submit builder: the DAG runs `sfmlops ingest` (app.ingest.build_command), passing its extra options."""
+    import subprocess
+
+    from sfmlops_dag_utils.local import ingest_command, ingest_summary
+
+    root = DAGS_DIR.parent
+    argv, _ = ingest_command(root, "--max-offsets-per-trigger 500")
+    assert argv == [str(root / ".venv" / "bin" / "sfmlops"), "ingest", "--trigger", "available-now", "--max-offsets-per-trigger", "500"]
+    usage = subprocess.run([*argv[:2], "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--trigger" in usage and "--max-offsets-per-trigger" in usage
+    assert ingest_summary(["batch 0: 5 rows", '{"rows": 5, "returncode": 0}']) == {"rows": 5, "returncode": 0}
 
 
 def test_dags_package_is_a_self_contained_airflow_3_bundle(tmp_path: Path) -> None:

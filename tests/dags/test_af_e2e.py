@@ -49,9 +49,9 @@ def test_daily_dag_moves_new_kafka_records_into_sales(airflow_db, dagbag, expect
     assert report["rows"] == expected["rows"] and report["days"] == expected["days"], report
     assert report["dead_letters"] == 0, report
     # the data-quality task's outlet: one asset event of sfmlops_sales for this run (what the weekly DAG consumes)
-    from sqlalchemy import select
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         events = session.execute(

@@ -10,8 +10,9 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -83,7 +84,13 @@ def _states(dag_run) -> dict[str, str]:  # noqa: ANN001
     return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
 
 
-def test_api_rejecting_the_training_job_fails_the_run(airflow_db, dagbag, fake_api: FakeApi, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+def test_api_rejecting_the_training_job_fails_the_run(
+    airflow_db,
+    dagbag,
+    fake_api: FakeApi,
+    capfd: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     fake_api.script["POST /v1/training-jobs"] = (
         422,
         {"error": {"status": 422, "code": "validation_error", "message": "request is invalid",
@@ -95,14 +102,20 @@ def test_api_rejecting_the_training_job_fails_the_run(airflow_db, dagbag, fake_a
     states = _states(dag_run)
     assert states["submit_training"] == "failed"
     assert states["wait_for_training"] == "upstream_failed"
-    assert "API rejected POST /v1/training-jobs with 422 validation_error: request is invalid (body.kind:" in out
+    assert "API rejected (validation_error): POST /v1/training-jobs answered 422: request is invalid (body.kind:" in out
     # a 4xx is final: the task did not retry (one POST), and the request carried the key and an Idempotency-Key
     posts = [r for r in fake_api.requests if r[0] == "POST"]
     assert len(posts) == 1
     assert posts[0][2]["Idempotency-Key"].startswith("airflow:sales_train_weekly:")
 
 
-def test_failed_training_job_fails_the_run_with_rays_message(airflow_db, dagbag, fake_api: FakeApi, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+def test_failed_training_job_fails_the_run_with_rays_message(
+    airflow_db,
+    dagbag,
+    fake_api: FakeApi,
+    capfd: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     job_id = f"job-{uuid.uuid4().hex[:8]}"
     fake_api.script["POST /v1/training-jobs"] = (202, {"id": job_id, "kind": "all", "state": "PENDING"})
     fake_api.script[f"GET /v1/training-jobs/{job_id}"] = (
@@ -110,7 +123,10 @@ def test_failed_training_job_fails_the_run_with_rays_message(airflow_db, dagbag,
         {"id": job_id, "kind": "all", "state": "FAILED", "message": "Job entrypoint command failed with exit code 1",
          "result": {"error": "ValueError: sales table is empty"}},
     )
-    fake_api.script[f"GET /v1/training-jobs/{job_id}/logs"] = (200, {"job_id": job_id, "state": "FAILED", "logs": "loading sales\nValueError: sales table is empty"})
+    fake_api.script[f"GET /v1/training-jobs/{job_id}/logs"] = (
+        200,
+        {"job_id": job_id, "state": "FAILED", "logs": "loading sales\nValueError: sales table is empty"},
+    )
     dag_run = _weekly(dagbag).test()
     out = capfd.readouterr().out + caplog.text
     assert dag_run.state == "failed"
@@ -121,7 +137,13 @@ def test_failed_training_job_fails_the_run_with_rays_message(airflow_db, dagbag,
     assert "ValueError: sales table is empty" in out
 
 
-def test_unreachable_api_is_reported_with_its_address(airflow_db, dagbag, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+def test_unreachable_api_is_reported_with_its_address(
+    airflow_db,
+    dagbag,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     import socket
 
     with socket.socket() as probe:  # a loopback port nobody listens on
@@ -136,11 +158,18 @@ def test_unreachable_api_is_reported_with_its_address(airflow_db, dagbag, monkey
         dag.get_task("submit_training").retries = 1
     out = capfd.readouterr().out + caplog.text
     assert dag_run.state == "failed"
-    assert f"API unreachable: POST http://127.0.0.1:{port}/v1/training-jobs failed" in out
+    assert f"API error (unreachable): Cannot reach the API at http://127.0.0.1:{port} (POST /v1/training-jobs: ConnectError" in out
+    assert "Check the host of the Airflow connection 'sfmlops_api'." in out
 
 
 @pytest.mark.integration
-def test_too_many_dead_letters_fail_the_daily_run(airflow_db, dagbag, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+def test_too_many_dead_letters_fail_the_daily_run(
+    airflow_db,
+    dagbag,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Dead letters over the threshold fail data_quality (real Postgres of the stack)."""
     import psycopg2
     from airflow.models import Connection
@@ -178,7 +207,13 @@ def test_too_many_dead_letters_fail_the_daily_run(airflow_db, dagbag, monkeypatc
 
 
 @pytest.mark.integration
-def test_missing_forecasts_of_an_expected_store_fail_the_weekly_check(airflow_db, dagbag, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_forecasts_of_an_expected_store_fail_the_weekly_check(
+    airflow_db,
+    dagbag,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """check_forecasts checks exactly the configured stores, for the model version, on the real Postgres."""
     import psycopg2
     from airflow.models import Connection

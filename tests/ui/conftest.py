@@ -13,11 +13,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-
-from app.config import Settings
 from uitest_support import (
-    SQL_DIR,
     HORIZON,
+    SQL_DIR,
     STORES,
     TRAIN_STORE_JOB,
     StreamlitServer,
@@ -27,6 +25,8 @@ from uitest_support import (
     _seed_registry,
     free_port,
 )
+
+from app.config import Settings
 
 
 @pytest.fixture(scope="session")

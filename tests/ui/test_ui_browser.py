@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from uitest_support import SCREENSHOTS, UiEnv, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

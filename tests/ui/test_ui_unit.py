@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from uitest_support import free_port
 
 from app.config import Settings
 from app.ui import charts, streamlit_command, ui_env
-from app.ui.client import ApiClient, ApiProblem
-from uitest_support import free_port
+from app.ui.client import ApiProblem, ui_client
 
 
 def _actuals(days: int = 28) -> pd.DataFrame:
@@ -28,7 +29,7 @@ def test_projection_follows_weekday_closures_and_two_week_promo_cycle() -> None:
     actuals = _actuals()
     future = pd.Series(pd.date_range("2015-06-14", periods=28, freq="D"))
     opened, promo = charts.project_inputs(actuals, future)
-    for day, o, p in zip(future, opened, promo):
+    for day, o, p in zip(future, opened, promo, strict=True):
         assert o == int(day.isoweekday() != 7)
         source = day - pd.Timedelta(days=((day - pd.Timestamp("2015-06-13")).days + 13) // 14 * 14)
         assert p == int(actuals.set_index("date").loc[source, "promo"])
@@ -72,7 +73,7 @@ def test_champion_decision_and_duration_texts() -> None:
 
 def test_client_reports_unreachable_api_with_the_setting_to_check() -> None:
     port = free_port()
-    client = ApiClient(Settings(api_url=f"http://127.0.0.1:{port}", ui_api_timeout_s=2))
+    client = ui_client(Settings(api_url=f"http://127.0.0.1:{port}", ui_api_timeout_s=2))
     with pytest.raises(ApiProblem) as info:
         client.models()
     client.close()
@@ -87,3 +88,15 @@ def test_streamlit_command_binds_to_settings_and_passes_api_settings() -> None:
     assert cmd[cmd.index("--server.port") + 1] == "8599"
     assert cmd[cmd.index("--client.showErrorDetails") + 1] == "false"
     assert ui_env(s)["SFMLOPS_API_URL"] == "http://127.0.0.1:8123"
+
+
+def test_ui_shows_no_emoji_only_marks_every_font_renders() -> None:
+    """Chromium without an emoji font draws emoji as empty boxes: the UI's texts use plain marks, one per state."""
+    from app.common.jobs import JobState
+    from app.ui import views
+
+    for path in sorted((Path(views.__file__).parent).glob("*.py")):
+        emoji = sorted({f"U+{ord(c):04X}" for c in path.read_text() if ord(c) >= 0x1F000 or ord(c) == 0xFE0F})
+        assert emoji == [], f"{path.name} uses emoji {emoji}"
+    assert set(views.STATE_MARK) == set(JobState)
+    assert views.state_label("SUCCEEDED") == "✓ SUCCEEDED" and views.state_label("NEW") == "NEW"

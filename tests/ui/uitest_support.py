@@ -8,22 +8,15 @@ that prints the champion-gate summary a real training job prints.
 
 from __future__ import annotations
 
-import io
 import os
 import socket
 import subprocess
-import tempfile
-import threading
 import time
-import uuid
-import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
-import psycopg2
 import pytest
 
 from app.config import PROJECT_ROOT, Settings

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 from app.api import jobs_service
 from app.api.deps import ClientDep, RayDep, SettingsDep
 from app.api.errors import ApiError, ErrorDetail, error_responses
+from app.common.jobs import JobState
 
-router = APIRouter(prefix="/v1/training-jobs", tags=["training-jobs"])
-
-JobState = Literal["SUBMITTING", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED", "LOST"]
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Job id returned at submission")]
 
 
@@ -22,88 +23,122 @@ JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Job i
 MAX_STORES = 200
 
 
-class TrainingJobRequest(BaseModel):
-    """What to train (or, with kind=forecast, which batch forecast to run)."""
+StoreId = Annotated[int, Field(ge=1, le=100_000)]
 
+
+def _distinct(stores: list[int]) -> list[int]:
+    repeated = sorted({s for s in stores if stores.count(s) > 1})
+    if repeated:
+        raise ValueError(f"stores must be distinct; repeated: {repeated[:10]}")
+    return stores
+
+
+StoreList = Annotated[
+    list[StoreId],
+    Field(min_length=1, max_length=MAX_STORES),
+    AfterValidator(_distinct),
+]
+
+
+class _JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["all", "store", "forecast", "noop"] = Field(
-        "all",
-        description="all = global model over every store (or `stores`); store = one store (needs `store`); "
-        "forecast = batch forecast of the champion into the forecasts table (`days`, `stores`); "
-        "noop = trivial job, accepted only when the server runs with SFMLOPS_API_TEST_JOBS=true",
-    )
-    store: int | None = Field(None, ge=1, le=100_000, description="Store id, required when kind=store")
-    stores: list[Annotated[int, Field(ge=1, le=100_000)]] | None = Field(
-        None,
-        min_length=1,
-        max_length=MAX_STORES,
-        description=f"Only these store ids (kind=all or forecast; 1 to {MAX_STORES} distinct ids; default: every store)",
-    )
-    neural: bool | None = Field(None, description="Also train the neuralforecast candidate (kind=all; default true)")
-    days: int | None = Field(None, ge=1, le=366, description="Forecast horizon in days (kind=forecast; default SFMLOPS_HORIZON_DAYS)")
-    noop_seconds: int = Field(0, ge=0, le=600, description="How long a noop job sleeps (kind=noop only)")
-    lgbm_rounds: int | None = Field(None, ge=1, le=20_000, description="Boosting rounds of LightGBM (all, store)")
-    max_steps: int | None = Field(None, ge=1, le=100_000, description="Training steps of the neural model (all)")
 
-    @field_validator("store")
-    @classmethod
-    def _store_needs_kind_store(cls, value: int | None, info: ValidationInfo) -> int | None:
-        kind = info.data.get("kind")
-        if value is not None and kind is not None and kind != "store":
-            raise ValueError("store is only allowed when kind is 'store' (use stores for kind 'all' or 'forecast')")
-        return value
+class TrainAllRequest(_JobRequest):
+    """Train the global model over every store (or ``stores``): backtest, register, champion gate."""
 
-    @field_validator("stores")
-    @classmethod
-    def _stores_distinct_and_kind(cls, value: list[int] | None, info: ValidationInfo) -> list[int] | None:
-        if value is None:
-            return value
-        kind = info.data.get("kind")
-        if kind is not None and kind not in ("all", "forecast"):
-            raise ValueError(f"stores is only allowed when kind is 'all' or 'forecast', not {kind!r}")
-        duplicates = sorted({s for s in value if value.count(s) > 1})
-        if duplicates:
-            raise ValueError(f"stores must be distinct; repeated: {duplicates[:10]}")
-        return value
+    kind: Literal["all"] = "all"
+    stores: StoreList | None = Field(None, description=f"Only these store ids (1 to {MAX_STORES} distinct ids; default: every store)")
+    neural: bool | None = Field(None, description="Also train the neuralforecast candidate (default true)")
+    lgbm_rounds: int | None = Field(None, ge=1, le=20_000, description="Boosting rounds of LightGBM")
+    max_steps: int | None = Field(None, ge=1, le=100_000, description="Training steps of the neural model")
 
-    @field_validator("neural", "max_steps")
-    @classmethod
-    def _all_only(cls, value: Any, info: ValidationInfo) -> Any:
-        kind = info.data.get("kind")
-        if value is not None and kind is not None and kind != "all":
-            raise ValueError(f"{info.field_name} is only allowed when kind is 'all', not {kind!r}")
-        return value
 
-    @field_validator("days")
-    @classmethod
-    def _forecast_only(cls, value: int | None, info: ValidationInfo) -> int | None:
-        kind = info.data.get("kind")
-        if value is not None and kind is not None and kind != "forecast":
-            raise ValueError(f"days is only allowed when kind is 'forecast', not {kind!r}")
-        return value
+class TrainStoreRequest(_JobRequest):
+    """Retrain and re-forecast one store."""
 
-    @field_validator("noop_seconds")
-    @classmethod
-    def _noop_only(cls, value: int, info: ValidationInfo) -> int:
-        kind = info.data.get("kind")
-        if value and kind is not None and kind != "noop":
-            raise ValueError(f"noop_seconds is only allowed when kind is 'noop', not {kind!r}")
-        return value
+    kind: Literal["store"]
+    store: StoreId = Field(..., description="Store id")
+    lgbm_rounds: int | None = Field(None, ge=1, le=20_000, description="Boosting rounds of LightGBM")
 
-    @field_validator("lgbm_rounds")
-    @classmethod
-    def _training_only(cls, value: int | None, info: ValidationInfo) -> int | None:
-        kind = info.data.get("kind")
-        if value is not None and kind in ("noop", "forecast"):
-            raise ValueError(f"lgbm_rounds is only allowed when kind is 'all' or 'store', not {kind!r}")
-        return value
 
-    @model_validator(mode="after")
-    def _store_matches_kind(self) -> "TrainingJobRequest":
-        if self.kind == "store" and self.store is None:
-            raise ValueError("store is required when kind is 'store'")
-        return self
+class ForecastRequest(_JobRequest):
+    """Batch forecast of the champion into the forecasts table."""
+
+    kind: Literal["forecast"]
+    days: int | None = Field(None, ge=1, le=366, description="Forecast horizon in days (default SFMLOPS_HORIZON_DAYS)")
+    stores: StoreList | None = Field(None, description=f"Only these store ids (1 to {MAX_STORES} distinct ids; default: every store)")
+
+
+class NoopRequest(_JobRequest):
+    """A trivial job, accepted only when the server runs with SFMLOPS_API_TEST_JOBS=true (local profile)."""
+
+    kind: Literal["noop"]
+    noop_seconds: int = Field(0, ge=0, le=600, description="How long the job sleeps")
+
+
+JOB_REQUESTS: dict[str, type[_JobRequest]] = {
+    "all": TrainAllRequest,
+    "store": TrainStoreRequest,
+    "forecast": ForecastRequest,
+    "noop": NoopRequest,
+}
+
+
+def _kind_of(value: Any) -> Any:
+    """The union's tag: the body's ``kind`` (``all`` when left out)."""
+    return value.get("kind", "all") if isinstance(value, dict) else getattr(value, "kind", None)
+
+
+#: The body of ``POST /v1/training-jobs``: one model per ``kind``, each with only the fields that kind takes.
+TrainingJobRequest = Annotated[
+    Annotated[TrainAllRequest, Tag("all")]
+    | Annotated[TrainStoreRequest, Tag("store")]
+    | Annotated[ForecastRequest, Tag("forecast")]
+    | Annotated[NoopRequest, Tag("noop")],
+    Discriminator(
+        _kind_of,
+        custom_error_type="invalid_kind",
+        custom_error_message=f"kind must be one of {', '.join(map(repr, JOB_REQUESTS))}",
+    ),
+]
+TRAINING_JOB_REQUEST: TypeAdapter[Any] = TypeAdapter(TrainingJobRequest)
+
+
+def _flat_error(error: dict[str, Any]) -> dict[str, Any]:
+    """A body error of the union as the client sent it: ``body.store``, not ``body.<tag>.store``; a field
+    another kind takes is named as such (instead of pydantic's "Extra inputs are not permitted")."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "invalid_kind" and loc == ("body",):
+        return {**error, "loc": ("body", "kind")}
+    if len(loc) < 3 or loc[0] != "body" or loc[1] not in JOB_REQUESTS:
+        return error
+    kind, rest = loc[1], loc[2:]
+    if error.get("type") == "extra_forbidden" and len(rest) == 1:
+        fields = [f for f in JOB_REQUESTS[kind].model_fields if f != "kind"]
+        takes = [k for k, model in JOB_REQUESTS.items() if rest[0] in model.model_fields]
+        where = f"; kinds that take it: {', '.join(map(repr, takes))}" if takes else ""
+        msg = f"{rest[0]} is not allowed when kind is {kind!r} (allowed: {', '.join(fields) or 'none'}){where}"
+        return {**error, "loc": ("body", *rest), "msg": msg}
+    return {**error, "loc": ("body", *rest)}
+
+
+class JobRequestRoute(APIRoute):
+    """Routes of this router: validation errors of the job-request union name the fields as sent (see _flat_error)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def flat_errors(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise RequestValidationError([_flat_error(dict(e)) for e in exc.errors()], body=exc.body) from None
+
+        return flat_errors
+
+
+router = APIRouter(prefix="/v1/training-jobs", tags=["training-jobs"], route_class=JobRequestRoute)
 
 
 class JobLinks(BaseModel):
@@ -165,8 +200,9 @@ class StopResult(BaseModel):
 
 def _out(request: Request, row: dict[str, Any]) -> TrainingJob:
     base = f"{request.scope.get('root_path', '')}/v1/training-jobs/{row['id']}"
-    fields = {k: row.get(k) for k in TrainingJob.model_fields if k != "links"}
-    return TrainingJob(**fields, links=JobLinks(self=base, logs=f"{base}/logs", stop=f"{base}/stop"))
+    fields: dict[str, Any] = {k: row.get(k) for k in TrainingJob.model_fields if k != "links"}
+    fields["links"] = JobLinks(self=base, logs=f"{base}/logs", stop=f"{base}/stop")
+    return TrainingJob.model_validate(fields)
 
 
 @router.post(

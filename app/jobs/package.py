@@ -6,7 +6,7 @@ The Ray nodes need S3 access: locally the head is started with ``AWS_ENDPOINT_UR
 the emulator's credentials in its environment (see ``Settings.aws_env``); ``smart_open`` and ``boto3``
 must be installed where the job runs.
 
-Usage: ``python -m app.api.job_package [--no-upload]`` (``make job-package``).
+Usage: ``python -m app.jobs.package [--no-upload]`` (``make job-package``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from app.config import PROJECT_ROOT, Settings, get_settings
@@ -59,6 +60,16 @@ def upload(settings: Settings, path: Path) -> str:
             s3.create_bucket(Bucket=settings.bucket_code)
     s3.upload_file(str(path), settings.bucket_code, settings.job_code_key)
     return f"s3://{settings.bucket_code}/{settings.job_code_key}"
+
+
+def publish(settings: Settings, extra_buckets: Sequence[str | None] = ()) -> list[str]:
+    """Build the zip and upload it to the code bucket and to every other bucket named (e.g. Terraform's)."""
+    path = build()
+    uris = [upload(settings, path)]
+    for bucket in extra_buckets:
+        if bucket and bucket != settings.bucket_code:
+            uris.append(upload(settings.model_copy(update={"bucket_code": bucket}), path))
+    return uris
 
 
 def main(argv: list[str] | None = None) -> int:
