@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
-from app.ingest.schema import FIELDS, SCHEMA_VERSION, validate_row
+from app.ingest.schema import FIELDS, FLAG_FIELDS, INT32_MAX, SCHEMA_VERSION, STATE_HOLIDAYS, validate_row
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 Mode = Literal["replay", "live"]
 
 
-def ensure_topic(settings: "Settings", topic: str | None = None, partitions: int | None = None) -> dict:
+def ensure_topic(settings: Settings, topic: str | None = None, partitions: int | None = None) -> dict:
     """Create the sales topic with partitions and retention from the settings if it does not exist.
 
     Returns:
@@ -59,10 +60,16 @@ def ensure_topic(settings: "Settings", topic: str | None = None, partitions: int
     return {"topic": name, "partitions": count, "created": created}
 
 
-def make_producer(settings: "Settings", **overrides: Any):  # noqa: ANN201 - kafka.KafkaProducer
-    """A durable KafkaProducer: acks=all, idempotence (ordering per key), bounded retries, batching."""
+def make_producer(settings: Settings, **overrides: Any):  # noqa: ANN201 - kafka.KafkaProducer
+    """A durable KafkaProducer: acks=all, idempotence (ordering per key), bounded retries, batching.
+
+    Batches of ``producer_batch_bytes`` per partition, ``producer_linger_ms`` and ``producer_compression``
+    (lz4 by default: the broker stores and Spark reads the compressed batches, so fewer bytes cross the
+    loopback and the log) come from the settings.
+    """
     from kafka import KafkaProducer
 
+    compression = (settings.producer_compression or "none").lower()
     config: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "client_id": "sfmlops-producer",
@@ -72,8 +79,9 @@ def make_producer(settings: "Settings", **overrides: Any):  # noqa: ANN201 - kaf
         "delivery_timeout_ms": 120_000,
         "request_timeout_ms": 30_000,
         "max_in_flight_requests_per_connection": 5,
-        "linger_ms": 20,
-        "batch_size": 256 * 1024,
+        "linger_ms": settings.producer_linger_ms,
+        "batch_size": settings.producer_batch_bytes,
+        "compression_type": None if compression == "none" else compression,
     }
     config.update(overrides)
     return KafkaProducer(**config)
@@ -118,11 +126,11 @@ class _KeyPartitions:
     The default partitioner costs about a tenth of ``send``; there are only ~1,115 distinct keys.
     """
 
-    def __init__(self, producer, topic: str) -> None:  # noqa: ANN001 - kafka.KafkaProducer
+    def __init__(self, partitions: Iterable[int]) -> None:
         from kafka.partitioner.default import murmur2
 
         self._murmur2 = murmur2
-        self._all = sorted(producer.partitions_for(topic))
+        self._all = self.partitions = sorted(partitions)
         self._cache: dict[bytes, int] = {}
 
     def __call__(self, key: bytes) -> int:
@@ -132,7 +140,80 @@ class _KeyPartitions:
         return partition
 
 
-def _days(sales: "pd.DataFrame", start: dt.date | None, end: dt.date | None) -> list[tuple[dt.date, "pd.DataFrame"]]:
+_INT_FIELDS = [name for name, kind in FIELDS.items() if kind == "int" and name != "schema_version"]
+#: ``encode_record`` as one format string, for whole columns at once (same bytes).
+_RECORD_FORMAT = (
+    '{{"schema_version":' + str(SCHEMA_VERSION) + ',"store":{},"date":"{}","day_of_week":{},"sales":{},"customers":{},'
+    '"open":{},"promo":{},"state_holiday":"{}","school_holiday":{}}}'
+).format
+_ENCODE_ORDER = ["store", "date", "day_of_week", "sales", "customers", "open", "promo", "state_holiday", "school_holiday"]
+
+
+def encode_frame(
+    frame: pd.DataFrame, today: dt.date, max_future_days: int, live_day: dt.date | None = None
+) -> tuple[list[bytes | None], list[str]]:
+    """Records of a canonical sales frame, column-wise: ``(values, errors)``.
+
+    ``values[i]`` is ``encode_record(to_record(row i))`` (re-dated to ``live_day`` when given), or ``None``
+    for a row that :func:`validate_row` rejects; ``errors`` describes the first few of those. The rules stay
+    :func:`validate_row`'s: a vectorised screen finds the rows that could break one of them, and only those
+    go through :func:`validate_row` itself (a clean history skips it entirely).
+    """
+    import numpy as np
+    import pandas as pd
+
+    n = len(frame)
+    data = frame.reset_index(drop=True)
+    if live_day is not None:
+        data = data.assign(date=pd.Timestamp(live_day), day_of_week=live_day.isoweekday())
+    suspect = np.zeros(n, dtype=bool)
+    for name in _ENCODE_ORDER:
+        suspect |= data[name].isna().to_numpy()
+    ints_ok = all(pd.api.types.is_integer_dtype(data[c].dtype) for c in _INT_FIELDS)
+    dates_ok = pd.api.types.is_datetime64_any_dtype(data["date"].dtype)
+    if not (ints_ok and dates_ok):
+        suspect[:] = True  # not a canonical frame: every row through validate_row
+        day_text = None
+    else:
+        ints = {c: data[c].to_numpy().astype(np.int64) for c in _INT_FIELDS}
+        days = data["date"].to_numpy().astype("datetime64[D]")
+        day_text = days.astype(str)
+        for v in ints.values():
+            suspect |= np.abs(v) > INT32_MAX
+        suspect |= ints["store"] <= 0
+        suspect |= (days < np.datetime64("2000-01-01")) | (days > np.datetime64(today + dt.timedelta(days=max_future_days)))
+        suspect |= ints["day_of_week"] != ((days.astype(np.int64) + 3) % 7 + 1)  # 1970-01-01 was a Thursday (4)
+        suspect |= (ints["sales"] < 0) | (ints["customers"] < 0)
+        for flag in FLAG_FIELDS:
+            suspect |= ~np.isin(ints[flag], (0, 1))
+        suspect |= ~data["state_holiday"].astype(str).isin(STATE_HOLIDAYS).to_numpy()
+    values: list[bytes | None] = [None] * n
+    errors: list[str] = []
+    bad = set()
+    if suspect.any():
+        for i in np.flatnonzero(suspect):
+            row = data.iloc[int(i)].to_dict()
+            try:
+                record = to_record(row)
+                reason = validate_row(record, today=live_day or today, max_future_days=max_future_days)
+            except (TypeError, ValueError, AttributeError) as exc:  # NaN in an int column, a non-date
+                record, reason = dict(row), f"not a sales row: {exc}"
+            if reason is None:
+                values[i] = encode_record(record)
+            else:
+                bad.add(int(i))
+                if len(errors) < 5:
+                    errors.append(f"store {record.get('store')} {record.get('date')}: {reason}")
+    if day_text is not None:
+        clean = np.flatnonzero(~suspect)
+        columns = [day_text[clean] if c == "date" else data[c].to_numpy()[clean] for c in _ENCODE_ORDER]
+        columns = [col.astype(str) if c == "state_holiday" else col for c, col in zip(_ENCODE_ORDER, columns, strict=True)]
+        for i, fields in zip(clean.tolist(), zip(*(col.tolist() for col in columns), strict=True), strict=True):
+            values[i] = _RECORD_FORMAT(*fields).encode()
+    return values, errors
+
+
+def _days(sales: pd.DataFrame, start: dt.date | None, end: dt.date | None) -> list[tuple[dt.date, pd.DataFrame]]:
     frame = sales
     if start is not None:
         frame = frame[frame["date"] >= str(start)]
@@ -143,12 +224,12 @@ def _days(sales: "pd.DataFrame", start: dt.date | None, end: dt.date | None) -> 
 
 
 def produce(
-    settings: "Settings",
+    settings: Settings,
     mode: Mode = "replay",
     start: dt.date | str | None = None,
     end: dt.date | str | None = None,
     *,
-    sales: "pd.DataFrame | None" = None,
+    sales: pd.DataFrame | None = None,
     stores: Iterable[int] | None = None,
     topic: str | None = None,
     interval_s: float = 10.0,
@@ -174,8 +255,6 @@ def produce(
     Returns:
         Summary: ``mode, topic, days, sent, failed, invalid, seconds, rate`` (rows/s acknowledged).
     """
-    from kafka.errors import KafkaError
-
     if mode not in ("replay", "live"):
         raise ValueError(f"mode must be 'replay' or 'live', got {mode!r}")
     if sales is None:
@@ -194,65 +273,78 @@ def produce(
     if not days:
         raise ValueError(f"no rows between {start_d} and {end_d}")
     name = topic or settings.kafka_topic
-    ensure_topic(settings, name)
-    producer = make_producer(settings)
-    partition_of = _KeyPartitions(producer, name)
+    meta = ensure_topic(settings, name)
+    partition_of = _KeyPartitions(range(meta["partitions"]))
     counts = {"sent": 0, "failed": 0, "invalid": 0}
     errors: list[str] = []
-
-    def _ok(_meta: object) -> None:
-        counts["sent"] += 1
-
-    def _err(exc: BaseException) -> None:
-        counts["failed"] += 1
-        if len(errors) < 5:
-            errors.append(repr(exc))
+    total = sum(len(g) for _, g in days)
+    processes = _process_count(settings, mode, meta["partitions"], total, on_day)
 
     bar = None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        bar.start()
-        task = bar.add_task(f"{mode} -> {name}", total=sum(len(g) for _, g in days))
     began = time.perf_counter()
-    today = dt.datetime.now(dt.timezone.utc).date()
-    try:
-        for i, (day, group) in enumerate(days):
-            day_started = time.perf_counter()
-            live_day = dt.datetime.now(dt.timezone.utc).date() if mode == "live" else None
-            for row in group.to_dict("records"):
-                record = to_record(row)
-                if live_day is not None:
-                    record["date"] = live_day.isoformat()
-                    record["day_of_week"] = live_day.isoweekday()
-                reason = validate_row(record, today=live_day or today, max_future_days=settings.ingest_max_future_days)
-                if reason is not None:
-                    counts["invalid"] += 1
-                    if len(errors) < 5:
-                        errors.append(f"store {record.get('store')} {record.get('date')}: {reason}")
-                    continue
-                key = str(record["store"]).encode()
-                try:
-                    future = producer.send(name, key=key, value=encode_record(record), partition=partition_of(key))
-                except KafkaError as exc:
-                    _err(exc)
-                    continue
-                future.add_callback(_ok).add_errback(_err)
-            if bar is not None:
-                bar.update(task, advance=len(group))
-            if on_day is not None:
-                on_day(day, len(group))
-            if mode == "live" and i < len(days) - 1:
-                producer.flush()
-                time.sleep(max(0.0, interval_s - (time.perf_counter() - day_started)))
-        producer.flush()
-    finally:
-        producer.close(timeout=30)
+    today = dt.datetime.now(dt.UTC).date()
+    if processes > 1:
+        frame = _concat([g for _, g in days])
+        values, invalid_errors = encode_frame(frame, today, settings.ingest_max_future_days)
+        keys = [str(s).encode() for s in frame["store"].tolist()]
+        counts["invalid"] = sum(v is None for v in values)
+        errors += invalid_errors
+        sent = _produce_parallel(settings, name, keys, values, partition_of, processes, bar, total, f"{mode} -> {name}")
+        counts["sent"], counts["failed"] = sent["sent"], sent["failed"]
+        errors += sent["errors"][: max(0, 5 - len(errors))]
+    else:
+        from kafka.errors import KafkaError
+
+        producer = make_producer(settings)
+
+        def _ok(_meta: object) -> None:
+            counts["sent"] += 1
+
+        def _err(exc: BaseException) -> None:
+            counts["failed"] += 1
+            if len(errors) < 5:
+                errors.append(repr(exc))
+
         if bar is not None:
-            bar.stop()
+            bar.start()
+            task = bar.add_task(f"{mode} -> {name}", total=total)
+        try:
+            for i, (day, group) in enumerate(days):
+                day_started = time.perf_counter()
+                live_day = dt.datetime.now(dt.UTC).date() if mode == "live" else None
+                values, invalid_errors = encode_frame(group, live_day or today, settings.ingest_max_future_days, live_day)
+                for message in invalid_errors:
+                    if len(errors) < 5:
+                        errors.append(message)
+                for store, value in zip(group["store"].tolist(), values, strict=True):
+                    if value is None:
+                        counts["invalid"] += 1
+                        continue
+                    key = str(store).encode()
+                    try:
+                        future = producer.send(name, key=key, value=value, partition=partition_of(key))
+                    except KafkaError as exc:
+                        _err(exc)
+                        continue
+                    future.add_callback(_ok).add_errback(_err)
+                if bar is not None:
+                    bar.update(task, advance=len(group))
+                if on_day is not None:
+                    on_day(day, len(group))
+                if mode == "live" and i < len(days) - 1:
+                    producer.flush()
+                    time.sleep(max(0.0, interval_s - (time.perf_counter() - day_started)))
+            producer.flush()
+        finally:
+            producer.close(timeout=30)
+            if bar is not None:
+                bar.stop()
     seconds = time.perf_counter() - began
-    return {
+    summary = {
         "mode": mode,
         "topic": name,
         "days": len(days),
@@ -261,5 +353,129 @@ def produce(
         **counts,
         "seconds": round(seconds, 3),
         "rate": round(counts["sent"] / seconds, 1) if seconds > 0 else 0.0,
+        "processes": processes,
+        "partitions": meta["partitions"],
         "errors": errors,
     }
+    from app.monitoring.metrics import push_producer
+
+    push_producer(settings, summary)  # sent / failed / rate to the Pushgateway (monitoring/README.md)
+    return summary
+
+
+#: Below this many rows a replay runs in one process (starting more costs more than it saves).
+PARALLEL_MIN_ROWS = 20_000
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _process_count(
+    settings: Settings, mode: str, partitions: int, rows: int, on_day: Callable[[dt.date, int], None] | None
+) -> int:
+    """Producer processes for this run: one for live mode, a per-day callback or a small replay; else
+    ``producer_processes`` (0 = one per core), never more than partitions."""
+    import os
+
+    if mode != "replay" or on_day is not None or rows < PARALLEL_MIN_ROWS:
+        return 1
+    wanted = settings.producer_processes or len(os.sched_getaffinity(0))
+    return max(1, min(wanted, partitions))
+
+
+def _send_group(
+    settings: Settings, topic: str, keys: list[bytes], values: list, partitions: list[int], group: list[int],
+    handed, report,  # noqa: ANN001 - multiprocessing.Value and Connection
+) -> None:
+    """Child process: send the records of the partitions in ``group`` in order, then report the counts."""
+    from kafka.errors import KafkaError
+
+    counts = {"sent": 0, "failed": 0, "errors": []}
+
+    def _ok(_meta: object) -> None:
+        counts["sent"] += 1
+
+    def _err(exc: BaseException) -> None:
+        counts["failed"] += 1
+        if len(counts["errors"]) < 5:
+            counts["errors"].append(repr(exc))
+
+    mine = set(group)
+    producer = make_producer(settings, client_id=f"sfmlops-producer-{min(group)}")
+    step = 0
+    try:
+        for key, value, partition in zip(keys, values, partitions, strict=True):
+            if partition not in mine or value is None:
+                continue
+            try:
+                producer.send(topic, key=key, value=value, partition=partition).add_callback(_ok).add_errback(_err)
+            except KafkaError as exc:
+                _err(exc)
+            step += 1
+            if step == 5_000:
+                with handed.get_lock():
+                    handed.value += step
+                step = 0
+        producer.flush()
+    finally:
+        producer.close(timeout=30)
+        with handed.get_lock():
+            handed.value += step
+        report.send(counts)
+        report.close()
+
+
+def _produce_parallel(
+    settings: Settings, topic: str, keys: list[bytes], values: list, partition_of: _KeyPartitions, processes: int,
+    bar, total: int, label: str,  # noqa: ANN001 - rich Progress or None
+) -> dict:
+    """Send with ``processes`` forked producers, each owning every ``processes``-th partition (so each key,
+    and the order of its records, stays with one producer); the parent shows the progress."""
+    import multiprocessing as mp
+
+    partitions = [partition_of(k) for k in keys]
+    ctx = mp.get_context("fork")  # the children share the encoded records instead of pickling them
+    groups = [partition_of.partitions[i::processes] for i in range(processes)]
+    workers = []
+    for group in groups:
+        handed = ctx.Value("q", 0)
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_send_group, args=(settings, topic, keys, values, partitions, group, handed, child_end),
+            name=f"sfmlops-producer-{group[0]}", daemon=True,
+        )
+        proc.start()
+        child_end.close()
+        workers.append((proc, handed, parent_end, group))
+    if bar is not None:
+        bar.start()
+        task = bar.add_task(label, total=total)
+    result = {"sent": 0, "failed": 0, "errors": []}
+    try:
+        while any(p.is_alive() for p, *_ in workers):
+            if bar is not None:
+                bar.update(task, completed=sum(h.value for _, h, _, _ in workers))
+            for proc, *_ in workers:
+                proc.join(0.2)
+        if bar is not None:
+            bar.update(task, completed=total)
+    finally:
+        if bar is not None:
+            bar.stop()
+    for proc, _handed, conn, group in workers:
+        try:
+            counts = conn.recv() if conn.poll() else None
+        except EOFError:
+            counts = None
+        if counts is None:  # the child died before it could report: its rows count as failed
+            mine = set(group)
+            result["failed"] += sum(1 for p, v in zip(partitions, values, strict=True) if v is not None and p in mine)
+            result["errors"].append(f"producer process for partitions {group} exited {proc.exitcode} without a report")
+            continue
+        result["sent"] += counts["sent"]
+        result["failed"] += counts["failed"]
+        result["errors"] += counts["errors"]
+    return result

@@ -20,6 +20,9 @@ sys.path.insert(0, str(ROOT))
 
 from app.config import get_settings  # noqa: E402
 
+#: PgJDBC of the executors' staging writer; the same version as spark_jobs/pom.xml.
+PGJDBC_VERSION = "42.7.8"
+
 
 def build(out: Path, emr_spark_version: str, code_uri: str) -> dict:
     """Write the artefacts into ``out``; returns their paths and the spark-submit argv."""
@@ -33,7 +36,7 @@ def build(out: Path, emr_spark_version: str, code_uri: str) -> dict:
             if path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".sql"}:
                 zf.write(path, path.relative_to(ROOT))
     settings = get_settings()
-    packages = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{emr_spark_version}"
+    packages = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{emr_spark_version},org.postgresql:postgresql:{PGJDBC_VERSION}"
     argv = [
         "spark-submit",
         "--deploy-mode", "cluster",

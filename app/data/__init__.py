@@ -28,7 +28,7 @@ class PreparedData:
     last_date: str
 
 
-def prepare(settings: "Settings", rossmann_dir: Path | None = None, out_dir: Path | None = None) -> PreparedData:
+def prepare(settings: Settings, rossmann_dir: Path | None = None, out_dir: Path | None = None) -> PreparedData:
     """Load (Kaggle files) or generate (synthetic) the dataset, validate it and write canonical parquet.
 
     Args:
@@ -69,7 +69,7 @@ def prepare(settings: "Settings", rossmann_dir: Path | None = None, out_dir: Pat
     )
 
 
-def load_dataset(settings: "Settings", data_dir: Path | None = None) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+def load_dataset(settings: Settings, data_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read the canonical ``(sales, stores)`` frames written by :func:`prepare` (``sfmlops data``)."""
     import pandas as pd
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
 
 
-def _copy_upsert(settings: "Settings", frame: "pd.DataFrame", table: str, columns: list[str], key: list[str]) -> int:
+def _copy_upsert(settings: Settings, frame: pd.DataFrame, table: str, columns: list[str], key: list[str]) -> int:
     from psycopg2 import sql
 
     from app.db import transaction
@@ -36,7 +36,7 @@ def _copy_upsert(settings: "Settings", frame: "pd.DataFrame", table: str, column
         return cur.rowcount
 
 
-def load_stores_table(settings: "Settings", stores: "pd.DataFrame | None" = None) -> int:
+def load_stores_table(settings: Settings, stores: pd.DataFrame | None = None) -> int:
     """Upsert store metadata (default: the prepared parquet) into ``settings.table_stores``."""
     from app.data import load_dataset
 
@@ -48,6 +48,6 @@ def load_stores_table(settings: "Settings", stores: "pd.DataFrame | None" = None
     return _copy_upsert(settings, frame, settings.table_stores, STORES_COLUMNS, ["store"])
 
 
-def load_sales_table(settings: "Settings", sales: "pd.DataFrame") -> int:
+def load_sales_table(settings: Settings, sales: pd.DataFrame) -> int:
     """Upsert sales rows directly (test seeding and development; production data arrives via Kafka/Spark)."""
     return _copy_upsert(settings, sales, settings.table_sales, SALES_COLUMNS, ["store", "date"])

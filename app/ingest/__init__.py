@@ -8,15 +8,16 @@ the same arguments EMR gets. The job reads its settings from the ``SFMLOPS_*`` e
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from app.common.jobs import INGEST_SUMMARY_PREFIX, ingest_summary
 from app.config import PROJECT_ROOT, settings_env  # noqa: F401 - settings_env is part of this module's API
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 JOB_FILE = PROJECT_ROOT / "spark_jobs" / "sales_stream.py"
 POM_FILE = PROJECT_ROOT / "spark_jobs" / "pom.xml"
-SUMMARY_PREFIX = "SFMLOPS_INGEST_SUMMARY "
+SUMMARY_PREFIX = INGEST_SUMMARY_PREFIX
 #: artifacts that pyspark already ships in its jars/ folder (not copied again).
 PYSPARK_PROVIDED = (
     "hadoop-client-runtime,hadoop-client-api,scala-library,scala-parallel-collections_2.13,slf4j-api,"
@@ -32,15 +33,19 @@ PYSPARK_PROVIDED = (
 )
 
 
-def jars_dir(settings: "Settings") -> Path:
+#: jar name prefixes the job needs (Kafka source, s3a, PgJDBC); a cache missing one is resolved again.
+REQUIRED_JARS = ("spark-sql-kafka", "hadoop-aws", "postgresql-")
+
+
+def jars_dir(settings: Settings) -> Path:
     return Path(settings.cache_dir) / "jars" / "spark"
 
 
-def resolve_jars(settings: "Settings", quiet: bool = True) -> list[Path]:
-    """The connector jars (Kafka source, hadoop-aws + AWS SDK), resolved with Maven once and cached."""
+def resolve_jars(settings: Settings, quiet: bool = True) -> list[Path]:
+    """The connector jars (Kafka source, hadoop-aws + AWS SDK, PgJDBC), resolved with Maven once and cached."""
     folder = jars_dir(settings)
     jars = sorted(folder.glob("*.jar"))
-    if any(j.name.startswith("spark-sql-kafka") for j in jars) and any(j.name.startswith("hadoop-aws") for j in jars):
+    if all(any(j.name.startswith(prefix) for j in jars) for prefix in REQUIRED_JARS):
         return jars
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -65,7 +70,7 @@ def resolve_jars(settings: "Settings", quiet: bool = True) -> list[Path]:
 
 
 def job_arguments(
-    settings: "Settings",
+    settings: Settings,
     trigger: str = "available-now",
     checkpoint: str | None = None,
     topic: str | None = None,
@@ -89,7 +94,7 @@ def job_arguments(
     return args
 
 
-def build_command(settings: "Settings", **job_opts: Any) -> tuple[list[str], dict[str, str]]:
+def build_command(settings: Settings, **job_opts: Any) -> tuple[list[str], dict[str, str]]:
     """``(argv, env)`` of the local spark-submit run; ``job_opts`` go to :func:`job_arguments`."""
     import pyspark
 
@@ -151,7 +156,7 @@ def _die_with_caller(parent: int) -> Callable[[], None]:
     return arm
 
 
-def start(settings: "Settings", log_path: Path | None = None, **job_opts: Any) -> subprocess.Popen:
+def start(settings: Settings, log_path: Path | None = None, **job_opts: Any) -> subprocess.Popen:
     """Start the job in its own process group (so it can be killed as a whole); output to ``log_path``.
 
     The job dies with the calling thread (parent-death signal), so call this from a thread that lives
@@ -167,14 +172,11 @@ def start(settings: "Settings", log_path: Path | None = None, **job_opts: Any) -
 
 def parse_summary(text: str) -> dict | None:
     """The job's summary line from its output, if any."""
-    for line in reversed(text.splitlines()):
-        if line.startswith(SUMMARY_PREFIX):
-            return json.loads(line[len(SUMMARY_PREFIX) :])
-    return None
+    return ingest_summary(text)
 
 
 def run(
-    settings: "Settings",
+    settings: Settings,
     trigger: str = "available-now",
     timeout_s: float | None = None,
     log_path: Path | None = None,

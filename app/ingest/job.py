@@ -5,8 +5,9 @@ and on EMR (``spark-submit``). Addresses, tables and credentials come from the s
 environment variables), never from the command line.
 
 Validation happens in Spark SQL expressions (JVM, vectorised): every record gets a ``reason`` (NULL
-when valid). The sink (:mod:`app.ingest.sink`) stages the batch with parallel COPY and commits it
-with the ledger row in one transaction.
+when valid), and a window marks superseded duplicates of a key. The executors stage the batch with
+Spark's JDBC writer; the sink (:mod:`app.ingest.sink`) commits each Kafka partition with its ledger row
+in a transaction of its own, several at once.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from app.common.jobs import INGEST_SUMMARY_PREFIX
 from app.ingest import sink
 from app.ingest.schema import FIELDS, FLAG_FIELDS, SCHEMA_VERSION, STATE_HOLIDAYS
 
@@ -29,10 +32,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
 
 TRIGGERS = ("available-now", "processing-time")
-SUMMARY_PREFIX = "SFMLOPS_INGEST_SUMMARY "
+SUMMARY_PREFIX = INGEST_SUMMARY_PREFIX
 
 
-def parse_args(argv: Sequence[str], settings: "Settings") -> argparse.Namespace:
+def parse_args(argv: Sequence[str], settings: Settings) -> argparse.Namespace:
     """Command-line arguments of the job (the same on EMR and locally)."""
     parser = argparse.ArgumentParser(prog="sales_stream.py", description=__doc__.splitlines()[0])
     parser.add_argument("--trigger", choices=TRIGGERS, default="available-now", help="availableNow or processing-time")
@@ -57,12 +60,12 @@ def parse_args(argv: Sequence[str], settings: "Settings") -> argparse.Namespace:
     return args
 
 
-def checkpoint_location(settings: "Settings", override: str | None) -> str:
+def checkpoint_location(settings: Settings, override: str | None) -> str:
     """The checkpoint folder: the override, the ``ingest_checkpoint`` setting or the S3 bucket."""
     return override or settings.ingest_checkpoint or f"s3a://{settings.bucket_checkpoints}/sales_stream"
 
 
-def ensure_bucket(settings: "Settings", location: str) -> None:
+def ensure_bucket(settings: Settings, location: str) -> None:
     """Create the checkpoint bucket on the emulator (local profile only; on AWS Terraform owns it)."""
     if not location.startswith("s3a://") or settings.profile != "local" or not settings.aws_endpoint_url:
         return
@@ -74,7 +77,7 @@ def ensure_bucket(settings: "Settings", location: str) -> None:
         s3.create_bucket(Bucket=bucket)
 
 
-def build_session(settings: "Settings", app_name: str = "sfmlops-sales-stream") -> "SparkSession":
+def build_session(settings: Settings, app_name: str = "sfmlops-sales-stream") -> SparkSession:
     """A SparkSession with s3a pointed at the configured endpoint; jars come from spark-submit."""
     from pyspark.sql import SparkSession
 
@@ -117,7 +120,7 @@ def json_schema():  # noqa: ANN201 - pyspark type
 BITMAP_MAX_STORE = 100_000
 
 
-def _known_store(store: "Column", known_stores: Sequence[int]) -> "Column":
+def _known_store(store: Column, known_stores: Sequence[int]) -> Column:
     """Whether ``store`` is one of ``known_stores``.
 
     A string literal with '1' at (1-based) position id for each known id, tested with ``substr``: one
@@ -138,7 +141,7 @@ def _known_store(store: "Column", known_stores: Sequence[int]) -> "Column":
 
 def reason_column(
     known_stores: Sequence[int], max_bytes: int, max_future_days: int, min_date: str
-) -> tuple["Column", dict[str, "Column"]]:
+) -> tuple[Column, dict[str, Column]]:
     """Spark expressions over the Kafka columns: the rejection reason (NULL = valid) and the parsed fields.
 
     Args:
@@ -226,8 +229,8 @@ REASON_MAX_CHARS = 500
 STAGED_ROW_FIXED_BYTES = 256
 
 
-def staged_record_bytes(settings: "Settings") -> int:
-    """The most bytes one record can occupy once staged (Python worker and staging table).
+def staged_record_bytes(settings: Settings) -> int:
+    """The most bytes one record can occupy once staged (the window's shuffle and the staging table).
 
     A valid record keeps its key and value cut to ``ingest_dead_letter_payload_bytes`` (for the dead
     letter of a superseded duplicate) plus a SHA-256; a rejected one the hex text of both (twice the
@@ -237,23 +240,28 @@ def staged_record_bytes(settings: "Settings") -> int:
     return 2 * (2 * limit + 2) + 2 * 66 + 4 * REASON_MAX_CHARS + STAGED_ROW_FIXED_BYTES
 
 
-def batch_record_cap(settings: "Settings", max_offsets_per_trigger: int) -> int:
+def batch_record_cap(settings: Settings, max_offsets_per_trigger: int) -> int:
     """Records per micro-batch: the record cap, lowered so that a batch holds at most
     ``ingest_max_batch_bytes`` (the Kafka source has no byte limit of its own; see spark_jobs/README.md)."""
     return max(1, min(max_offsets_per_trigger, settings.ingest_max_batch_bytes // staged_record_bytes(settings)))
 
 
-def validated(batch: "DataFrame", known_stores: Sequence[int], settings: "Settings") -> "DataFrame":
-    """The Kafka batch as staging rows: coordinates, reason, typed fields and the bounded raw bytes.
+def staged(batch: DataFrame, known_stores: Sequence[int], settings: Settings, batch_id: int) -> DataFrame:
+    """The Kafka batch as staging rows (:data:`app.ingest.sink.STAGING_COLUMNS`), all in Spark SQL.
 
+    Every record gets its coordinates, its rejection reason (NULL = valid) and, if valid, its typed fields.
     Record content can never fail the batch: typed fields are kept for valid rows only (a rejected row's
     values may be beyond the staging column types, e.g. an int beyond SMALLINT or a long state holiday)
-    and cast with ``try_cast``; reasons are NUL-free and bounded. Rejected rows carry the dead letter's
-    bytes as PostgreSQL hex text (``\\x...``, rendered in the JVM), cut to
-    ``ingest_dead_letter_payload_bytes``, with the full length and the SHA-256 of the whole payload; valid
-    rows carry their value and key cut to the same size (for the dead letter of a superseded duplicate)
-    and the SHA-256 only where the value is longer than that.
+    and cast with ``try_cast``; reasons are NUL-free and bounded.
+
+    Duplicates of a (store, date) key in the batch: a window over the key keeps the record with the
+    highest (partition, offset) valid and rejects the others (``duplicate: ... kept``), so the staged valid
+    rows hold each key once and the Kafka partitions of the batch commit independently.
+
+    A rejected row carries its dead letter: the payload and key bytes cut to
+    ``ingest_dead_letter_payload_bytes``, the full length and the SHA-256 of the whole payload.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     reason, parsed = reason_column(
@@ -272,35 +280,57 @@ def validated(batch: "DataFrame", known_stores: Sequence[int], settings: "Settin
         F.col("value"),
     )
     ok = F.col("reason").isNull()
-    bad = ~ok
-
-    def cut(name: str) -> "Column":
-        return F.substring(F.col(name), 1, limit)
-
-    def hex_text(col: "Column") -> "Column":
-        return F.concat(F.lit("\\x"), F.hex(col))
-
+    # Only bounded bytes go on through the window's shuffle: the cut key and value, the full length, and
+    # the SHA-256 where the cut value is not the whole payload (or the record is already rejected).
     size = F.octet_length("value")
-    return checked.select(
+    checked = checked.select(
+        *[c for c in checked.columns if c not in ("key", "value")],
+        F.substring(F.col("key"), 1, limit).alias("key"),
+        F.substring(F.col("value"), 1, limit).alias("value"),
+        size.cast("int").alias("payload_bytes"),
+        F.when(~ok | (size > limit), F.unhex(F.sha2(F.col("value"), 256))).alias("payload_sha256"),
+    )
+    # Valid rows group by key; each rejected row is a group of its own (its coordinates).
+    key = Window.partitionBy(
+        F.when(ok, F.col("store")), F.when(ok, F.col("date")),
+        F.when(~ok, F.col("kafka_partition")), F.when(~ok, F.col("kafka_offset")),
+    ).orderBy(F.col("kafka_partition").desc(), F.col("kafka_offset").desc())
+    ranked = checked.select(
+        "*",
+        F.row_number().over(key).alias("_rank"),
+        F.first("kafka_partition").over(key).alias("_win_partition"),
+        F.first("kafka_offset").over(key).alias("_win_offset"),
+    )
+    duplicate = ok & (F.col("_rank") > 1)
+    final_reason = F.when(
+        duplicate,
+        F.format_string(
+            "duplicate: (%d, %s) sent again in the same batch (partition %d, offset %d kept)",
+            F.col("store"), F.col("date").cast("string"), F.col("_win_partition"), F.col("_win_offset"),
+        ),
+    ).otherwise(F.col("reason"))
+    keep = ok & ~duplicate
+    bad = ~keep
+    return ranked.select(
+        F.lit(int(batch_id)).cast("long").alias("batch_id"),
         "topic",
         "kafka_partition",
         "kafka_offset",
         "kafka_timestamp",
-        "reason",
-        *[F.when(ok, F.col(name).try_cast("short") if name in small else F.col(name)).alias(name) for name in parsed],
-        F.when(ok, cut("key")).alias("kafka_key"),
-        F.when(ok, cut("value")).alias("value"),
-        F.when(bad, hex_text(cut("key"))).alias("kafka_key_hex"),
-        F.when(bad, hex_text(cut("value"))).alias("payload_hex"),
-        F.when(bad | (size > limit), F.concat(F.lit("\\x"), F.sha2(F.col("value"), 256))).alias("payload_sha256_hex"),
-        size.cast("int").alias("payload_bytes"),
+        final_reason.alias("reason"),
+        *[F.when(keep, F.col(name).try_cast("short") if name in small else F.col(name)).alias(name) for name in parsed],
+        F.when(bad, F.col("key")).alias("kafka_key"),
+        F.when(bad, F.col("value")).alias("payload"),
+        F.when(bad, F.col("payload_bytes")).alias("payload_bytes"),
+        # a superseded duplicate no longer than the cut: its cut value is the whole payload
+        F.when(bad, F.coalesce(F.col("payload_sha256"), F.unhex(F.sha2(F.col("value"), 256)))).alias("payload_sha256"),
     )
 
 
 class _Batches:
     """The foreachBatch function and what it has done in this run."""
 
-    def __init__(self, settings: "Settings", topic: str, lock: "sink.DriverLock | None" = None) -> None:
+    def __init__(self, settings: Settings, topic: str, lock: sink.DriverLock | None = None) -> None:
         self.settings = settings
         self.topic = topic
         self.lock = lock
@@ -318,6 +348,9 @@ class _Batches:
             "last_commit": None,
         }
         self._conn = None
+        from app.monitoring import ingest_metrics
+
+        self.metrics = ingest_metrics(settings, topic)  # pushed to the Pushgateway after each batch
 
     def conn(self):  # noqa: ANN201
         from app.db import connect
@@ -335,8 +368,8 @@ class _Batches:
                 pass
             self._conn = None
 
-    def __call__(self, batch: "DataFrame", batch_id: int) -> None:
-        started = dt.datetime.now(dt.timezone.utc)
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = dt.datetime.now(dt.UTC)
         if not self.ready.wait(120):
             raise RuntimeError("streaming query id not known after 120 s")
         assert self.query_id is not None
@@ -352,21 +385,14 @@ class _Batches:
         stores = sink.known_stores(conn, self.settings)
         conn.commit()
         table = sink.staging_table(self.settings, self.query_id)
-        stager = sink.stage_partition(self.settings.pg_dsn(), table, batch_id)
         t_stage = time.time()
-        schema = "rows long, rejected long, stores array<int>"
-        counts = validated(batch, stores, self.settings).mapInArrow(stager, schema).collect()
+        sink.write_staging(staged(batch, stores, self.settings, batch_id), self.settings, table)
         t_commit = time.time()
-        rows = sum(r["rows"] for r in counts)
-        rejected = sum(r["rejected"] for r in counts)
-        dedupe = sink.stores_overlap(r["stores"] for r in counts)
-        result = sink.commit_batch(
-            conn, self.settings, self.query_id, batch_id, self.topic, rows, rejected, started, dedupe=dedupe
-        )
+        result = sink.commit_batch(self.settings, self.query_id, batch_id, self.topic, started)
         if not result["committed"]:
             self.stats["skipped_batches"] += 1
             return
-        rejected = result["rejected"]
+        rows, rejected = result["rows"], result["rejected"]
         self.stats["batches"] += 1
         self.stats["rows"] += rows
         self.stats["rejected"] += rejected
@@ -379,6 +405,9 @@ class _Batches:
             f"in {time.time() - started.timestamp():.2f}s (prepare {t_stage - started.timestamp():.2f}s, "
             f"stage {t_commit - t_stage:.2f}s, commit {time.time() - t_commit:.2f}s)",
             flush=True,
+        )
+        self.metrics.batch(
+            rows, rejected, result["upserted"], t_stage - started.timestamp(), t_commit - t_stage, self.stats["last_commit"] - t_commit
         )
 
 
@@ -427,7 +456,7 @@ def unreachable(error: str) -> str | None:
     return None
 
 
-def failure_hint(settings: "Settings", error: str) -> str:
+def failure_hint(settings: Settings, error: str) -> str:
     """What the operator should do about a failed query (printed after the summary)."""
     service = unreachable(error)
     rerun = "then run `sfmlops ingest` again: the checkpoint and the batch ledger make the rerun exactly-once"
@@ -475,6 +504,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         key, value = item.split("=", 1)
         reader = reader.option(key, value)
     handler = _Batches(settings, args.topic, lock)
+    spark.streams.addListener(handler.metrics.listener())  # per-partition offsets / consumer lag to the Pushgateway
     writer = reader.load().writeStream.foreachBatch(handler).option("checkpointLocation", location)
     writer = writer.trigger(availableNow=True) if args.trigger == "available-now" else writer.trigger(processingTime=args.interval)
     started = time.time()

@@ -12,7 +12,8 @@ expressions in :mod:`app.ingest.job`), so a record the producer lets through is 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -74,7 +75,7 @@ def validate_row(
         day = None
     if day is None:
         return f"invalid date {row['date']!r} (expected YYYY-MM-DD)"
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     if day > today + dt.timedelta(days=max_future_days):
         return f"date {day} is in the future"
     if day < min_date:

@@ -1,34 +1,32 @@
-"""Exactly-once sink of the streaming job: parallel COPY into staging, one upsert transaction per batch.
+"""Exactly-once sink of the streaming job: JDBC staging from the executors, one transaction per Kafka partition.
 
 Per micro-batch:
 
 1. :func:`begin_batch` (driver) returns ``False`` when the ledger already holds ``(query id, batch id)``
    (Spark replays the last batch after a crash; it then changes nothing); otherwise it empties the
    query's staging table of rows left by a crashed attempt.
-2. :func:`stage_partition` (executors, through ``mapInArrow``) renders each Arrow batch as CSV with
-   pyarrow and streams it into the query's UNLOGGED staging table with ``COPY`` while Spark produces
-   the next batch (one connection per task, so the load runs in parallel), then marks the task's
-   in-batch duplicates as rejected.
-3. :func:`commit_batch` (driver) in ONE transaction: dead letters (keyed by Kafka coordinates), the
-   rows into sales (rows whose values did not change are not touched: an ``UPDATE`` of changed keys
-   plus an ``INSERT`` of new ones when no key can repeat across tasks, else ``INSERT ... SELECT
-   DISTINCT ON (store, date) ... ON CONFLICT DO UPDATE``), the ledger row, and emptying the staging
-   table.
-
-Everything here but :func:`stage_partition` runs on the driver.
+2. :func:`write_staging` (executors, Spark's JDBC writer, no Python worker) appends the validated rows
+   into the query's UNLOGGED staging table, every task on its own connection in one transaction. The
+   rows come from :func:`app.ingest.job.staged`, which has already marked superseded duplicates of a
+   (store, date) key as rejected in Spark SQL (a window over the batch).
+3. :func:`commit_batch` (driver): every Kafka partition of the batch in ONE transaction of its own
+   (:func:`commit_partition`: its dead letters keyed by Kafka coordinates, its rows into sales, where
+   unchanged rows are not touched, and its ledger row ``(query, batch, topic, partition)``), several
+   partitions at once on their own connections; then the batch's ledger row and an empty staging table.
+   A partition committed by a crashed attempt is skipped, so a retried batch changes nothing twice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from app.ingest.schema import SALES_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pyarrow as pa
+    from pyspark.sql import DataFrame
 
     from app.config import Settings
 
@@ -48,13 +46,13 @@ STAGING_COLUMNS = [
 ]
 
 
-def staging_table(settings: "Settings", query_id: str) -> str:
+def staging_table(settings: Settings, query_id: str) -> str:
     """The per-query staging table name (Postgres identifiers are limited to 63 bytes)."""
     digest = hashlib.sha1(query_id.encode()).hexdigest()[:12]
     return f"{settings.table_ingest_staging[:50]}_{digest}"
 
 
-def ensure_staging(conn, settings: "Settings", query_id: str) -> str:  # noqa: ANN001 - psycopg2 connection
+def ensure_staging(conn, settings: Settings, query_id: str) -> str:  # noqa: ANN001 - psycopg2 connection
     """(Re)create the query's staging table from the template; returns its name.
 
     Only the driver holding the query's :class:`DriverLock` calls this, at its start: nothing staged
@@ -69,21 +67,21 @@ def ensure_staging(conn, settings: "Settings", query_id: str) -> str:  # noqa: A
     return name
 
 
-def drop_staging(conn, settings: "Settings", query_id: str) -> None:  # noqa: ANN001
+def drop_staging(conn, settings: Settings, query_id: str) -> None:  # noqa: ANN001
     """Drop the query's staging table (at a clean end of the query)."""
     with conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {staging_table(settings, query_id)}")
     conn.commit()
 
 
-def known_stores(conn, settings: "Settings") -> list[int]:  # noqa: ANN001
+def known_stores(conn, settings: Settings) -> list[int]:  # noqa: ANN001
     """Store ids in the stores table."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT store FROM {settings.table_stores} ORDER BY store")
         return [row[0] for row in cur.fetchall()]
 
 
-def begin_batch(conn, settings: "Settings", query_id: str, batch_id: int) -> bool:  # noqa: ANN001
+def begin_batch(conn, settings: Settings, query_id: str, batch_id: int) -> bool:  # noqa: ANN001
     """Returns False if the batch is already committed; otherwise clears leftovers of a crashed attempt.
 
     The caller holds the query's :class:`DriverLock` (the only driver of this staging table)."""
@@ -99,338 +97,230 @@ def begin_batch(conn, settings: "Settings", query_id: str, batch_id: int) -> boo
     return True
 
 
-def _hex_array(values: "pa.Array | pa.ChunkedArray") -> "pa.Array":
-    """Binary values as Postgres ``bytea`` hex text (``\\x...``) for COPY; nulls stay null."""
-    import pyarrow as pa
-
-    return pa.array([None if v is None else "\\x" + v.hex() for v in values.to_pylist()], pa.string())
+def ledger_partitions_table(settings: Settings) -> str:
+    """The per-partition ledger: one row per (query, batch, topic, Kafka partition) committed."""
+    return f"{settings.table_ledger}_partitions"
 
 
-def _sha256_array(values: "pa.Array | pa.ChunkedArray", known: "pa.Array | pa.ChunkedArray") -> "pa.Array":
-    """``known`` (the JVM's SHA-256 hex text, set where the value was cut) or the SHA-256 of the value."""
-    import pyarrow as pa
+def jdbc_target(settings: Settings) -> tuple[str, dict[str, str]]:
+    """``(url, properties)`` of Spark's JDBC writer into the staging table (PgJDBC on the executors).
 
-    return pa.array(
-        [k if k is not None else (None if v is None else "\\x" + hashlib.sha256(v).hexdigest())
-         for v, k in zip(values.to_pylist(), known.to_pylist())],
-        pa.string(),
-    )
-
-
-def _mark_duplicates(
-    conn,  # noqa: ANN001 - psycopg2 connection of the task (its COPY is not committed yet)
-    table: str,
-    batch_id: int,
-    raw: "pa.Table",
-    key: "np.ndarray",
-    part: "np.ndarray",
-    offs: "np.ndarray",
-    row: "np.ndarray",
-    order: "np.ndarray",
-    last: "np.ndarray",
-) -> int:
-    """Mark the superseded duplicates of a task as rejected in the staging table; returns how many.
-
-    ``key``/``part``/``offs``/``row`` describe the task's valid records (key = store * 1e6 + epoch day,
-    ``row`` = index into ``raw``, which holds their ``value`` and ``kafka_key`` (both cut to the dead-letter
-    size), ``payload_bytes`` and ``payload_sha256_hex``); ``order`` sorts them by
-    (key, partition, offset) and ``last`` flags the winner of each key in that order. Vectorised, and
-    one ``UPDATE ... FROM`` a temporary table, so a topic replayed twice into one batch (every record a
-    duplicate) costs seconds, not one statement per record.
+    ``reWriteBatchedInserts`` turns each JDBC batch into multi-row ``INSERT`` statements; the password
+    travels as a property, never in the URL (which Spark may log).
     """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-
-    lose_pos = np.flatnonzero(~last)
-    win_pos = np.flatnonzero(last)
-    lose = order[lose_pos]
-    win = order[win_pos[np.searchsorted(win_pos, lose_pos)]]  # the next winner in sorted order has the same key
-
-    def text(values: "np.ndarray") -> "pa.Array":
-        return pc.cast(pa.array(values), pa.string())
-
-    taken = pa.array(row[lose])
-    value = raw.column("value").take(taken)
-    day = pc.cast(pc.cast(pa.array((key[lose] % 1_000_000).astype(np.int32)), pa.date32()), pa.string())
-    marks = pa.table(
-        {
-            "kafka_partition": pa.array(part[lose].astype(np.int32)),
-            "kafka_offset": pa.array(offs[lose]),
-            "reason": pc.binary_join_element_wise(
-                "duplicate: (", text(key[lose] // 1_000_000), ", ", day, ") sent again in the same batch (partition ",
-                text(part[win]), ", offset ", text(offs[win]), " kept)", "",
-            ),
-            "kafka_key": _hex_array(raw.column("kafka_key").take(taken)),
-            "payload": _hex_array(value),
-            "payload_bytes": raw.column("payload_bytes").take(taken),
-            "payload_sha256": _sha256_array(value, raw.column("payload_sha256_hex").take(taken)),
-        }
-    )
-    buf = io.BytesIO()
-    pacsv.write_csv(marks, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-    buf.seek(0)
-    with conn.cursor() as cur:
-        cur.execute(
-            "CREATE TEMP TABLE sfmlops_dup_marks (kafka_partition integer, kafka_offset bigint, reason text, "
-            "kafka_key bytea, payload bytea, payload_bytes integer, payload_sha256 bytea) ON COMMIT DROP"
-        )
-        cur.copy_expert("COPY sfmlops_dup_marks FROM STDIN WITH (FORMAT csv)", buf)
-        cur.execute("ANALYZE sfmlops_dup_marks")
-        cur.execute(
-            f"""UPDATE {table} AS s SET reason = m.reason, kafka_key = m.kafka_key, payload = m.payload,
-                payload_bytes = m.payload_bytes, payload_sha256 = m.payload_sha256
-            FROM sfmlops_dup_marks AS m
-            WHERE s.batch_id = %s AND s.kafka_partition = m.kafka_partition AND s.kafka_offset = m.kafka_offset""",
-            (batch_id,),
-        )
-    return len(lose)
+    url = f"jdbc:postgresql://{settings.pg_host}:{settings.pg_port}/{settings.pg_database}"
+    props = {
+        "user": settings.pg_user,
+        "password": settings.pg_password.get_secret_value(),
+        "driver": "org.postgresql.Driver",
+        "reWriteBatchedInserts": "true",
+        "batchsize": str(settings.ingest_jdbc_batch_rows),
+        "ApplicationName": "sfmlops-ingest-stage",
+        "connectTimeout": "10",
+    }
+    return url, props
 
 
-def stage_partition(
-    dsn: str, table: str, batch_id: int, topic_col: str = "topic"
-) -> Callable[[Iterator["pa.RecordBatch"]], Iterator["pa.RecordBatch"]]:
-    """The ``mapInArrow`` function that COPYs one task's rows into the staging table.
+def write_staging(frame: DataFrame, settings: Settings, table: str) -> None:
+    """Append the staged rows (columns :data:`STAGING_COLUMNS`) from the executors with Spark's JDBC writer.
 
-    The COPY streams: each Arrow batch is rendered as CSV and written to a pipe that a second thread
-    feeds to ``COPY ... FROM STDIN`` while Spark produces the next batch, so the load overlaps the
-    parsing. In-batch duplicates of (store, date) within the task are found at the end (the record
-    with the highest (partition, offset) wins) and the superseded rows are marked rejected in the
-    staging table, with their raw payload, before the task's transaction commits.
-
-    Input batches carry the columns of :func:`app.ingest.job.validated`: ``topic, kafka_partition,
-    kafka_offset, kafka_timestamp, reason``, the sales columns (NULL in rejected rows), the dead letter's
-    ``kafka_key_hex, payload_hex, payload_sha256_hex`` (rejected rows), ``payload_bytes``, and the cut
-    ``kafka_key``/``value`` bytes of valid rows. Output: one row per task: ``rows``,
-    ``rejected`` and the distinct ``stores`` of its valid rows (the driver uses them to tell whether
-    duplicates across tasks are possible).
-
-    Args:
-        dsn: libpq DSN of the application role.
-        table: The query's staging table.
-        batch_id: Spark's batch id.
-        topic_col: Name of the topic column.
+    Each task writes its rows in one transaction (Spark commits a partition at its end), so a failed task
+    leaves nothing; a batch that fails after some tasks committed is staged again from an empty table
+    (:func:`begin_batch`).
     """
-
-    def stage(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
-        import os
-        import threading
-
-        import numpy as np
-        import psycopg2
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.csv as pacsv
-
-        conn = psycopg2.connect(dsn, application_name="sfmlops-ingest-stage")
-        read_fd, write_fd = os.pipe()
-        failure: list[BaseException] = []
-
-        def copy() -> None:
-            try:
-                with os.fdopen(read_fd, "rb") as source, conn.cursor() as cur:
-                    cur.copy_expert(
-                        f"COPY {table} ({', '.join(STAGING_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", source, size=1 << 20
-                    )
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the task thread
-                failure.append(exc)
-
-        copier = threading.Thread(target=copy, name="sfmlops-copy", daemon=True)
-        copier.start()
-        options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-        kept: list[pa.RecordBatch] = []  # cut value/key of valid rows, for the dead letter of a superseded duplicate
-        keys: list["np.ndarray"] = []  # per batch: key, partition, offset, row index of valid rows
-        rows = rejected = 0
-        try:
-            with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
-                for batch in batches:
-                    n = batch.num_rows
-                    if n == 0:
-                        continue
-                    reason = batch.column("reason")
-                    bad = reason.is_valid()
-                    n_bad = pc.sum(bad).as_py() or 0
-                    no_int = pa.scalar(None, pa.int32())
-                    frame = pa.RecordBatch.from_pydict(
-                        {
-                            "batch_id": pa.array(np.full(n, batch_id, dtype=np.int64)),
-                            "topic": batch.column(topic_col),
-                            "kafka_partition": batch.column("kafka_partition"),
-                            "kafka_offset": batch.column("kafka_offset"),
-                            "kafka_timestamp": batch.column("kafka_timestamp"),
-                            "reason": reason,
-                            **{c: batch.column(c) for c in SALES_COLUMNS},
-                            # hex text, cut and hashed in the JVM, for rejected records only
-                            "kafka_key": batch.column("kafka_key_hex"),
-                            "payload": batch.column("payload_hex"),
-                            "payload_bytes": pc.if_else(bad, batch.column("payload_bytes"), no_int),
-                            "payload_sha256": pc.if_else(bad, batch.column("payload_sha256_hex"), pa.scalar(None, pa.string())),
-                        }
-                    )
-                    pacsv.write_csv(frame, out, options)
-                    good = np.flatnonzero(~bad.to_numpy(zero_copy_only=False))
-                    if len(good):
-                        store = batch.column("store").to_numpy(zero_copy_only=False)[good].astype(np.int64)
-                        day = pc.cast(batch.column("date"), pa.int32()).to_numpy(zero_copy_only=False)[good].astype(np.int64)
-                        part = batch.column("kafka_partition").to_numpy(zero_copy_only=False)[good].astype(np.int64)
-                        offs = batch.column("kafka_offset").to_numpy(zero_copy_only=False)[good].astype(np.int64)
-                        keys.append(np.stack([store * 1_000_000 + day, part, offs, np.full(len(good), len(kept)), good]))
-                    kept.append(batch.select(["value", "kafka_key", "payload_bytes", "payload_sha256_hex"]))
-                    rows += n
-                    rejected += n_bad
-        except BrokenPipeError:
-            pass  # the COPY thread stopped reading: its error is raised below
-        copier.join()
-        try:
-            if failure:
-                raise failure[0]
-            stores = np.zeros(0, dtype=np.int64)
-            if keys:
-                key, part, offs, src, idx = np.concatenate(keys, axis=1)
-                order = np.lexsort((offs, part, key))
-                last = np.r_[key[order][1:] != key[order][:-1], True]  # the last of each run of equal keys wins
-                stores = np.unique(key // 1_000_000)
-                if not last.all():
-                    starts = np.cumsum([0] + [b.num_rows for b in kept])[:-1]
-                    rejected += _mark_duplicates(conn, table, batch_id, pa.Table.from_batches(kept), key, part, offs,
-                                                 starts[src] + idx, order, last)
-            conn.commit()
-        finally:
-            conn.close()
-        yield pa.RecordBatch.from_pydict(
-            {"rows": [rows], "rejected": [rejected], "stores": pa.array([stores.astype(np.int32)], pa.list_(pa.int32()))}
-        )
-
-    return stage
+    url, props = jdbc_target(settings)
+    frame.select(*STAGING_COLUMNS).write.jdbc(url, table, mode="append", properties=props)
 
 
-def stores_overlap(task_stores: "Iterable[Iterable[int]]") -> bool:
-    """Whether any store id appears in the valid rows of more than one task (then duplicates of a
-    (store, date) key across tasks are possible and the commit deduplicates)."""
-    seen: set[int] = set()
-    for stores in task_stores:
-        current = set(stores)
-        if seen & current:
-            return True
-        seen |= current
-    return False
-
-
-def commit_batch(
-    conn,  # noqa: ANN001 - psycopg2 connection
-    settings: "Settings",
-    query_id: str,
-    batch_id: int,
-    topic: str,
-    rows_in: int,
-    rows_rejected: int,
-    started_at: dt.datetime,
-    dedupe: bool = True,
-) -> dict:
-    """Move the staged batch into dead letters and sales and write the ledger row, atomically.
-
-    Args:
-        dedupe: Whether valid staged rows may repeat a (store, date) key (duplicates across tasks);
-            then the newest record per key is chosen with ``DISTINCT ON`` and upserted with
-            ``ON CONFLICT``. Without duplicates, existing keys whose values changed are updated and new
-            keys inserted in two plain statements, which is much faster for big batches; should another
-            writer insert one of the keys meanwhile, the general upsert runs instead.
-
-    Returns:
-        ``{"committed": bool, "upserted": int, "dead_lettered": int, "rejected": int}`` (``rejected``: the
-        tasks' rejections plus duplicates across tasks); ``committed`` is False when
-        another attempt committed the same batch first (nothing is changed then).
-    """
-    import psycopg2.errors
-
-    stage = staging_table(settings, query_id)
+def _partition_sql(settings: Settings, stage: str, batch_id: int, partition: int) -> dict[str, str]:
+    """The statements of one Kafka partition's commit (dead letters, split upsert, general upsert)."""
     sales = settings.table_sales
     cols = ", ".join(SALES_COLUMNS)
     data_cols = [c for c in SALES_COLUMNS if c not in ("store", "date")]
-    valid = f"FROM {stage} s WHERE s.batch_id = {int(batch_id)} AND s.reason IS NULL"
-    upsert = f"""INSERT INTO {sales} AS t ({cols}, ingested_at)
-        SELECT DISTINCT ON (store, date) {cols}, now() {valid}
-        ORDER BY store, date, kafka_partition DESC, kafka_offset DESC
-        ON CONFLICT (store, date) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in data_cols)},
-            ingested_at = EXCLUDED.ingested_at
-        WHERE ({', '.join('t.' + c for c in data_cols)}) IS DISTINCT FROM ({', '.join('EXCLUDED.' + c for c in data_cols)})"""
-    update = f"""UPDATE {sales} AS t SET {', '.join(f'{c} = s.{c}' for c in data_cols)}, ingested_at = now()
-        {valid} AND t.store = s.store AND t.date = s.date
-        AND ({', '.join('t.' + c for c in data_cols)}) IS DISTINCT FROM ({', '.join('s.' + c for c in data_cols)})"""
-    insert = f"""INSERT INTO {sales} ({cols}, ingested_at) SELECT {cols}, now() {valid}
-        AND NOT EXISTS (SELECT 1 FROM {sales} t WHERE t.store = s.store AND t.date = s.date)
-        ORDER BY store, date"""
+    where = f"s.batch_id = {int(batch_id)} AND s.kafka_partition = {int(partition)}"
+    valid = f"FROM {stage} s WHERE {where} AND s.reason IS NULL"
+    changed = f"({', '.join('t.' + c for c in data_cols)}) IS DISTINCT FROM"
+    return {
+        "dead": f"""INSERT INTO {settings.table_dead_letter}
+                (topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp, payload, payload_bytes,
+                 payload_sha256, reason, query_id, batch_id)
+            SELECT DISTINCT ON (topic, kafka_partition, kafka_offset)
+                topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp, payload, payload_bytes,
+                payload_sha256, reason, %s, batch_id
+            FROM {stage} s WHERE {where} AND s.reason IS NOT NULL
+            ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING""",
+        "merge": f"""INSERT INTO {sales} AS t ({cols}, ingested_at)
+            SELECT {cols}, now() {valid} ORDER BY store, date
+            ON CONFLICT (store, date) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in data_cols)},
+                ingested_at = EXCLUDED.ingested_at
+            WHERE {changed} ({', '.join('EXCLUDED.' + c for c in data_cols)})""",
+        "upsert": f"""INSERT INTO {sales} AS t ({cols}, ingested_at)
+            SELECT DISTINCT ON (store, date) {cols}, now() {valid}
+            ORDER BY store, date, kafka_partition DESC, kafka_offset DESC
+            ON CONFLICT (store, date) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in data_cols)},
+                ingested_at = EXCLUDED.ingested_at
+            WHERE {changed} ({', '.join('EXCLUDED.' + c for c in data_cols)})""",
+    }
+
+
+def commit_partition(
+    conn,  # noqa: ANN001 - psycopg2 connection
+    settings: Settings,
+    query_id: str,
+    batch_id: int,
+    topic: str,
+    partition: int,
+    rows_in: int,
+    rows_rejected: int,
+    started_at: dt.datetime,
+) -> dict:
+    """One Kafka partition of a staged batch, in ONE transaction: its dead letters, its rows into sales
+    and its ledger row ``(query, batch, topic, partition)``.
+
+    The staged valid rows hold at most one row per (store, date) key in the whole batch (the job marks
+    superseded duplicates in Spark), so the partitions of a batch touch disjoint keys and commit
+    concurrently. The rows go in with ``INSERT ... ON CONFLICT DO UPDATE ... WHERE IS DISTINCT FROM``:
+    unchanged keys are not rewritten, and every key is found through the primary key's index, so no
+    join plan depends on statistics of a table that the other partitions are filling at the same time
+    (an anti-join against ``sales`` planned while it looked empty took minutes). Should a key repeat
+    anyway (a JDBC task retried after it committed) the cardinality violation rolls back to a savepoint
+    and ``DISTINCT ON`` keeps the newest record.
+
+    Returns:
+        ``{"committed", "upserted", "dead_lettered"}``; ``committed`` is False (and nothing changes) when
+        an earlier attempt committed this partition of the batch.
+    """
+    import psycopg2.errors
+
+    sql = _partition_sql(settings, staging_table(settings, query_id), batch_id, partition)
+    ledger = ledger_partitions_table(settings)
     try:
         with conn.cursor() as cur:
             cur.execute("SET LOCAL work_mem = '256MB'")
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (query_id,))
-            cur.execute(f"SELECT 1 FROM {settings.table_ledger} WHERE query_id = %s AND batch_id = %s", (query_id, batch_id))
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{query_id} partition {partition}",))
+            cur.execute(
+                f"SELECT 1 FROM {ledger} WHERE query_id = %s AND batch_id = %s AND topic = %s AND kafka_partition = %s",
+                (query_id, batch_id, topic, partition),
+            )
             if cur.fetchone():
                 conn.rollback()
                 return {"committed": False, "upserted": 0, "dead_lettered": 0}
-            cur.execute(
-                f"""INSERT INTO {settings.table_dead_letter}
-                    (topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp, payload, payload_bytes,
-                     payload_sha256, reason, query_id, batch_id)
-                SELECT DISTINCT ON (topic, kafka_partition, kafka_offset)
-                    topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp, payload, payload_bytes,
-                    payload_sha256, reason, %s, batch_id
-                FROM {stage} WHERE batch_id = %s AND reason IS NOT NULL
-                ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING""",
-                (query_id, batch_id),
-            )
+            cur.execute(sql["dead"], (query_id,))
             dead = cur.rowcount
-            if dedupe:
-                # Valid duplicates of a key from different tasks: the newest (partition, offset) goes to sales,
-                # each other one becomes a dead letter (by its coordinates; valid rows are staged without their
-                # payload), so every record still ends in exactly one place.
-                cur.execute(
-                    f"""INSERT INTO {settings.table_dead_letter}
-                        (topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp, payload, payload_bytes,
-                         payload_sha256, reason, query_id, batch_id)
-                    SELECT topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp, payload, payload_bytes,
-                        payload_sha256,
-                        format('duplicate: (%%s, %%s) sent again in the same batch (partition %%s, offset %%s kept)',
-                               store, date, win_partition, win_offset),
-                        %s, batch_id
-                    FROM (SELECT s.*, row_number() OVER w AS rn, first_value(kafka_partition) OVER w AS win_partition,
-                                 first_value(kafka_offset) OVER w AS win_offset
-                          FROM {stage} s WHERE batch_id = %s AND reason IS NULL
-                          WINDOW w AS (PARTITION BY store, date ORDER BY kafka_partition DESC, kafka_offset DESC)) d
-                    WHERE rn > 1
-                    ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING""",
-                    (query_id, batch_id),
-                )
-                dead += cur.rowcount
-                rows_rejected += cur.rowcount
-            upserted = None
-            if not dedupe:
-                cur.execute("SAVEPOINT split_upsert")
-                try:
-                    cur.execute(update)
-                    upserted = cur.rowcount
-                    cur.execute(insert)
-                    upserted += cur.rowcount
-                    cur.execute("RELEASE SAVEPOINT split_upsert")
-                except psycopg2.errors.UniqueViolation:  # a concurrent writer inserted one of the keys
-                    cur.execute("ROLLBACK TO SAVEPOINT split_upsert")
-                    upserted = None
-            if upserted is None:
-                cur.execute(upsert)
-                upserted = cur.rowcount
+            cur.execute("SAVEPOINT merge")
+            try:
+                cur.execute(sql["merge"])
+            except psycopg2.errors.CardinalityViolation:  # a key repeats (retried task): keep the newest record
+                cur.execute("ROLLBACK TO SAVEPOINT merge")
+                cur.execute(sql["upsert"])
+            upserted = cur.rowcount
             cur.execute(
-                f"""INSERT INTO {settings.table_ledger}
-                    (query_id, batch_id, topic, rows_in, rows_valid, rows_rejected, rows_upserted, started_at)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                (query_id, batch_id, topic, rows_in, rows_in - rows_rejected, rows_rejected, upserted, started_at),
+                f"""INSERT INTO {ledger} (query_id, batch_id, topic, kafka_partition, rows_in, rows_rejected,
+                    rows_upserted, started_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                (query_id, batch_id, topic, partition, rows_in, rows_rejected, upserted, started_at),
             )
-            cur.execute(f"TRUNCATE {stage}")
         conn.commit()
     except Exception:
         conn.rollback()
         raise
-    return {"committed": True, "upserted": upserted, "dead_lettered": dead, "rejected": rows_rejected}
+    return {"committed": True, "upserted": upserted, "dead_lettered": dead}
+
+
+def staged_partitions(conn, settings: Settings, query_id: str, batch_id: int) -> dict[tuple[str, int], tuple[int, int]]:  # noqa: ANN001
+    """``{(topic, partition): (rows, rejected)}`` of the staged batch (one scan of the staging table)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""SELECT topic, kafka_partition, count(*), count(reason) FROM {staging_table(settings, query_id)}
+            WHERE batch_id = %s GROUP BY topic, kafka_partition ORDER BY topic, kafka_partition""",
+            (batch_id,),
+        )
+        plan = {(topic, part): (rows, rejected) for topic, part, rows, rejected in cur.fetchall()}
+    conn.commit()
+    return plan
+
+
+def commit_batch(
+    settings: Settings,
+    query_id: str,
+    batch_id: int,
+    topic: str,
+    started_at: dt.datetime,
+    connections: int | None = None,
+    connect: Callable[[], Any] | None = None,
+) -> dict:
+    """Commit a staged batch: every Kafka partition in a transaction of its own, ``connections`` at once,
+    then the batch's ledger row (the sum of its partitions' rows) and an empty staging table.
+
+    A batch that failed half-way (some partitions committed) is staged again by Spark's retry; the
+    committed partitions are then skipped, the others committed, so every record still lands once.
+
+    Returns:
+        ``{"committed", "rows", "rejected", "upserted", "dead_lettered", "partitions", "partitions_skipped"}``;
+        ``committed`` is False when the batch's ledger row was already there (nothing changes then).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.db import connect as db_connect
+
+    connect = connect or (lambda: db_connect(settings, application_name="sfmlops-ingest-commit"))
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT 1 FROM {settings.table_ledger} WHERE query_id = %s AND batch_id = %s", (query_id, batch_id))
+            if cur.fetchone():
+                conn.rollback()
+                return {"committed": False, "rows": 0, "rejected": 0, "upserted": 0, "dead_lettered": 0,
+                        "partitions": 0, "partitions_skipped": 0}
+        conn.commit()
+        plan = staged_partitions(conn, settings, query_id, batch_id)
+
+        def one(item: tuple[tuple[str, int], tuple[int, int]]) -> dict:
+            (part_topic, partition), (rows, rejected) = item
+            own = connect()
+            try:
+                return commit_partition(own, settings, query_id, batch_id, part_topic, partition, rows, rejected, started_at)
+            finally:
+                own.close()
+
+        workers = max(1, min(connections or settings.ingest_commit_connections, len(plan) or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="sfmlops-commit") as pool:
+            results = list(pool.map(one, plan.items()))
+        ledger = ledger_partitions_table(settings)
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (query_id,))
+            cur.execute(f"SELECT 1 FROM {settings.table_ledger} WHERE query_id = %s AND batch_id = %s", (query_id, batch_id))
+            if cur.fetchone():
+                conn.rollback()
+                return {"committed": False, "rows": 0, "rejected": 0, "upserted": 0, "dead_lettered": 0,
+                        "partitions": 0, "partitions_skipped": 0}
+            cur.execute(
+                f"""SELECT coalesce(sum(rows_in), 0), coalesce(sum(rows_rejected), 0), coalesce(sum(rows_upserted), 0)
+                FROM {ledger} WHERE query_id = %s AND batch_id = %s""",
+                (query_id, batch_id),
+            )
+            rows, rejected, upserted = (int(v) for v in cur.fetchone())
+            cur.execute(
+                f"""INSERT INTO {settings.table_ledger}
+                    (query_id, batch_id, topic, rows_in, rows_valid, rows_rejected, rows_upserted, started_at)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                (query_id, batch_id, topic, rows, rows - rejected, rejected, upserted, started_at),
+            )
+            cur.execute(f"TRUNCATE {staging_table(settings, query_id)}")
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+    return {
+        "committed": True,
+        "rows": rows,
+        "rejected": rejected,
+        "upserted": upserted,
+        "dead_lettered": sum(r["dead_lettered"] for r in results),
+        "partitions": len(plan),
+        "partitions_skipped": sum(not r["committed"] for r in results),
+    }
 
 
 class DriverBusy(RuntimeError):
@@ -460,7 +350,7 @@ class DriverLock:
     again, or stops the batch if another driver took them meanwhile.
     """
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.names: list[str] = []
         self._conn = None

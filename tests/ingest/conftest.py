@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from ingest_helpers import load_stores
 
 from app.config import PROJECT_ROOT, Settings, get_settings
-from ingest_helpers import load_stores
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "rossmann"
 

@@ -62,7 +62,7 @@ def query(settings: Settings, sql: str, params: tuple = ()) -> list[tuple]:
         conn.close()
 
 
-def load_stores(settings: Settings, stores: "pd.DataFrame") -> None:
+def load_stores(settings: Settings, stores: pd.DataFrame) -> None:
     """Fill the (per-test) stores table."""
     from app.db import transaction
 

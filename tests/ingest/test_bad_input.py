@@ -7,16 +7,16 @@ import hashlib
 import json
 
 import pytest
+from ingest_helpers import encode, query, record, send_raw
 
 from app import ingest
-from ingest_helpers import encode, query, record, send_raw
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_bad_records_go_to_dead_letter_and_query_keeps_advancing(ingest_settings) -> None:
     s = ingest_settings
-    future = (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=30)).isoformat()
+    future = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)).isoformat()
     good = [record(store, f"2015-05-0{d}", sales=1000 * store + d) for store in (1, 2, 3) for d in (1, 2, 3)]
     # out-of-order days for store 4: accepted, stored by date
     out_of_order = [record(4, day, sales=40 + i) for i, day in enumerate(["2015-05-03", "2015-05-01", "2015-05-02"])]
@@ -63,7 +63,7 @@ def test_bad_records_go_to_dead_letter_and_query_keeps_advancing(ingest_settings
         assert size == (None if value is None else len(value))
     assert "duplicate" in payloads[hashlib.sha256(json.dumps(first_dup).encode()).digest()][0]
 
-    rows = dict(((store, str(day)), sales) for store, day, sales in query(s, "SELECT store, date, sales FROM {table_sales}"))
+    rows = {(store, str(day)): sales for store, day, sales in query(s, "SELECT store, date, sales FROM {table_sales}")}
     expected_rows = {(r["store"], r["date"]): r["sales"] for r in good + out_of_order + [last_dup]}
     assert rows == expected_rows
 

@@ -8,10 +8,10 @@ import hashlib
 import math
 
 import pytest
+from ingest_helpers import encode, query, record, send_raw
 
 from app import ingest
 from app.ingest.job import batch_record_cap, staged_record_bytes
-from ingest_helpers import encode, query, record, send_raw
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from ingest_helpers import query
 
 from app import ingest
 from app.config import PROJECT_ROOT, settings_env
 from app.produce import produce
-from ingest_helpers import query
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

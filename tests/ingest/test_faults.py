@@ -9,10 +9,10 @@ import threading
 import time
 
 import pytest
+from ingest_helpers import query
 
 from app import ingest
 from app.produce import produce
-from ingest_helpers import query
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -79,7 +79,10 @@ def test_kills_during_replay_then_exactly_once_and_idempotent_rerun(ingest_setti
     assert ledger[0] == ledger[1] and ledger[2] == records
 
     # Re-running over the same offsets with a fresh checkpoint changes no row.
-    snapshot = "SELECT store, date, sales, customers, open, promo, state_holiday, school_holiday, ingested_at, xmin::text FROM {table_sales} ORDER BY store, date"
+    snapshot = (
+        "SELECT store, date, sales, customers, open, promo, state_holiday, school_holiday, ingested_at, xmin::text"
+        " FROM {table_sales} ORDER BY store, date"
+    )
     before_rows = query(s, snapshot)
     again = ingest.run(s, "available-now", timeout_s=900, checkpoint=str(tmp_path / "fresh-checkpoint"), log_path=log)
     assert again["query_id"] != summary["query_id"]

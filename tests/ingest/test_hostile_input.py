@@ -8,11 +8,11 @@ import hashlib
 import json
 
 import pytest
+from hostile import hostile_records
+from ingest_helpers import query, send_raw
 
 from app import ingest
 from app.ingest.schema import validate_row
-from hostile import hostile_records
-from ingest_helpers import query, send_raw
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ingest_helpers import load_stores, query
 
 from app import ingest
 from app.config import Settings
@@ -23,7 +24,6 @@ from app.produce import produce
 from app.stack.base import PortInUseError
 from app.stack.kafka import Kafka
 from app.stack.postgres import Postgres
-from ingest_helpers import load_stores, query
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,13 +7,13 @@ import json
 import zipfile
 
 import pytest
+from ingest_helpers import record
 
 from app.config import Settings
 from app.ingest import build_command, job_arguments, settings_env
 from app.ingest.schema import validate_row
 from app.ingest.sink import staging_table
 from app.produce import encode_record, to_record
-from ingest_helpers import record
 
 TODAY = dt.date(2015, 6, 13)
 
@@ -74,6 +74,7 @@ def test_build_command_runs_the_job_file_with_cached_jars() -> None:
     assert argv[0].endswith("spark-submit") and "spark_jobs/sales_stream.py" in " ".join(argv)
     cp = next(a for a in argv if a.startswith("spark.driver.extraClassPath="))
     assert "spark-sql-kafka-0-10_2.13-4.2.0.jar" in cp and "hadoop-aws-3.5.0.jar" in cp
+    assert "postgresql-42.7.8.jar" in cp  # the executors' JDBC staging writer
     assert env["SFMLOPS_PG_PORT"] == str(s.pg_port)
     assert "password" not in " ".join(argv).lower()
 
@@ -103,7 +104,8 @@ def test_package_builds_zip_and_submit_line(tmp_path) -> None:
     out = mod.build(tmp_path, "4.0.2", "s3://code/spark")
     names = zipfile.ZipFile(out["app_zip"]).namelist()
     assert "app/ingest/job.py" in names and "app/sql/010_ingest.sql" in names
-    assert "--packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.2" in out["spark_submit"]
+    assert "--packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.2,org.postgresql:postgresql:42.7.8" in out["spark_submit"]
+    assert "<pgjdbc.version>42.7.8</pgjdbc.version>" in (PROJECT_ROOT / "spark_jobs" / "pom.xml").read_text()
     assert out["spark_submit"].split("s3://code/spark/sales_stream.py ")[1].startswith("--trigger available-now")
 
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import psutil
 import psycopg2
 import pytest
+from test_stack import free_port, private_settings
 
 from app.config import Settings
 from app.stack.base import process_tree
 from app.stack.emulator import Emulator
 from app.stack.postgres import Postgres
-from test_stack import free_port, private_settings
 
 pytestmark = pytest.mark.integration
 
@@ -185,17 +185,18 @@ def test_a_password_with_quotes_spaces_and_backslashes_works_on_every_connection
         cur.execute("SELECT current_user")
         assert cur.fetchone() == (s.pg_user,)
     conn.close()
-    # the DSN string handed to Spark executors (the ingest sink's stage_partition) and subprocesses
-    from app.db import transaction
+    # the DSN string handed to subprocesses
+    import psycopg2
+
+    with psycopg2.connect(s.pg_dsn()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_user")
+        assert cur.fetchone() == (s.pg_user,)
+    conn.close()
+    # the Spark executors' JDBC staging writer: the password is a property as it is, never in the URL
     from app.ingest import sink
 
-    query = f"sec-{uuid.uuid4().hex[:8]}"
-    with transaction(s) as conn:
-        table = sink.ensure_staging(conn, s, query)
-    (out,) = list(sink.stage_partition(s.pg_dsn(), table, 0)(iter([])))
-    assert out.to_pydict()["rows"] == [0]
-    with transaction(s) as conn:
-        sink.drop_staging(conn, s, query)
+    url, props = sink.jdbc_target(s)
+    assert props["password"] == HOSTILE_PASSWORD and HOSTILE_PASSWORD not in url and props["user"] == s.pg_user
     # the API's pool
     from app.api import db as api_db
 
@@ -308,7 +309,7 @@ def test_bootstrap_gives_each_component_its_own_least_privilege_role_and_secret(
         return out
 
     try:
-        assert bootstrap_roles(master, roles) == {c: "created" for c in roles}
+        assert bootstrap_roles(master, roles) == dict.fromkeys(roles, "created")
         secrets = {c: json.loads(client.get_secret_value(SecretId=r["secret_arn"])["SecretString"]) for c, r in roles.items()}
         assert {c: v["username"] for c, v in secrets.items()} == {c: r["username"] for c, r in roles.items()}
         assert len({v["password"] for v in secrets.values()}) == 4  # a password per role
@@ -338,8 +339,8 @@ def test_bootstrap_gives_each_component_its_own_least_privilege_role_and_secret(
             cur.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (m.mlflow_database,))
             assert cur.fetchone() == (roles["mlflow"]["username"],)
         # again: passwords kept; with --rotate: new ones, and a running component re-reads its secret
-        assert bootstrap_roles(master, roles) == {c: "kept" for c in roles}
-        assert bootstrap_roles(master, roles, rotate=True) == {c: "rotated" for c in roles}
+        assert bootstrap_roles(master, roles) == dict.fromkeys(roles, "kept")
+        assert bootstrap_roles(master, roles, rotate=True) == dict.fromkeys(roles, "rotated")
         assert api.pg_password.get_secret_value() == secrets["api"]["password"]  # still the old one
         assert privileges(api, m.table_api_keys) == rw
         assert api.pg_password.get_secret_value() != secrets["api"]["password"]
