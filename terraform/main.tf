@@ -194,3 +194,24 @@ module "orchestration" {
   }
   tags = var.tags
 }
+
+# Issue 18: CloudWatch alarms -> SNS, the AMP workspace the Ray cluster and the API remote-write to, the dashboard.
+module "monitoring" {
+  source = "./modules/monitoring"
+  count  = var.create_monitoring ? 1 : 0
+
+  name                 = var.name
+  region               = var.aws_region
+  kms_key_arn          = module.storage.kms_key_arn
+  alarm_emails         = var.alarm_emails
+  lambda_function_name = var.create_api ? module.api[0].function_name : null
+  db_instance_id       = var.create_database ? element(split(":", module.database[0].arn), 6) : null
+  kafka_cluster_name   = var.create_kafka ? module.kafka[0].cluster_name : null
+  kafka_topic          = var.kafka_topic
+  emr_application_id   = var.create_spark ? module.spark[0].application_id : null
+  remote_write_role_arns_by_name = merge(
+    var.create_ray ? { ray_head = module.ray[0].head_role_arn, ray_worker = module.ray[0].worker_role_arn } : {},
+    var.create_api ? { api = module.api[0].role_arn } : {},
+  )
+  tags = var.tags
+}

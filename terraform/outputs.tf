@@ -142,3 +142,14 @@ output "wildcard_reasons" {
     try(module.orchestration[0].wildcard_reasons, {}),
   )
 }
+
+output "monitoring" {
+  description = "Alert SNS topic, AMP workspace and remote-write URL, alarm names and dashboard (null when create_monitoring = false)."
+  value = var.create_monitoring ? {
+    sns_topic_arn        = module.monitoring[0].sns_topic_arn
+    amp_workspace_id     = module.monitoring[0].amp_workspace_id
+    amp_remote_write_url = module.monitoring[0].amp_remote_write_url
+    alarm_names          = module.monitoring[0].alarm_names
+    dashboard_name       = module.monitoring[0].dashboard_name
+  } : null
+}

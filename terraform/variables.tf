@@ -292,3 +292,15 @@ variable "mwaa_airflow_version" {
     error_message = "mwaa_airflow_version must be an Airflow 3 version (3.y.z): the DAGs in dags/ use the Task SDK; commit eca6c73 is the last that supported Airflow 2."
   }
 }
+
+variable "create_monitoring" {
+  type        = bool
+  default     = false
+  description = "Create CloudWatch alarms, the alert SNS topic, the AMP workspace and the dashboard (modules/monitoring)."
+}
+
+variable "alarm_emails" {
+  type        = list(string)
+  default     = []
+  description = "E-mail addresses subscribed to the alert SNS topic (create_monitoring)."
+}

@@ -14,6 +14,7 @@ create_ray           = true
 create_mlflow        = true
 create_api           = true
 create_orchestration = true
+create_monitoring    = true
 
 buckets = {
   raw         = { name = "sfmlops-prod-raw-example", versioning = true, noncurrent_expiration_days = 30 }

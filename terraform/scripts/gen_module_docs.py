@@ -32,13 +32,13 @@ def _desc(body: str) -> str:
 def tables(module: Path) -> str:
     """Markdown tables of a module's inputs and outputs."""
     rows = ["## Inputs", "", "| Name | Description | Type | Default | Required |", "|---|---|---|---|:---:|"]
-    for kind, name, body in BLOCK_RE.findall((module / "variables.tf").read_text()):
+    for _kind, name, body in BLOCK_RE.findall((module / "variables.tf").read_text()):
         default = _attr(body, "default")
         rows.append(
             f"| `{name}` | {_desc(body)} | `{_attr(body, 'type')}` | {f'`{default}`' if default else 'n/a'} | {'no' if default else 'yes'} |"
         )
     rows += ["", "## Outputs", "", "| Name | Description |", "|---|---|"]
-    for kind, name, body in BLOCK_RE.findall((module / "outputs.tf").read_text()):
+    for _kind, name, body in BLOCK_RE.findall((module / "outputs.tf").read_text()):
         rows.append(f"| `{name}` | {_desc(body)} |")
     return "\n".join(rows)
 

@@ -157,7 +157,7 @@ def test_apply_check_call_destroy(workdir, record_property) -> None:  # noqa: PL
         iam = settings.boto3_client("iam")
 
         # Buckets: all exist, public access blocked, KMS-encrypted, TLS-only policy.
-        for role, bucket in out["bucket_names"].items():
+        for _role, bucket in out["bucket_names"].items():
             pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
             assert all(pab.values()) and len(pab) == 4, (bucket, pab)
             rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]

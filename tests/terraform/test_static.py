@@ -155,7 +155,6 @@ def test_mlflow_container_command_quotes_any_database_password(tmp_path) -> None
     '@', ':', '/', '%', quotes or a backslash must reach MLflow (SQLAlchemy URL, basic-auth ini) unchanged."""
     import configparser
     import json as _json
-    import os
     import sys
 
     from sqlalchemy.engine import make_url

@@ -1,0 +1,116 @@
+variable "name" {
+  description = "Prefix of every monitoring resource (alarms, SNS topic, AMP workspace, dashboard)."
+  type        = string
+}
+
+variable "region" {
+  description = "AWS region of the monitored resources (dashboard widgets)."
+  type        = string
+}
+
+variable "kms_key_arn" {
+  description = "KMS key encrypting the SNS topic and the AMP workspace."
+  type        = string
+}
+
+variable "alarm_emails" {
+  description = "E-mail addresses subscribed to the alert topic (each must confirm the subscription)."
+  type        = list(string)
+  default     = []
+}
+
+variable "lambda_function_name" {
+  description = "The API Lambda (null: no Lambda alarms)."
+  type        = string
+  default     = null
+}
+
+variable "lambda_duration_p99_ms" {
+  description = "Alarm when the API Lambda's p99 duration stays above this many milliseconds."
+  type        = number
+  default     = 1000
+}
+
+variable "db_instance_id" {
+  description = "RDS instance identifier (null: no RDS alarms)."
+  type        = string
+  default     = null
+}
+
+variable "db_cpu_percent" {
+  description = "Alarm when RDS CPU stays above this percentage."
+  type        = number
+  default     = 80
+}
+
+variable "db_free_storage_bytes" {
+  description = "Alarm when RDS free storage falls below this many bytes."
+  type        = number
+  default     = 5368709120
+}
+
+variable "db_max_connections" {
+  description = "Alarm when RDS has more connections than this."
+  type        = number
+  default     = 80
+}
+
+variable "kafka_cluster_name" {
+  description = "MSK cluster name (null: no MSK alarms)."
+  type        = string
+  default     = null
+}
+
+variable "kafka_broker_count" {
+  description = "Brokers of the MSK cluster (one disk alarm per broker, Broker IDs 1..n)."
+  type        = number
+  default     = 2
+}
+
+variable "kafka_disk_percent" {
+  description = "Alarm when a broker's data-log disk is fuller than this percentage."
+  type        = number
+  default     = 80
+}
+
+variable "kafka_topic" {
+  description = "Topic whose consumer lag is watched."
+  type        = string
+  default     = "sales"
+}
+
+variable "kafka_consumer_group" {
+  description = "Consumer group of the streaming job (its `kafka.group.id`; MSK reports lag per group)."
+  type        = string
+  default     = "sfmlops-ingest"
+}
+
+variable "kafka_max_offset_lag" {
+  description = "Alarm when the streaming job's MaxOffsetLag stays above this many records."
+  type        = number
+  default     = 100000
+}
+
+variable "emr_application_id" {
+  description = "EMR Serverless application of the streaming job (null: no EMR alarm)."
+  type        = string
+  default     = null
+}
+
+variable "remote_write_role_arns_by_name" {
+  description = "IAM roles allowed to remote-write to the AMP workspace, by a static key (ray_head, ray_worker, api): keys must be known at plan time."
+  type        = map(string)
+  default     = {}
+}
+
+variable "amp_retention_days" {
+  description = "Days the AMP workspace's alert-manager/rule logs are kept in CloudWatch Logs."
+  type        = number
+  default     = 365
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

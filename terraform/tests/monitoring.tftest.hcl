@@ -1,0 +1,156 @@
+# The monitoring module (issue 18) on the mock provider: every alarm of the managed services notifies the one
+# SNS topic, the topic and the AMP workspace are encrypted, remote write is exactly aps:RemoteWrite on the
+# workspace for the listed roles, and the checked-in dashboard renders to valid JSON naming the resources.
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
+  mock_resource "aws_sns_topic" {
+    defaults = {
+      arn = "arn:aws:sns:eu-west-1:123456789012:sfmlops-prod-alerts"
+    }
+  }
+  mock_resource "aws_prometheus_workspace" {
+    defaults = {
+      arn                 = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-mock"
+      prometheus_endpoint = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-mock/"
+    }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = {
+      arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/prometheus/sfmlops-prod"
+    }
+  }
+}
+
+variables {
+  name                 = "sfmlops-prod"
+  region               = "eu-west-1"
+  kms_key_arn          = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+  alarm_emails         = ["oncall@example.com"]
+  lambda_function_name = "sfmlops-prod-api"
+  db_instance_id       = "sfmlops-prod-db"
+  kafka_cluster_name   = "sfmlops-prod-msk"
+  kafka_broker_count   = 3
+  emr_application_id   = "00fabc123"
+  remote_write_role_arns_by_name = {
+    ray_head   = "arn:aws:iam::123456789012:role/sfmlops-prod-ray-head"
+    ray_worker = "arn:aws:iam::123456789012:role/sfmlops-prod-ray-worker"
+    api        = "arn:aws:iam::123456789012:role/sfmlops-prod-api"
+  }
+}
+
+run "every_managed_service_has_its_alarms" {
+  command = apply
+
+  module {
+    source = "./modules/monitoring"
+  }
+
+  assert {
+    condition = output.alarm_names == sort([
+      "sfmlops-prod-emr-failed-jobs", "sfmlops-prod-lambda-duration-p99", "sfmlops-prod-lambda-errors",
+      "sfmlops-prod-lambda-throttles", "sfmlops-prod-msk-consumer-lag", "sfmlops-prod-msk-disk-broker-1",
+      "sfmlops-prod-msk-disk-broker-2", "sfmlops-prod-msk-disk-broker-3", "sfmlops-prod-rds-connections",
+      "sfmlops-prod-rds-cpu", "sfmlops-prod-rds-free-storage",
+    ])
+    error_message = "Expected Lambda errors/throttles/duration, RDS CPU/storage/connections, MSK disk per broker + lag, EMR failures."
+  }
+  assert {
+    condition = alltrue(flatten([
+      for group in [aws_cloudwatch_metric_alarm.lambda_errors, aws_cloudwatch_metric_alarm.lambda_throttles,
+        aws_cloudwatch_metric_alarm.lambda_duration, aws_cloudwatch_metric_alarm.db_cpu, aws_cloudwatch_metric_alarm.db_storage,
+        aws_cloudwatch_metric_alarm.db_connections, aws_cloudwatch_metric_alarm.kafka_disk, aws_cloudwatch_metric_alarm.kafka_lag,
+      aws_cloudwatch_metric_alarm.emr_failures] : [for a in values(group) : a.alarm_actions == toset([aws_sns_topic.this.arn])]
+    ]))
+    error_message = "Every alarm must notify the SNS topic."
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.lambda_duration["api"].extended_statistic == "p99" && aws_cloudwatch_metric_alarm.db_storage["db"].comparison_operator == "LessThanThreshold"
+    error_message = "Lambda duration alarms on p99; free storage alarms when it falls below the threshold."
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.kafka_lag["kafka"].dimensions["Consumer Group"] == "sfmlops-ingest" && aws_cloudwatch_metric_alarm.kafka_lag["kafka"].dimensions["Topic"] == "sales"
+    error_message = "The MSK lag alarm watches the streaming job's consumer group on the sales topic."
+  }
+  assert {
+    condition     = aws_sns_topic.this.kms_master_key_id == var.kms_key_arn && aws_prometheus_workspace.this.kms_key_arn == var.kms_key_arn
+    error_message = "The SNS topic and the AMP workspace must be encrypted with the project key."
+  }
+  assert {
+    condition     = jsondecode(aws_sns_topic_policy.this.policy).Statement[0].Principal.Service == "cloudwatch.amazonaws.com" && jsondecode(aws_sns_topic_policy.this.policy).Statement[0].Condition.StringEquals["aws:SourceAccount"] == "123456789012"
+    error_message = "Only CloudWatch of this account may publish to the alert topic."
+  }
+  assert {
+    condition     = length(aws_sns_topic_subscription.email) == 1
+    error_message = "Each alarm e-mail gets a subscription."
+  }
+}
+
+run "remote_write_is_least_privilege" {
+  command = apply
+
+  module {
+    source = "./modules/monitoring"
+  }
+
+  assert {
+    condition     = jsondecode(output.remote_write_policy_json).Statement[0].Action == ["aps:RemoteWrite"] && jsondecode(output.remote_write_policy_json).Statement[0].Resource == ["arn:aws:aps:eu-west-1:123456789012:workspace/ws-mock"]
+    error_message = "Remote write must be exactly aps:RemoteWrite on this workspace."
+  }
+  assert {
+    condition     = !strcontains(output.remote_write_policy_json, "*")
+    error_message = "No wildcard in the remote-write policy."
+  }
+  assert {
+    condition     = toset([for p in aws_iam_role_policy.remote_write : p.role]) == toset(["sfmlops-prod-ray-head", "sfmlops-prod-ray-worker", "sfmlops-prod-api"])
+    error_message = "The Ray head, the Ray workers and the API role remote-write."
+  }
+  assert {
+    condition     = output.amp_remote_write_url == "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-mock/api/v1/remote_write"
+    error_message = "The remote-write URL is the workspace endpoint + api/v1/remote_write."
+  }
+}
+
+run "dashboard_is_valid_json_naming_the_resources" {
+  command = apply
+
+  module {
+    source = "./modules/monitoring"
+  }
+
+  assert {
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 7
+    error_message = "The checked-in dashboard must render to JSON with its 7 widgets."
+  }
+  assert {
+    condition = alltrue([for s in ["sfmlops-prod-api", "sfmlops-prod-db", "sfmlops-prod-msk", "00fabc123", "eu-west-1"] :
+    strcontains(aws_cloudwatch_dashboard.this.dashboard_body, s)])
+    error_message = "The dashboard must chart this deployment's Lambda, RDS, MSK and EMR application."
+  }
+}
+
+run "null_inputs_skip_their_alarms" {
+  command = apply
+
+  module {
+    source = "./modules/monitoring"
+  }
+
+  variables {
+    lambda_function_name           = null
+    db_instance_id                 = null
+    kafka_cluster_name             = null
+    emr_application_id             = null
+    alarm_emails                   = []
+    remote_write_role_arns_by_name = {}
+  }
+
+  assert {
+    condition     = length(output.alarm_names) == 0 && length(aws_iam_role_policy.remote_write) == 0
+    error_message = "Without resources to watch there are no alarms and no role policies."
+  }
+}
