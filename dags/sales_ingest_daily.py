@@ -14,6 +14,11 @@ Written for Airflow 3 (Task SDK, `airflow.sdk`): task code reads configuration, 
 through the SDK only, never the metadata database. The backend and every address are configuration read at run time (`SFMLOPS_DAG_*` environment variables
 or `sfmlops_*` Airflow Variables; connections `sfmlops_postgres` and `aws_default`), see dags/README.md.
 
+Then the live accuracy (``sfmlops_dag_utils/drift.py``): `score_accuracy` has the API score the stored forecasts
+against the sales that just landed (`POST /v1/accuracy/score`), and `retrain_on_drift` submits a training (the
+weekly request, `POST /v1/training-jobs`) when the served model version's live RMSPE has drifted above its
+backtest (setting `retrain_on_drift`, default true).
+
 Schedule: daily at 02:00 UTC, no catch-up, one run at a time; tasks retry twice, 5 minutes apart.
 The data-quality task fails without retrying when more records were dead-lettered than
 `max_dead_letters` or fewer rows than `min_rows` arrived, and its message says which and why.
@@ -67,11 +72,11 @@ with DAG(
         from airflow.sdk.exceptions import AirflowException
 
         from sfmlops_dag_utils.config import run_config
-        from sfmlops_dag_utils.local import ingest_summary, run_logged, spark_submit_command
+        from sfmlops_dag_utils.local import ingest_command, ingest_summary, run_logged
 
         cfg = run_config()
-        argv, env = spark_submit_command(cfg.project_dir, cfg["ingest_extra_args"])
-        lines = run_logged(argv, env, cfg.project_dir, cfg.int("ingest_timeout_s", 1), print, "streaming job (spark-submit)")
+        argv, env = ingest_command(cfg.project_dir, cfg["ingest_extra_args"])
+        lines = run_logged(argv, env, cfg.project_dir, cfg.int("ingest_timeout_s", 1), print, "streaming job (sfmlops ingest)")
         summary = ingest_summary(lines)
         if summary is None:
             raise AirflowException("streaming job ended without its SFMLOPS_INGEST_SUMMARY line; see the log above")
@@ -143,8 +148,42 @@ with DAG(
         check_ingest(report, cfg.int("max_dead_letters"), cfg.int("min_rows"), cfg["table_dead_letter"])
         return report
 
+    @task
+    def score_accuracy() -> dict[str, Any]:
+        """`POST /v1/accuracy/score`: the API scores the stored forecasts against the sales that just landed and
+        answers the drift status (idempotent: a retry rescores the same days)."""
+        from sfmlops_dag_utils.api import SfmlopsApi
+        from sfmlops_dag_utils.config import run_config
+        from sfmlops_dag_utils.drift import score_accuracy as score
+
+        cfg = run_config()
+        out = score(SfmlopsApi.from_connection(cfg["api_conn_id"], timeout_s=cfg.int("api_timeout_s", 1)))
+        status = out["status"]
+        print(f"live accuracy: {out['written']} scores of {out['scored_rows']} forecast rows ({out['first_date']}..{out['last_date']}),"
+              f" versions {out['versions']}; drift={status['drift']}: {status['reason']}")
+        return status
+
+    @task
+    def retrain_on_drift(**context: Any) -> dict[str, Any]:
+        """Submit a training (the weekly request) through the API when the served model drifts; the
+        Idempotency-Key of the run makes a retry reuse the job."""
+        from sfmlops_dag_utils.api import SfmlopsApi, idempotency_key
+        from sfmlops_dag_utils.config import run_config
+        from sfmlops_dag_utils.drift import retrain_on_drift as retrain
+
+        cfg = run_config()
+        ti = context["ti"]
+        api = SfmlopsApi.from_connection(cfg["api_conn_id"], timeout_s=cfg.int("api_timeout_s", 1))
+        key = idempotency_key(DAG_ID, context["run_id"], ti.task_id)
+        decision = retrain(api, ti.xcom_pull(task_ids="score_accuracy") or {}, cfg.training_request(), key, cfg.bool("retrain_on_drift"))
+        job = decision.get("job")
+        print(f"early retraining: job {job['id']} {decision['request']} is {job.get('state')} ({decision['reason']})" if job
+              else f"no early retraining: {decision['reason']}")
+        return decision
+
     backend = choose_backend()
     spec = emr_job_spec()
     quality = data_quality()
     chain(backend, [ingest_local(), spec], [quality, ingest_aws])
     chain(ingest_aws, quality)
+    chain(quality, score_accuracy(), retrain_on_drift())

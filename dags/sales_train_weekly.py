@@ -16,7 +16,8 @@ Assets (`sfmlops_dag_utils/assets.py`): `submit_training` names `sfmlops_sales` 
 as its inlet and `check_forecasts` has `sfmlops_forecasts` as its outlet. The schedule stays weekly (cron),
 not asset-triggered: an asset schedule would retrain after every daily ingest.
 
-Written for Airflow 3 (Task SDK, `airflow.sdk`): no task reads the metadata database. Backend, API connection (`sfmlops_api`: host = base URL, password = API key), the training options
+Written for Airflow 3 (Task SDK, `airflow.sdk`): no task reads the metadata database. Backend, API connection
+(`sfmlops_api`: host = base URL, password = API key), the training options
 (`stores`, `training_neural`, `training_lgbm_rounds`, `training_max_steps`) and thresholds are read at
 run time (`SFMLOPS_DAG_*` environment or `sfmlops_*` Variables), see dags/README.md.
 
@@ -138,7 +139,8 @@ with DAG(
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         from sfmlops_dag_utils.config import run_config
-        from sfmlops_dag_utils.quality import check_forecasts as check, forecast_report
+        from sfmlops_dag_utils.quality import check_forecasts as check
+        from sfmlops_dag_utils.quality import forecast_report
 
         cfg = run_config()
         ti = context["ti"]

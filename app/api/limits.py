@@ -28,6 +28,7 @@ HEAVY_ROUTES = frozenset(
         ("GET", "/v1/models"),
         ("GET", "/v1/chain/forecast"),
         ("GET", "/v1/chain/backtest-errors"),
+        ("POST", "/v1/accuracy/score"),  # scores every stored forecast day that has actuals
     }
 )
 _MAX_BUCKETS = 50_000
