@@ -2,9 +2,9 @@
 
 Usage: ``python lambda/build.py [--out build/lambda.zip]`` (``make lambda-package``). Installs
 ``lambda/requirements.txt`` (constrained to ``requirements/main.lock``) with ``pip install --platform
-manylinux2014_x86_64 --only-binary=:all: --target``, adds ``app/config.py``, ``app/db.py``, ``app/api/`` and
-``lambda/handler.py``, pre-compiles bytecode, zips deterministically, and prints one JSON line last with
-the zipped/unzipped sizes and the cold import time of ``handler`` (measured in a fresh interpreter that
+manylinux2014_x86_64 --only-binary=:all: --target``, adds ``app/config.py``, ``app/db.py``, ``app/api/``, the
+live accuracy's light modules of ``app/forecasting/`` and ``lambda/handler.py``, pre-compiles bytecode, zips
+deterministically, and prints one JSON line last with the zipped/unzipped sizes and the cold import time of ``handler`` (measured in a fresh interpreter that
 sees only the package, like the Lambda runtime).
 """
 
@@ -47,6 +47,15 @@ def add_sources(target: Path) -> None:
     shutil.copy2(ROOT / "app" / "config.py", target / "app" / "config.py")
     shutil.copy2(ROOT / "app" / "db.py", target / "app" / "db.py")  # the one connection helper (app.api.db uses it)
     shutil.copytree(ROOT / "app" / "api", target / "app" / "api", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.md"))
+    (target / "app" / "monitoring").mkdir(exist_ok=True)  # the API's metric definitions (not the exporter)
+    for name in ("__init__.py", "metrics.py"):
+        shutil.copy2(ROOT / "app" / "monitoring" / name, target / "app" / "monitoring" / name)
+    # the live accuracy of POST/GET /v1/accuracy (standard library and SQL only; registry for the backtest tag name)
+    (target / "app" / "forecasting").mkdir(exist_ok=True)
+    for name in ("__init__.py", "horizons.py", "live_accuracy.py", "registry.py"):
+        shutil.copy2(ROOT / "app" / "forecasting" / name, target / "app" / "forecasting" / name)
+    # the job vocabulary the API's job routes import (standard library and httpx only)
+    shutil.copytree(ROOT / "app" / "common", target / "app" / "common", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.md"), dirs_exist_ok=True)
     shutil.copy2(ROOT / "lambda" / "handler.py", target / "handler.py")
 
 

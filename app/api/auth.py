@@ -4,16 +4,22 @@ A key looks like ``sfm_<8 hex prefix>_<43 url-safe chars>``; the prefix is store
 can tell keys apart. Callers present the key in the ``X-API-Key`` header.
 
 Revocation: each process caches the keys it has validated, tagged with the key-set version (a one-row table
-``<table_api_keys>_version`` that a trigger bumps whenever a key is revoked, deleted or moved). A process
-reads that version at most every ``SFMLOPS_API_AUTH_RECHECK_S`` (default 1 s) and drops its cache when it
-changed, so a revoked key stops working everywhere within about that time, at the cost of one tiny query
-per second per busy process (none per request).
+``<table_api_keys>_version`` that a trigger bumps whenever a key is revoked, deleted or moved). With
+``R = SFMLOPS_API_AUTH_RECHECK_S`` (default 1 s), a version read is trusted for ``R`` from the moment the read
+*started*, and a request that finds it older than ``R / 2`` starts a re-read in the background
+(:func:`key_set_version`; one at a time per process, on the request's event loop): under load the version is
+re-read every ``R / 2`` and no request waits for it. Only a request that finds the last read older than
+``R`` (an idle process, a database slower than ``R / 2``) waits for the re-read. So a revoked key is refused
+everywhere at most ``R`` after the revoking commit, at the cost of two tiny queries a second per busy
+process (none per request).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -31,11 +37,15 @@ KEY_HEADER = "X-API-Key"
 AUTH_CACHE_TTL_S = 300.0
 _AUTH_CACHE_MAX = 10_000
 #: digest-with-database -> (expires at, key-set version it was validated under, client)
-_auth_cache: dict[str, tuple[float, int, "Client"]] = {}
+_auth_cache: dict[str, tuple[float, int, Client]] = {}
 _auth_lock = threading.Lock()
-#: database -> (next check at, key-set version); read at most every ``settings.api_auth_recheck_s``.
+#: database -> (monotonic time the read started, key-set version read); trusted for ``api_auth_recheck_s``.
 _versions: dict[str, tuple[float, int]] = {}
-_version_lock = threading.Lock()
+_version_lock = threading.Lock()  # serialises the sync readers (held during their query)
+_store_lock = threading.Lock()  # held for a dict update only (taken on the event loop too)
+#: database -> the background re-read of the version in flight (at most one per process and database).
+_version_reads: dict[str, asyncio.Task] = {}
+log = logging.getLogger(__name__)
 CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -115,7 +125,7 @@ def revoke_keys(settings: Settings, client_name: str) -> int:
         count = cur.rowcount
     with _auth_lock:
         _auth_cache.clear()
-    with _version_lock:
+    with _store_lock:
         _versions.clear()
     return count
 
@@ -136,40 +146,100 @@ def version_table(settings: Settings) -> str:
 def _known_version(settings: Settings) -> int | None:
     """The key-set version this process read less than ``api_auth_recheck_s`` ago, or None when due."""
     hit = _versions.get(_db_ident(settings))
-    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+    return hit[1] if hit is not None and time.monotonic() - hit[0] < settings.api_auth_recheck_s else None
+
+
+def _store_version(ident: str, started: float, version: int) -> None:
+    with _store_lock:
+        hit = _versions.get(ident)
+        if hit is None or hit[0] < started:  # a slower, older read never replaces a newer one
+            _versions[ident] = (started, version)
+
+
+def _not_migrated(settings: Settings, exc: BaseException) -> ApiError:
+    return ApiError(503, "The API's key tables are not migrated", internal=f"{exc}".strip() + " (run `sfmlops up`)")
 
 
 def _current_version(settings: Settings) -> int:
-    """The key-set version, read from Postgres when the last read is older than ``api_auth_recheck_s``."""
+    """The key-set version (sync callers: health, CLI, tests), read from Postgres when the last read is due."""
     ident = _db_ident(settings)
     with _version_lock:  # one reader per process; the others wait for its answer
         hit = _versions.get(ident)
-        if hit is not None and hit[0] > time.monotonic():
+        if hit is not None and time.monotonic() - hit[0] < settings.api_auth_recheck_s:
             return hit[1]
+        started = time.monotonic()
         try:
             with db.connection(settings) as conn, conn.cursor() as cur:
                 cur.execute(f"SELECT version FROM {version_table(settings)}")
                 row = cur.fetchone()
         except psycopg2.errors.UndefinedTable as exc:
-            raise ApiError(
-                503, "The API's key tables are not migrated", internal=f"{exc}".strip() + " (run `sfmlops up`)"
-            ) from exc
+            raise _not_migrated(settings, exc) from exc
         version = int(row[0]) if row else 0
-        _versions[ident] = (time.monotonic() + settings.api_auth_recheck_s, version)
+        _store_version(ident, started, version)
         return version
 
 
-def cached_client(settings: Settings, key: str | None) -> Client | None:
-    """The client of ``key`` if this process validated it under the current key-set version.
+async def _read_version(settings: Settings, ident: str) -> int:
+    """Read the key-set version on the async pool and store it, stamped with the time the read started."""
+    import psycopg
 
-    Never touches the database (safe on the event loop): None when the key is unknown here or the version
-    is due for a re-read, and then :func:`authenticate` answers.
+    started = time.monotonic()
+    try:
+        row = await db.read_one(settings, f"SELECT version FROM {version_table(settings)}", {})
+    except psycopg.errors.UndefinedTable as exc:
+        raise _not_migrated(settings, exc) from exc
+    version = int(row[0]) if row else 0
+    _store_version(ident, started, version)
+    return version
+
+
+def _read_done(ident: str, task: asyncio.Task) -> None:
+    if _version_reads.get(ident) is task:
+        del _version_reads[ident]
+    if not task.cancelled() and task.exception() is not None:  # retrieved here: a request awaiting it reports it
+        log.warning("key-set version re-read failed: %s", task.exception())
+
+
+async def key_set_version(settings: Settings) -> int:
+    """The key-set version to check cached keys against; never waits for the database while it is fresh.
+
+    The last read is trusted for ``api_auth_recheck_s`` (counted from when it started); from half that age
+    on, a re-read runs in the background (one per process and database) while requests keep the known
+    version. Only when the last read is older than ``api_auth_recheck_s`` (or there is none) does the
+    request wait for the re-read.
+
+    Raises:
+        ApiError: 503 when the version must be read and the database cannot answer.
+    """
+    ident = _db_ident(settings)
+    hit = _versions.get(ident)
+    age = time.monotonic() - hit[0] if hit is not None else float("inf")
+    if age < settings.api_auth_recheck_s / 2:
+        return hit[1]
+    loop = asyncio.get_running_loop()
+    task = _version_reads.get(ident)
+    if task is None or task.done() or task.get_loop() is not loop:
+        task = loop.create_task(_read_version(settings, ident))
+        _version_reads[ident] = task
+        task.add_done_callback(lambda t, ident=ident: _read_done(ident, t))
+    if age < settings.api_auth_recheck_s:
+        return hit[1]  # the re-read answers the next requests
+    return await asyncio.shield(task)
+
+
+def cached_client(settings: Settings, key: str | None, version: int | None = None) -> Client | None:
+    """The client of ``key`` if this process validated it under key-set ``version``.
+
+    ``version`` defaults to the version read less than ``api_auth_recheck_s`` ago (None when due). Never
+    touches the database (safe on the event loop): None when the key is unknown here or no version is
+    known, and then :func:`authenticate` answers.
     """
     if not key or len(key) > 256:
         return None
-    version = _known_version(settings)
     if version is None:
-        return None
+        version = _known_version(settings)
+        if version is None:
+            return None
     hit = _auth_cache.get(_cache_key(settings, hash_key(settings, key)))
     if hit is None or hit[1] != version or hit[0] <= time.monotonic():
         return None
@@ -183,8 +253,8 @@ def known_key(settings: Settings, key: str | None) -> bool:
     return _cache_key(settings, hash_key(settings, key)) in _auth_cache
 
 
-def authenticate(settings: Settings, key: str | None) -> Client:
-    """The client owning ``key``.
+def authenticate(settings: Settings, key: str | None, version: int | None = None) -> Client:
+    """The client owning ``key``, checked against key-set ``version`` (default: read it when due).
 
     Raises:
         ApiError: 401 when the key is missing, unknown or revoked; 503 when the database cannot say.
@@ -196,7 +266,8 @@ def authenticate(settings: Settings, key: str | None) -> Client:
         raise ApiError(401, "Invalid API key", headers=challenge)
     digest = hash_key(settings, key)
     cache_key = _cache_key(settings, digest)
-    version = _current_version(settings)
+    if version is None:
+        version = _current_version(settings)
     hit = _auth_cache.get(cache_key)
     if hit is not None and hit[1] == version and hit[0] > time.monotonic():
         return hit[2]

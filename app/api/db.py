@@ -204,7 +204,7 @@ async def read_one(settings: Settings, sql: str, params: dict[str, Any]) -> tupl
     pool = _async_pool(settings)
     try:
         await asyncio.wait_for(pool.slots.acquire(), POOL_WAIT_S)
-    except (asyncio.TimeoutError, TimeoutError) as exc:
+    except TimeoutError as exc:
         raise ApiError(503, f"All {settings.api_db_pool_max} database connections busy (SFMLOPS_API_DB_POOL_MAX)") from exc
     try:
         for attempt in (1, 2):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from starlette.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from app.api import auth
 from app.api.ray_jobs import RayJobsClient, client_for
@@ -30,16 +30,18 @@ async def require_client(
 ) -> auth.Client:
     """The client identified by the ``X-API-Key`` header (401 otherwise), within its rate limits (429).
 
-    A key this process validated is answered from memory; Postgres is asked in a worker thread only for a
-    new key and, at most every ``SFMLOPS_API_AUTH_RECHECK_S``, for the key-set version (revocations).
+    A key this process validated is answered from memory, checked against the key-set version, which is
+    re-read in the background (:func:`app.api.auth.key_set_version`: no request waits for it while it is
+    fresh); Postgres is asked in a worker thread only for a key not validated under the current version.
     Every authenticated route then counts against the client's per-minute limits (:mod:`app.api.limits`).
     """
     limiter = getattr(request.app.state, "rate_limiter", None)
-    client = auth.cached_client(settings, key)
+    if key and limiter is not None and not auth.known_key(settings, key):
+        limiter.check_lookup()  # unknown keys cost a query each: bounded per process
+    version = await auth.key_set_version(settings) if key and len(key) <= 256 else None
+    client = auth.cached_client(settings, key, version) if version is not None else None
     if client is None:
-        if key and limiter is not None and not auth.known_key(settings, key):
-            limiter.check_lookup()  # unknown keys cost a query each: bounded per process
-        client = await run_in_threadpool(auth.authenticate, settings, key)
+        client = await run_in_threadpool(auth.authenticate, settings, key, version)
     if limiter is not None:
         route = request.scope.get("route")
         limiter.check(client.id, request.method, getattr(route, "path", None))

@@ -15,7 +15,10 @@
 * **Lambda** (``--lambda``): the Lambda zip (``lambda/build.py``) deployed with boto3 to the emulator behind
   an API Gateway HTTP API, as ``tests/api/test_api_emulator_e2e.py`` does (Terraform's apply of the same
   module is the demo's, too heavy for a bench): the first request after deploy (cold start), then
-  p50/p99 at 50/s through the gateway. The function, API and role are deleted afterwards.
+  p50/p99 at 50/s through the gateway after a ramp-up (the emulator starts one execution environment per
+  concurrent invocation), with the handler's own time per invocation (its log line, ``handler_ms``) next to
+  the emulator's ``REPORT`` duration, read from the function's log group. The function, API, role and the
+  emulator's worker processes are removed afterwards.
 
 The per-client rate limit of the API is raised for the bench's process (one client sends all the load);
 nothing else differs from ``sfmlops api``. One JSON line per rate, then one for Lambda.
@@ -317,8 +320,15 @@ def run(
 
 
 # --- Lambda through the emulator's API Gateway ----------------------------------------------------------
-def bench_lambda(settings: Settings, key: str, stores: list[int], vegeta: Path, rate: int = 50, duration_s: float = 10.0) -> dict[str, Any]:
-    """Deploy the Lambda zip with boto3 behind an HTTP API; cold first request, then ``rate``/s warm."""
+def bench_lambda(
+    settings: Settings, key: str, stores: list[int], vegeta: Path, rate: int = 50, duration_s: float = 10.0, warmup_s: float = 6.0
+) -> dict[str, Any]:
+    """Deploy the Lambda zip with boto3 behind an HTTP API; cold first request, then ``rate``/s warm.
+
+    "Warm": ``warmup_s`` ramping up to the rate first (the emulator starts one execution environment per
+    concurrent invocation, each a cold start), then ``duration_s`` measured at the rate; the environments alive before and after
+    the measured window are counted, so a cold start inside it shows.
+    """
     import urllib.request
 
     zip_path = PROJECT_ROOT / "build" / "bench-lambda.zip"
@@ -368,24 +378,36 @@ def bench_lambda(settings: Settings, key: str, stores: list[int], vegeta: Path, 
         serial.sort()
         with tempfile.TemporaryDirectory() as tmp:
             targets = Path(tmp) / "lambda.txt"
-            _targets(base, key, stores, int(rate * (duration_s + 2)) + 1, targets)
+            _targets(base, key, stores, int(rate * (duration_s + warmup_s)) + 1, targets)
+            # Ramp up to the rate: the emulator starts one execution environment (a cold start, ~1.5 s of CPU
+            # here) per concurrent invocation, so the full rate at once would start one per request queued
+            # behind the first cold starts. A quarter, half, then the full rate builds what the rate needs.
+            for step in (max(1, rate // 4), max(1, rate // 2), rate):
+                attack(vegeta, targets, step, warmup_s / 3, timeout_s=10.0)
+            environments_before = len(_emulator_workers(name))
+            measured_from_ms = int(time.time() * 1000)
             warm = attack(vegeta, targets, rate, duration_s, timeout_s=10.0)
+        handler_ms, report_ms = _invocation_times(s, name, measured_from_ms)
         return {
             "bench": "api-lambda", "route": "GET /v1/stores/{id}/forecast via API Gateway -> Lambda (MiniStack)",
             "deploy": "boto3 create_function + HTTP API (as tests/api/test_api_emulator_e2e.py)", "zip_build_s": build_s,
             "cold_first_request_ms": cold_ms, "cold_status": cold_status,
             "warm_serial_p50_ms": round(serial[len(serial) // 2], 1), "warm_serial_max_ms": round(serial[-1], 1),
-            "warm_target_rps": rate, **{f"warm_{k}": v for k, v in warm.items()},
+            "warm_target_rps": rate, "warmup_s": warmup_s, **{f"warm_{k}": v for k, v in warm.items()},
+            # From the function's log lines of the measured window: our handler's own time per invocation
+            # (lambda/handler.py) and the emulator's REPORT Duration (handler + its worker protocol).
+            "handler_ms": _figures(handler_ms), "report_duration_ms": _figures(report_ms),
+            "execution_environments": {"after_warmup": environments_before, "after": len(_emulator_workers(name))},
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     except Exception as exc:  # noqa: BLE001 - report, the other lines stand
         return {"bench": "api-lambda", "error": f"{type(exc).__name__}: {exc}"[:800]}
     finally:
-        for cleanup in (
+        for cleanup in (  # workers first: an emulator still busy with them answers the deletes late
+            lambda: _end_emulator_workers(name),
             (lambda: gw.delete_api(ApiId=api_id)) if api_id else None,
             lambda: lam.delete_function(FunctionName=name),
             lambda: iam.delete_role(RoleName=name),
-            lambda: _end_emulator_workers(name),
         ):
             try:
                 if cleanup is not None:
@@ -394,17 +416,62 @@ def bench_lambda(settings: Settings, key: str, stores: list[int], vegeta: Path, 
                 pass
 
 
+def _emulator_workers(function_name: str) -> list[Any]:
+    """MiniStack's worker processes (execution environments) of ``function_name``."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if any(f"ministack-lambda-{function_name}-" in part for part in proc.info["cmdline"] or ()):
+            found.append(proc)
+    return found
+
+
 def _end_emulator_workers(function_name: str) -> None:
     """MiniStack runs one worker process per concurrent invocation and keeps them after the function is
     deleted (each holding its database connections): end this function's workers, by process id."""
     import psutil
 
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if any(f"ministack-lambda-{function_name}-" in part for part in proc.info["cmdline"] or ()):
-            try:
-                proc.terminate()
-            except psutil.Error:
-                pass
+    for proc in _emulator_workers(function_name):
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+
+
+def _invocation_times(settings: Settings, function_name: str, since_ms: int) -> tuple[list[float], list[float]]:
+    """(handler_ms of our per-invocation lines, REPORT Duration) from the function's log group since ``since_ms``."""
+    import re
+
+    logs = settings.boto3_client("logs")
+    handler_ms: list[float] = []
+    report_ms: list[float] = []
+    kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{function_name}", "startTime": since_ms}
+    try:
+        while True:
+            page = logs.filter_log_events(**kwargs)
+            for event in page.get("events", []):
+                msg = event.get("message", "")
+                if msg.startswith('{"sfmlops": "api-invocation"'):
+                    handler_ms.append(float(json.loads(msg)["handler_ms"]))
+                elif msg.startswith("REPORT RequestId:"):
+                    m = re.search(r"\tDuration: ([0-9.]+) ms", msg)
+                    if m:
+                        report_ms.append(float(m.group(1)))
+            if not page.get("nextToken") or not page.get("events"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+    except Exception:  # noqa: BLE001 - no logs: the figures say so (n = 0)
+        pass
+    return handler_ms, report_ms
+
+
+def _figures(values: list[float]) -> dict[str, Any]:
+    """n, p50, p99 and max of ``values`` (ms)."""
+    if not values:
+        return {"n": 0}
+    v = sorted(values)
+    return {"n": len(v), "p50_ms": round(v[len(v) // 2], 2), "p99_ms": round(v[min(len(v) - 1, int(0.99 * len(v)))], 2), "max_ms": round(v[-1], 2)}
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ import uuid
 
 import psycopg2
 import pytest
-
 from apitest_support import SQL_DIR
+
 from app.config import Settings
 
 
@@ -75,7 +75,7 @@ def registry(api_settings: Settings) -> Settings:
     mlflow.set_experiment(f"{settings.mlflow_experiment}-api-tests")
     client = MlflowClient(settings.mlflow_uri)
     for rmspe in (0.2, 0.1):
-        with mlflow.start_run() as run:
+        with mlflow.start_run():
             mlflow.log_metrics({"backtest_rmspe": rmspe, "baseline_median_rmspe": 0.128})
             info = mlflow.pyfunc.log_model(name="model", python_model=_champion_model())
         mv = mlflow.register_model(info.model_uri, settings.model_name)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from app.common.jobs import FINISHED_STATES
 from app.config import PROJECT_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -106,7 +107,7 @@ def test_gateway_to_lambda_to_ray(gateway: str, keys: dict[str, str]) -> None:
     assert status == 200 and again["id"] == job["id"]
 
     deadline = time.monotonic() + 180
-    while job["state"] not in {"SUCCEEDED", "FAILED", "STOPPED", "LOST"} and time.monotonic() < deadline:
+    while job["state"] not in FINISHED_STATES and time.monotonic() < deadline:
         time.sleep(2)
         status, _, job = call(f"{gateway}/v1/training-jobs/{job['id']}", key=keys["alice"])
         assert status == 200

@@ -6,9 +6,9 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
+from apitest_support import assert_error_shape
 from fastapi.testclient import TestClient
 
-from apitest_support import assert_error_shape
 from app.api.main import create_app
 from app.config import Settings
 
@@ -24,7 +24,10 @@ def _write_run(settings: Settings, version: str, first: date, days: int, base: f
 
     frame = pd.DataFrame(
         [
-            {"store": s, "date": pd.Timestamp(first + timedelta(days=k)), "value": base + 1000 * s + k, "lower": base + 1000 * s + k - 10, "upper": base + 1000 * s + k + 10}
+            {
+                "store": s, "date": pd.Timestamp(first + timedelta(days=k)), "value": base + 1000 * s + k,
+                "lower": base + 1000 * s + k - 10, "upper": base + 1000 * s + k + 10,
+            }
             for s in stores
             for k in range(days)
         ]

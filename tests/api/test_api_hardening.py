@@ -23,15 +23,16 @@ from typing import Any
 import httpx
 import psycopg2
 import pytest
+from apitest_support import assert_error_shape, free_port, h, wait_for
 from fastapi.testclient import TestClient
 
-from apitest_support import assert_error_shape, free_port, h, wait_for
 from app.api.main import create_app
 from app.api.ray_jobs import RayJobsClient
+from app.common.jobs import FINISHED_STATES
 from app.config import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.integration
-TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED", "LOST"}
+TERMINAL = set(FINISHED_STATES)
 
 
 def ray_jobs_of(settings: Settings, client_name: str) -> list[dict[str, Any]]:

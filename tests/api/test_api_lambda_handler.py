@@ -10,7 +10,6 @@ import json
 import logging
 
 import pytest
-
 from apitest_support import assert_error_shape, free_port, invoke, load_lambda_handler, make_event
 
 
@@ -144,3 +143,25 @@ def test_handler_imports_no_heavy_packages() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
     assert out.stdout.strip() == ""
+
+
+def test_each_invocation_logs_one_line_with_its_status_and_handler_time_and_never_the_key(
+    handler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    key = "sfm_00000000_secret-never-logged"
+    events = [
+        make_event("healthz", path="/v2/nothing"),
+        make_event("submit_job", headers={"X-API-Key": key}),
+        make_event("healthz", path="/v1/stores/7/forecast", query="days=3"),
+    ]
+    statuses = [invoke(handler, e)[0] for e in events]
+    err = capsys.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith('{"sfmlops": "api-invocation"')]
+    assert [(x["request_id"], x["method"], x["path"], x["status"]) for x in lines] == [
+        (e["requestContext"]["requestId"], e["requestContext"]["http"]["method"], e["rawPath"], s)
+        for e, s in zip(events, statuses, strict=True)
+    ]
+    assert statuses == [404, 503, 401]
+    assert all(isinstance(x["handler_ms"], float) and x["handler_ms"] > 0 for x in lines)
+    assert key not in err and "days=3" not in err

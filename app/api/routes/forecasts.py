@@ -67,7 +67,7 @@ class OnDemandRequest(BaseModel):
     inputs: list[KnownInputs] = Field(default_factory=list, max_length=5000, description="Overrides per store-day")
 
     @model_validator(mode="after")
-    def _unique(self) -> "OnDemandRequest":
+    def _unique(self) -> OnDemandRequest:
         if len(set(self.stores)) != len(self.stores):
             raise ValueError("stores must not repeat")
         return self
@@ -191,12 +191,19 @@ async def _refresh_champion(settings: Settings, key: tuple[str, str], previous: 
     return version
 
 
+#: One registry client per MLflow URI, kept for the background refreshes (a new httpx client per refresh
+#: builds a TLS context - milliseconds of CPU holding the GIL - and a new connection every ``CHAMPION_TTL_S``).
+_rest_clients: dict[tuple[Any, ...], MlflowRest] = {}
+_rest_lock = threading.Lock()
+
+
 def _champion_alias(settings: Settings) -> str | None:
-    rest = MlflowRest(settings)
-    try:
-        model = rest.registered_model(settings.model_name)
-    finally:
-        rest.close()
+    key = (settings.mlflow_uri, settings.mlflow_auth(), settings.api_upstream_timeout_s)
+    with _rest_lock:
+        rest = _rest_clients.get(key)
+        if rest is None:
+            rest = _rest_clients[key] = MlflowRest(settings)
+    model = rest.registered_model(settings.model_name)
     aliases = {a.get("alias"): a.get("version") for a in (model or {}).get("aliases", [])}
     return None if aliases.get("champion") is None else str(aliases["champion"])
 
@@ -205,6 +212,10 @@ def clear_champion_cache() -> None:
     """Forget every cached champion version (tests)."""
     _champions.clear()
     _refreshing.clear()
+    with _rest_lock:
+        for rest in _rest_clients.values():
+            rest.close()
+        _rest_clients.clear()
 
 
 # --- on-demand -----------------------------------------------------------------------------------------
