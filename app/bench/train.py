@@ -25,7 +25,7 @@ def _peak_rss_mb() -> float:
 
 
 def run(
-    settings: "Settings",
+    settings: Settings,
     stores: list[int] | None = None,
     neural: bool = False,
     max_steps: int | None = None,

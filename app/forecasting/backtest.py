@@ -42,13 +42,26 @@ class BacktestResult:
     fit_seconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_parts(cls, horizon: int, parts: list[pd.DataFrame], seconds: dict[str, float]) -> "BacktestResult":
+    def from_parts(cls, horizon: int, parts: list[pd.DataFrame], seconds: dict[str, float]) -> BacktestResult:
         """Assemble the per-task forecast frames (``model`` column set) and score every model."""
         forecasts = pd.concat(parts, ignore_index=True).sort_values(["model", "cutoff", "unique_id", "ds"], ignore_index=True)
         metrics = {name: M.evaluate_frame(grp) for name, grp in forecasts.groupby("model", sort=False)}
         for name, m in metrics.items():
             log.info("backtest h=%d %s rmspe=%.4f", horizon, name, m["rmspe"])
         return cls(horizon=horizon, forecasts=forecasts, metrics=metrics, fit_seconds=dict(seconds))
+
+    def only_origins(self, origins: list[pd.Timestamp]) -> BacktestResult:
+        """The result restricted to the windows of ``origins`` (metrics recomputed on them)."""
+        keep = self.forecasts[self.forecasts["cutoff"].isin(list(origins))]
+        if keep.empty:
+            raise ValueError(f"no backtest forecasts at origin(s) {[str(pd.Timestamp(o).date()) for o in origins]}")
+        return BacktestResult.from_parts(self.horizon, [keep], self.fit_seconds)
+
+    def with_model(self, frame: pd.DataFrame, seconds: float = 0.0) -> BacktestResult:
+        """The result with the forecast rows of one more model (``model`` column set) added and scored."""
+        name = str(frame["model"].iloc[0])
+        rest = self.forecasts[self.forecasts["model"] != name]
+        return BacktestResult.from_parts(self.horizon, [rest, frame], {**self.fit_seconds, name: seconds})
 
     def table(self) -> pd.DataFrame:
         """One row per model: rmspe, mae, per-store distribution, fit seconds."""

@@ -59,7 +59,7 @@ def project_future_inputs(sales: pd.DataFrame, days: int, start: pd.Timestamp | 
     return grid
 
 
-def load_model(settings: "Settings", model_uri: str | None = None, stores: list[int] | None = None) -> tuple[Any, dict[str, str]]:
+def load_model(settings: Settings, model_uri: str | None = None, stores: list[int] | None = None) -> tuple[Any, dict[str, str]]:
     """Load the champion (or ``model_uri``) as the python object behind the pyfunc, with its identity.
 
     With ``stores``, the champion of exactly that store scope (alias ``champion-stores-<hash>``, set by a
@@ -71,8 +71,8 @@ def load_model(settings: "Settings", model_uri: str | None = None, stores: list[
     import mlflow
     from mlflow import MlflowClient
 
-    from app.forecasting.tracking import configure_mlflow
     from app.forecasting.registry import CHAMPION, scope_aliases, scope_of
+    from app.forecasting.tracking import configure_mlflow
 
     configure_mlflow(settings)
     client = MlflowClient()
@@ -97,10 +97,11 @@ def load_model(settings: "Settings", model_uri: str | None = None, stores: list[
     return pyfunc.unwrap_python_model(), ident
 
 
-def write_forecasts(settings: "Settings", frame: pd.DataFrame, ident: dict[str, str]) -> int:
+def write_forecasts(settings: Settings, frame: pd.DataFrame, ident: dict[str, str]) -> int:
     """Upsert forecast rows into ``{table_forecasts}`` (idempotent per model name, version, store, date)."""
-    from app.db import connect
     from psycopg2.extras import execute_values
+
+    from app.db import connect
 
     sql = (
         f"INSERT INTO {settings.table_forecasts} (model_name, model_version, store, date, value, lower, upper, run_id, forecast_run) VALUES %s "
@@ -121,7 +122,7 @@ def write_forecasts(settings: "Settings", frame: pd.DataFrame, ident: dict[str, 
 
 
 def forecast(
-    settings: "Settings",
+    settings: Settings,
     days: int | None = None,
     stores: list[int] | None = None,
     model_uri: str | None = None,

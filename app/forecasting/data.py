@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -32,16 +33,27 @@ def _copy(conn, sql: str) -> pd.DataFrame:  # noqa: ANN001 - psycopg2 connection
     return pd.read_csv(buf, dtype={"state_holiday": str, "promo_interval": str, "store_type": str, "assortment": str})
 
 
-def read_postgres(settings: "Settings", stores: list[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read ``settings.table_sales`` and ``settings.table_stores`` into the canonical frames.
+def _where(stores: list[int] | tuple[int, ...] | None) -> str:
+    """A keyed filter on ``store`` (the sales table's primary key leads with it): a range for consecutive ids."""
+    if not stores:
+        return ""
+    ids = sorted({int(s) for s in stores})
+    if ids[-1] - ids[0] + 1 == len(ids):
+        return f" WHERE store BETWEEN {ids[0]} AND {ids[-1]}"
+    return f" WHERE store IN ({','.join(str(s) for s in ids)})"
+
+
+def read_postgres(settings: Settings, stores: list[int] | tuple[int, ...] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read ``settings.table_sales`` and ``settings.table_stores`` into the canonical frames (one ``COPY`` each).
 
     Args:
         settings: Connection settings and table names.
-        stores: Only these store ids (all when None).
+        stores: Only these store ids (all when None); also the unit of a sharded read (:func:`read_sharded`),
+            each shard with its own stores' metadata.
     """
     from app.db import connect
 
-    where = f" WHERE store IN ({','.join(str(int(s)) for s in stores)})" if stores else ""
+    where = _where(stores)
     with connect(settings, connect_timeout=10) as conn:
         sales = _copy(conn, f"SELECT {SALES_SELECT} FROM {settings.table_sales}{where}")
         stores_df = _copy(conn, f"SELECT {STORES_SELECT} FROM {settings.table_stores}{where}")
@@ -54,7 +66,52 @@ def read_postgres(settings: "Settings", stores: list[int] | None = None) -> tupl
     return sales.sort_values(["store", "date"], ignore_index=True), stores_df.sort_values("store", ignore_index=True)
 
 
-def load_training_data(settings: "Settings", source: Source = "auto", stores: list[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def store_ids(settings: Settings, stores: list[int] | None = None) -> list[int]:
+    """Store ids in the sales or the stores table (of ``stores`` when given): the keys a sharded read splits."""
+    from app.db import connect
+
+    where = _where(stores)
+    with connect(settings, connect_timeout=10) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT DISTINCT store FROM {settings.table_sales}{where} UNION SELECT store FROM {settings.table_stores}{where} ORDER BY 1"
+        )
+        ids = [int(r[0]) for r in cur.fetchall()]
+    conn.close()
+    return ids
+
+
+def read_sharded(
+    settings: Settings, shards: int, stores: list[int] | None = None, run: Callable[[list[tuple[int, ...]]], list[Any]] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`read_postgres` in ``shards`` keyed reads of consecutive store ranges, each with its stores'
+    metadata, run by ``run`` (default: one after the other here; the pipeline passes its executor, so on Ray
+    every shard is read by a task of its own, in parallel); the result equals :func:`read_postgres`.
+
+    Args:
+        settings: Settings.
+        shards: Number of shards (>= 1).
+        stores: Only these store ids.
+        run: Reads a list of shards, returning ``[(sales, stores), ...]`` in order.
+    """
+    from app.forecasting.plan import shards as split_shards
+
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    ids = store_ids(settings, stores)
+    if not ids:
+        return read_postgres(settings, stores)
+    parts = split_shards(ids, -(-len(ids) // shards))
+    run = run or (lambda ps: [read_postgres(settings, p) for p in ps])
+    frames = run(parts)
+    sales = pd.concat([f[0] for f in frames], ignore_index=True)
+    meta = pd.concat([f[1] for f in frames], ignore_index=True)
+    return sales.sort_values(["store", "date"], ignore_index=True), meta.sort_values("store", ignore_index=True)
+
+
+def load_training_data(
+    settings: Settings, source: Source = "auto", stores: list[int] | None = None, shards: int = 1,
+    run: Callable[[list[tuple[int, ...]]], list[Any]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Sales and stores for training.
 
     Args:
@@ -62,6 +119,8 @@ def load_training_data(settings: "Settings", source: Source = "auto", stores: li
         source: ``postgres`` (the ingested tables), ``dataset`` (``sfmlops data`` parquet files), or
             ``auto``: Postgres when its sales table has rows, else the parquet files.
         stores: Only these store ids.
+        shards: Read PostgreSQL in this many keyed store-range reads (:func:`read_sharded`; 1: one ``COPY``).
+        run: How the shards are read (see :func:`read_sharded`).
 
     Returns:
         ``(sales, stores, source_used)``.
@@ -73,7 +132,7 @@ def load_training_data(settings: "Settings", source: Source = "auto", stores: li
     used = source
     if source in ("auto", "postgres"):
         try:
-            sales, stores_df = read_postgres(settings, stores)
+            sales, stores_df = read_sharded(settings, shards, stores, run) if shards > 1 else read_postgres(settings, stores)
             used = "postgres"
         except Exception as exc:  # noqa: BLE001 - fall back only in auto mode
             if source == "postgres":

@@ -118,10 +118,52 @@ def _run_position(flag: np.ndarray) -> np.ndarray:
     return np.where(flag, since_start + 1, 0).astype("float32")
 
 
-def event_features(dense: pd.DataFrame) -> pd.DataFrame:
+def pad_panel(dense: pd.DataFrame, days: int = DISTANCE_CAP) -> pd.DataFrame:
+    """``dense`` (a panel from :func:`fill_gaps`) followed, per store, by ``days`` projected days.
+
+    The features looking forward (``*_until``, ``*_in_week``) of the last days of a frame would otherwise see
+    no event after it: the Saturday of a 7-day forecast would look like the day of a store that never closes
+    on Sundays. Projected days repeat the last week's openings (a state-holiday closure counts as open) and
+    the last 14 days' promo cycle (as :func:`app.forecasting.batch.project_future_inputs` does), with no
+    holidays; they are marked ``available = 1``, have ``y = NaN`` and are only meant for feature computation.
+
+    Returns:
+        The padded panel (stores x (days of ``dense`` + ``days``)), in (unique_id, ds) order.
+    """
+    n_stores = dense["unique_id"].nunique()
+    n_days = len(dense) // n_stores
+    if days <= 0 or n_days < 7:
+        return dense
+    k = np.arange(1, days + 1)
+    src7 = n_days - 1 + k - 7 * ((k + 6) // 7)
+    src14 = n_days - 1 + k - 14 * ((k + 13) // 14) if n_days >= 14 else src7
+    open_ = _panel(dense["open"].to_numpy(), n_stores)
+    state = _panel(dense["state_holiday"].to_numpy(), n_stores)
+    promo = _panel(dense["promo"].to_numpy(), n_stores)
+    pad_open = np.where(state[:, src7] > 0, 1, open_[:, src7]).astype("int8")
+    last = dense["ds"].iloc[n_days - 1]
+    pad = pd.DataFrame(
+        {
+            "unique_id": np.repeat(_panel(dense["unique_id"].to_numpy(), n_stores)[:, 0], days),
+            "ds": np.tile(pd.date_range(last + pd.Timedelta(days=1), periods=days, freq="D").to_numpy(), n_stores),
+            "open": pad_open.reshape(-1),
+            "promo": (promo[:, src14] * pad_open).astype("int8").reshape(-1),
+            "state_holiday": np.int8(0),
+            "school_holiday": np.int8(0),
+            "available": np.int8(1),
+        }
+    )
+    both = pd.concat([dense[list(pad.columns)], pad], ignore_index=True)
+    order = np.argsort(both["unique_id"].to_numpy(), kind="stable")
+    return both.iloc[order].reset_index(drop=True)
+
+
+def event_features(dense: pd.DataFrame, pad_days: int = DISTANCE_CAP) -> pd.DataFrame:
     """Calendar and event-distance features of a dense frame from :func:`fill_gaps`.
 
-    All inputs are known-future (open, promo, holidays, calendar), so the features may use later days.
+    All inputs are known-future (open, promo, holidays, calendar), so the features may use later days. The
+    days after the frame are projected (:func:`pad_panel`, ``pad_days``) so that the last days' forward-looking
+    features see the usual weekly closures and promo cycle instead of "nothing ever again".
 
     Returns:
         Frame aligned with ``dense`` (same index) holding only the new feature columns.
@@ -129,6 +171,15 @@ def event_features(dense: pd.DataFrame) -> pd.DataFrame:
     n_stores = dense["unique_id"].nunique()
     if len(dense) % n_stores:
         raise ValueError("event_features needs the dense panel produced by fill_gaps")
+    if pad_days > 0:
+        n_days = len(dense) // n_stores
+        padded = pad_panel(dense, pad_days)
+        if len(padded) == len(dense):
+            return event_features(dense, 0)
+        keep = (np.arange(len(padded)) % (n_days + pad_days)) < n_days
+        out = event_features(padded, 0)[keep]
+        out.index = dense.index
+        return out
     ds = dense["ds"]
     avail = _panel(dense["available"].to_numpy() == 1, n_stores)
     open_ = _panel(dense["open"].to_numpy() == 1, n_stores)
@@ -210,7 +261,7 @@ def dated_store_features(frame: pd.DataFrame, stores: pd.DataFrame) -> pd.DataFr
     p2_active = (col("promo2") == 1) & ((year * 100 + week) >= np.nan_to_num(p2_since, nan=np.inf))
     intervals = st["promo_interval"].reindex(uid).fillna("").to_numpy() if "promo_interval" in st.columns else np.full(len(uid), "")
     month_abbr = np.asarray(MONTH_ABBR)[month - 1]
-    in_month = np.fromiter((m in iv.split(",") for m, iv in zip(month_abbr, intervals)), bool, len(uid))
+    in_month = np.fromiter((m in iv.split(",") for m, iv in zip(month_abbr, intervals, strict=True)), bool, len(uid))
     return pd.DataFrame(
         {
             "competition_months": np.clip(comp_months, -1, 240).astype("float32"),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from app.forecasting.horizons import HORIZON_BUCKETS, bucket_label
+
 
 def _arrays(y_true: object, y_pred: object) -> tuple[np.ndarray, np.ndarray]:
     yt = np.asarray(y_true, dtype="float64")
@@ -84,4 +86,49 @@ def evaluate_frame(frame: pd.DataFrame, pred_col: str = "yhat", true_col: str = 
     }
     for key, value in distribution(per_store_rmspe(frame, pred_col, true_col, id_col)).items():
         out[f"store_rmspe_{key}"] = value
+    return out
+
+
+def rmspe_by_bucket(
+    frame: pd.DataFrame,
+    pred_col: str = "yhat",
+    true_col: str = "y",
+    horizon_col: str = "horizon",
+    date_col: str = "ds",
+    cutoff_col: str = "cutoff",
+) -> dict[str, float]:
+    """RMSPE per horizon bucket (:data:`app.forecasting.horizons.HORIZON_BUCKETS`: 1-7, 8-14, 15-28, 29-48 days after the cutoff).
+
+    The horizon of a row is ``frame[horizon_col]`` (days after the cutoff, 1 = the first forecast day) when
+    that column exists, else ``(frame[date_col] - frame[cutoff_col]).days``. Rows past the last bucket (day 49
+    on) are not scored here.
+
+    Args:
+        frame: Rows with actuals, forecasts and either a horizon or a date and a cutoff column.
+        pred_col: Forecast column.
+        true_col: Actuals column.
+        horizon_col: Horizon column (days after the cutoff).
+        date_col: Date of the forecast day (used without ``horizon_col``).
+        cutoff_col: Cutoff of the forecast (used without ``horizon_col``).
+
+    Returns:
+        ``{"1-7": rmspe, ...}`` in bucket order, for the buckets with at least one row (NaN when none of
+        its rows has positive actuals).
+
+    Raises:
+        ValueError: a row dated on or before its cutoff (horizon < 1), or neither horizon nor date/cutoff columns.
+    """
+    if horizon_col in frame.columns:
+        horizon = frame[horizon_col].to_numpy(dtype="int64")
+    elif date_col in frame.columns and cutoff_col in frame.columns:
+        horizon = ((pd.to_datetime(frame[date_col]) - pd.to_datetime(frame[cutoff_col])).dt.days).to_numpy(dtype="int64")
+    else:
+        raise ValueError(f"frame needs a {horizon_col!r} column or {date_col!r} and {cutoff_col!r} columns")
+    if (horizon < 1).any():
+        raise ValueError(f"{int((horizon < 1).sum())} row(s) are dated on or before their cutoff (horizon < 1)")
+    out: dict[str, float] = {}
+    for lo, hi in HORIZON_BUCKETS:
+        mask = (horizon >= lo) & (horizon <= hi)
+        if mask.any():
+            out[bucket_label(lo, hi)] = rmspe(frame.loc[mask, true_col], frame.loc[mask, pred_col])
     return out

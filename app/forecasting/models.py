@@ -66,6 +66,7 @@ class LGBMForecaster:
     num_threads: int = 2
     seed: int = 0
     alias: str = "lgbm"
+    num_workers: int = 1  # > 1: data-parallel fit on Ray Train workers (app.forecasting.distributed)
 
     booster: Any = field(default=None, repr=False)
     stats: F.StoreStats | None = field(default=None, repr=False)
@@ -76,10 +77,14 @@ class LGBMForecaster:
     fit_seconds: float = 0.0
     train_end: pd.Timestamp | None = None
 
-    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> "LGBMForecaster":
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> LGBMForecaster:
         """Fit on ``history`` (long frame, targets known) and the stores frame."""
         import lightgbm as lgb
 
+        if self.num_workers > 1:
+            from app.forecasting.distributed import fit_distributed
+
+            return fit_distributed(self, history, stores)
         t0 = time.perf_counter()
         self.stores = stores.copy()
         self.static = F.store_static_features(stores)
@@ -172,7 +177,7 @@ class NeuralForecaster:
         out["available_mask"] = ok.astype("float32")
         return out
 
-    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> "NeuralForecaster":
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> NeuralForecaster:
         """Fit on ``history`` (long frame, targets known) and the stores frame."""
         import torch
         from neuralforecast import NeuralForecast
@@ -252,7 +257,7 @@ class BaselineModel:
     alias: str = "median_dow_promo"
     history: pd.DataFrame | None = field(default=None, repr=False)
 
-    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> "BaselineModel":  # noqa: ARG002
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> BaselineModel:  # noqa: ARG002
         from app.forecasting.baselines import BASELINES
 
         if self.alias not in BASELINES:
@@ -306,7 +311,7 @@ class StatsForecaster:
             return [AutoETS(season_length=self.season_length, model="ANA", alias="base")]
         raise ValueError(f"unknown statsforecast model {self.model!r} (ses or ets)")
 
-    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> "StatsForecaster":  # noqa: ARG002
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> StatsForecaster:  # noqa: ARG002
         """Fit every store of ``history``; its forecasts of the ``h`` days after it are computed here."""
         from statsforecast import StatsForecast
 

@@ -4,7 +4,8 @@
 2. **plan** - the candidates (LightGBM, NHITS, per-store statsforecast) and the backtest tasks
    (candidate x origin x store shard, :mod:`app.forecasting.plan`);
 3. **backtest** - every task through the executor (in-process or fanned out on Ray), candidates vs baselines;
-4. **select** - the best candidate on the main horizon; failed candidates are reported, not fatal;
+4. **select** - the best candidate on the main horizon's last origin, the ensemble of the candidates (weights
+   fitted on the earlier ``calib_windows`` origins) included; failed candidates are reported, not fatal;
 5. **refit** - the best on all data (and its short-horizon backtest, in the same wave of tasks), then the
    batch forecast of the horizon as a task of its own;
 6. **log** - the MLflow run (:func:`app.forecasting.tracking.log_training_run`);
@@ -52,10 +53,16 @@ class TrainConfig:
         lgbm: Backtest the global LightGBM candidate.
         lgbm_rounds: Its boosting rounds (default: the model's).
         lgbm_params: Extra LightGBM parameters.
+        lgbm_workers: Ray Train workers of each LightGBM fit (1: one process; more: data-parallel on Ray Train,
+            :mod:`app.forecasting.distributed`; its task then only coordinates and reserves no CPU).
         neural: Backtest the neuralforecast (NHITS) candidate.
         max_steps: Its training steps (default: the model's).
         per_store: Backtest the local per-store statsforecast family (``per_store_model``).
         per_store_model: ``ses`` (seasonal exponential smoothing) or ``ets`` (AutoETS).
+        calib_windows: Backtest origins before the scored one (every candidate; they fit the ensemble's weights
+            and calibrate and measure the intervals, never the candidates' scores).
+        ensemble: Add the blend of the candidates (weights fitted on the ``calib_windows`` origins) as a
+            candidate of its own (:mod:`app.forecasting.ensemble`).
         shard_stores: Stores per task of a per-store family.
         threads: Threads (and so CPUs per task) of LightGBM / torch.
         log_mlflow: Log to MLflow at all (False for offline experiments and the benchmark baseline).
@@ -72,10 +79,13 @@ class TrainConfig:
     lgbm: bool = True
     lgbm_rounds: int | None = None
     lgbm_params: dict[str, Any] = field(default_factory=dict, hash=False)
+    lgbm_workers: int = 1
     neural: bool = True
     max_steps: int | None = None
     per_store: bool = True
     per_store_model: str = "ses"
+    calib_windows: int = 1
+    ensemble: bool = True
     shard_stores: int = 250
     threads: int = 2
     log_mlflow: bool = True
@@ -86,11 +96,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stores is not None:
             object.__setattr__(self, "stores", tuple(sorted({int(s) for s in self.stores})) or None)
-        for name in ("horizon", "short_horizon", "threads", "shard_stores"):
+        for name in ("horizon", "short_horizon", "threads", "shard_stores", "lgbm_workers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.short_windows < 0:
             raise ValueError(f"short_windows must be >= 0, got {self.short_windows}")
+        if self.calib_windows < 0:
+            raise ValueError(f"calib_windows must be >= 0, got {self.calib_windows}")
         if self.register and not self.log_mlflow:
             raise ValueError("register needs log_mlflow (the registry version is the run's model)")
         if self.per_store_model not in ("ses", "ets"):
@@ -105,7 +117,9 @@ class TrainConfig:
             kw: dict[str, Any] = {"num_threads": self.threads, "params": dict(self.lgbm_params)}
             if self.lgbm_rounds is not None:
                 kw["num_boost_round"] = int(self.lgbm_rounds)
-            out.append(Candidate("lgbm", "lgbm", kw, cpus=self.threads))
+            if self.lgbm_workers > 1:
+                kw["num_workers"] = int(self.lgbm_workers)
+            out.append(Candidate("lgbm", "lgbm", kw, cpus=self.threads if self.lgbm_workers == 1 else 0))
         if self.neural:
             nn: dict[str, Any] = {"h": self.horizon, "num_threads": self.threads}
             if self.max_steps is not None:
@@ -150,6 +164,9 @@ class TrainResult:
     seconds: dict[str, float]
     tasks: int
     executor: str
+    champion: Candidate | None = None
+    ensemble_weights: dict[str, float] = field(default_factory=dict)
+    interval_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def _peak_rss_mb() -> float:
@@ -159,21 +176,37 @@ def _peak_rss_mb() -> float:
 # --- stages -----------------------------------------------------------------------------------------------
 
 
-def load(settings: "Settings", config: TrainConfig) -> TrainingData:
-    """Stage 1: the training data."""
-    from app.forecasting.data import load_training_data
+def load(settings: Settings, config: TrainConfig, executor: Any = None, progress: Progress | None = None) -> TrainingData:
+    """Stage 1: the training data; ``SFMLOPS_TRAIN_READ_SHARDS`` > 1 reads PostgreSQL in keyed store-range shards,
+    each a task of ``executor`` (in parallel on Ray; same frames as one read)."""
+    from app.forecasting.data import load_training_data, read_postgres
+
+    def run(parts: list[tuple[int, ...]]) -> list[Any]:
+        calls = [Call(read_postgres, (settings, p), f"read[{p[0]}..{p[-1]}]", 1) for p in parts]
+        outs = (executor or LocalExecutor()).map("load", calls, progress or Progress(lambda _e: None))
+        bad = [o for o in outs if not o.ok]
+        if bad:
+            raise RuntimeError(f"reading shard {bad[0].label} failed: {bad[0].error}")
+        return [o.value for o in outs]
 
     stores = list(config.stores) if config.stores else None
-    sales, stores_df, used = load_training_data(settings, source=config.source, stores=stores)  # type: ignore[arg-type]
+    sales, stores_df, used = load_training_data(
+        settings, source=config.source, stores=stores, shards=int(settings.train_read_shards), run=run  # type: ignore[arg-type]
+    )
     return TrainingData(sales=sales, stores=stores_df, long=F.to_long(sales), source=used)
 
 
 def plan(config: TrainConfig, data: TrainingData) -> list[Task]:
-    """Stage 2: the main backtest's tasks (every candidate and baseline, one origin, store shards)."""
-    return plan_backtest(config.candidates() + baselines(), data.long["ds"].max(), data.store_ids, config.horizon, 1, config.shard_stores)
+    """Stage 2: the main backtest's tasks (every candidate and baseline, the scored origin and the
+    ``calib_windows`` before it, store shards)."""
+    return plan_backtest(
+        config.candidates() + baselines(), data.long["ds"].max(), data.store_ids, config.horizon, 1 + config.calib_windows, config.shard_stores
+    )
 
 
-def run_backtest(executor: Any, refs: tuple[Any, Any], tasks: list[Task], horizon: int, progress: Progress, stage: str) -> tuple[BacktestResult | None, list[dict[str, str]]]:
+def run_backtest(
+    executor: Any, refs: tuple[Any, Any], tasks: list[Task], horizon: int, progress: Progress, stage: str
+) -> tuple[BacktestResult | None, list[dict[str, str]]]:
     """Stage 3: run backtest ``tasks``; a candidate with any failed task is dropped and reported.
 
     Returns:
@@ -181,11 +214,11 @@ def run_backtest(executor: Any, refs: tuple[Any, Any], tasks: list[Task], horizo
     """
     outcomes = executor.map(stage, [Call(run_task, (*refs, t), t.label, t.candidate.cpus) for t in tasks], progress)
     failed: dict[str, dict[str, str]] = {}
-    for task, out in zip(tasks, outcomes):
+    for task, out in zip(tasks, outcomes, strict=True):
         if not out.ok and task.candidate.name not in failed:
             failed[task.candidate.name] = {"candidate": task.candidate.name, "task": out.label, "error": out.error or ""}
     parts, seconds = [], {}
-    for task, out in zip(tasks, outcomes):
+    for task, out in zip(tasks, outcomes, strict=True):
         if out.ok and task.candidate.name not in failed:
             parts.append(out.value["forecasts"])
             seconds[task.candidate.name] = seconds.get(task.candidate.name, 0.0) + out.value["seconds"]
@@ -193,9 +226,10 @@ def run_backtest(executor: Any, refs: tuple[Any, Any], tasks: list[Task], horizo
     return result, list(failed.values())
 
 
-def select(config: TrainConfig, bt: BacktestResult | None, failures: list[dict[str, str]]) -> tuple[str, float]:
-    """Stage 4: the candidate with the lowest RMSPE on the main horizon (baselines are yardsticks only)."""
-    names = {c.name for c in config.candidates()}
+def select(config: TrainConfig, bt: BacktestResult | None, failures: list[dict[str, str]], extra: tuple[str, ...] = ()) -> tuple[str, float]:
+    """Stage 4: the candidate with the lowest RMSPE on the main horizon (baselines are yardsticks only);
+    ``extra``: candidates built in the stage itself (the ensemble)."""
+    names = {c.name for c in config.candidates()} | set(extra)
     if bt is None or not names & set(bt.metrics):
         raise RuntimeError(f"every candidate failed in the backtest: {failures}")
     for base in (MEDIAN_BASELINE, SEASONAL_NAIVE):
@@ -247,7 +281,7 @@ def forecast_horizon(executor: Any, wrapper: Any, future: pd.DataFrame, progress
     return out.value
 
 
-def run_stages(settings: "Settings", config: TrainConfig, executor: Any = None, progress: Progress | None = None) -> TrainResult:
+def run_stages(settings: Settings, config: TrainConfig, executor: Any = None, progress: Progress | None = None) -> TrainResult:
     """Stages 1-5 (no MLflow): load, plan, backtest, select, refit, forecast."""
     from app.forecasting.batch import project_future_inputs
     from app.forecasting.pyfunc import SalesForecaster
@@ -257,25 +291,32 @@ def run_stages(settings: "Settings", config: TrainConfig, executor: Any = None, 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     progress.start("load")
-    data = load(settings, config)
+    data = load(settings, config, executor, progress)
     seconds["data"] = round(time.perf_counter() - t0, 2)
 
     t0 = time.perf_counter()
     refs = (executor.put(data.long), executor.put(data.stores))  # once; every task gets the references
     tasks = plan(config, data)
-    bt, failures = run_backtest(executor, refs, tasks, config.horizon, progress, "backtest")
-    best, _ = select(config, bt, failures)
+    bt_all, failures = run_backtest(executor, refs, tasks, config.horizon, progress, "backtest")
+    from app.forecasting.ensemble import ensemble_stage
+
+    # The last origin scores every candidate; the earlier ones fit the ensemble's weights and the intervals.
+    bt, ens, all_forecasts, weights = ensemble_stage(bt_all, config.candidates() if config.ensemble else []) if bt_all else (None, None, None, {})
+    best, _ = select(config, bt, failures, extra=(ens.name,) if ens is not None else ())
     seconds["backtest"] = round(time.perf_counter() - t0, 2)
 
     t0 = time.perf_counter()
-    cand = {c.name: c for c in config.candidates()}[best]
+    cand = {c.name: c for c in [*config.candidates(), *([ens] if ens is not None else [])]}[best]
     model, short, fit_s, short_s = refit(executor, refs, config, data, cand, progress)
     seconds["refit_stage"] = round(time.perf_counter() - t0, 2)
     seconds["final_fit"] = round(fit_s, 2)
     seconds["backtest_short"] = round(short_s, 2)
 
-    assert bt is not None
-    intervals = interval_quantiles(bt.forecasts, best)
+    from app.forecasting.intervals import evaluate_intervals
+
+    assert bt is not None and all_forecasts is not None
+    intervals = interval_quantiles(all_forecasts, best)
+    interval_metrics = evaluate_intervals(all_forecasts, best) if config.calib_windows > 0 else {}
     info = {"family": best, "backtest_rmspe": float(bt.metrics[best]["rmspe"])}
     wrapper = SalesForecaster(model, intervals, data.long["ds"].max(), data.store_ids, info=info)
     t0 = time.perf_counter()
@@ -287,6 +328,7 @@ def run_stages(settings: "Settings", config: TrainConfig, executor: Any = None, 
     return TrainResult(
         config=config, data=data, backtest=bt, short=short, best=best, failures=failures, model=model, wrapper=wrapper,
         future=future, forecast=forecast, seconds=seconds, tasks=n_tasks, executor=getattr(executor, "name", "local"),
+        champion=cand, ensemble_weights=weights, interval_metrics=interval_metrics,
     )
 
 
@@ -306,7 +348,9 @@ def summarize(result: TrainResult) -> dict[str, Any]:
         "median_baseline_rmspe": median,
         "seasonal_naive_rmspe": float(bt.metrics[SEASONAL_NAIVE]["rmspe"]),
         "improvement_vs_median": 1.0 - rmspe / median if median else None,
-        "candidates": [c.name for c in cfg.candidates()],
+        "candidates": [c.name for c in cfg.candidates()] + (["ensemble"] if result.ensemble_weights and "ensemble" in bt.metrics else []),
+        "ensemble_weights": result.ensemble_weights,
+        "intervals": result.interval_metrics,
         "failed_candidates": result.failures,
         "backtest": {f"h{cfg.horizon}": bt.table().to_dict("records"), f"h{cfg.short_horizon}": short_table.to_dict("records")},
         "seconds": dict(result.seconds),
@@ -317,7 +361,7 @@ def summarize(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def train(settings: "Settings", config: TrainConfig | None = None, executor: Any = None, progress: Progress | None = None) -> dict[str, Any]:
+def train(settings: Settings, config: TrainConfig | None = None, executor: Any = None, progress: Progress | None = None) -> dict[str, Any]:
     """Run every stage: backtest the candidates against the baselines, fit the best on all data, forecast,
     log to MLflow, register and gate it.
 
@@ -334,7 +378,13 @@ def train(settings: "Settings", config: TrainConfig | None = None, executor: Any
     config = config or TrainConfig()
     t_start = time.perf_counter()
     progress = progress or Progress()
-    result = run_stages(settings, config, executor, progress)
+    from app.monitoring.metrics import push_training, training_scope
+
+    try:
+        result = run_stages(settings, config, executor, progress)
+    except BaseException as exc:
+        push_training(settings, training_scope(config.stores), None, error=exc)  # monitoring: the failed run
+        raise
     summary = summarize(result)
     if config.log_mlflow:
         from app.forecasting.tracking import log_training_run
@@ -347,6 +397,7 @@ def train(settings: "Settings", config: TrainConfig | None = None, executor: Any
         progress.start("register")
         summary.update(register_and_gate(settings, summary["run_id"], summary["rmspe"], list(config.stores) if config.stores else None))
     summary["seconds"]["total"] = round(time.perf_counter() - t_start, 2)
+    push_training(settings, training_scope(config.stores), summary)  # stage seconds, candidate RMSPEs, gate
     return summary
 
 

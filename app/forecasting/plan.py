@@ -17,7 +17,7 @@ import pandas as pd
 
 from app.forecasting.backtest import cutoffs, split
 
-Kind = Literal["lgbm", "nhits", "stats", "baseline"]
+Kind = Literal["lgbm", "nhits", "stats", "baseline", "ensemble"]
 BASELINE_NAMES = ("seasonal_naive", "median_dow_promo")
 
 
@@ -27,7 +27,8 @@ class Candidate:
 
     Attributes:
         name: Name in the backtest table and MLflow (``lgbm``, ``nhits``, ``ses``, a baseline's name).
-        kind: ``lgbm`` / ``nhits`` (global models), ``stats`` (local per-store models) or ``baseline``.
+        kind: ``lgbm`` / ``nhits`` (global models), ``stats`` (local per-store models), ``baseline`` or
+            ``ensemble`` (a blend of other candidates, :mod:`app.forecasting.ensemble`).
         params: Constructor arguments of the model class.
         cpus: CPUs one task of this family uses (its thread count).
         per_store: Stores are independent: the family is fitted in shards of stores, one task per shard.
@@ -55,6 +56,10 @@ class Candidate:
             return Mo.StatsForecaster(**self.params)
         if self.kind == "baseline":
             return Mo.BaselineModel(alias=self.name)
+        if self.kind == "ensemble":  # params: {"members": [(Candidate, weight), ...]}
+            from app.forecasting.ensemble import EnsembleForecaster
+
+            return EnsembleForecaster(members=list(self.params["members"]), alias=self.name)
         raise ValueError(f"unknown candidate kind {self.kind!r}")
 
 

@@ -160,7 +160,7 @@ def champion_gate(client: Any, name: str, version: str, new_rmspe: float, scope:
 
 
 @contextmanager
-def gate_lock(settings: "Settings", name: str) -> Iterator[None]:
+def gate_lock(settings: Settings, name: str) -> Iterator[None]:
     """Hold the PostgreSQL advisory lock of model ``name``'s gate (transaction-scoped; released on exit or
     when the connection dies). Waits at most ``lock_timeout`` (10 minutes) for another gate."""
     from app import db
@@ -175,13 +175,13 @@ def gate_lock(settings: "Settings", name: str) -> Iterator[None]:
         conn.close()
 
 
-def gate(settings: "Settings", client: Any, name: str, version: str, new_rmspe: float, scope: str = SCOPE_ALL) -> dict[str, Any]:
+def gate(settings: Settings, client: Any, name: str, version: str, new_rmspe: float, scope: str = SCOPE_ALL) -> dict[str, Any]:
     """:func:`champion_gate` under :func:`gate_lock`: the read-compare-set of one model name is serialized."""
     with gate_lock(settings, name):
         return champion_gate(client, name, version, new_rmspe, scope)
 
 
-def register_and_gate(settings: "Settings", run_id: str, rmspe: float, stores: list[int] | None) -> dict[str, Any]:
+def register_and_gate(settings: Settings, run_id: str, rmspe: float, stores: list[int] | None) -> dict[str, Any]:
     """Register ``runs:/<run_id>/model`` as a new version of ``settings.model_name`` with its scope, gate it,
     and record the outcome on the run (tags ``gate_decision``, ``model_version``, metric
     ``champion_rmspe_before``, artifact ``gate.json``).

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 APP_DIR = Path(__file__).resolve().parent.parent
 
 
-def configure_mlflow(settings: "Settings") -> None:
+def configure_mlflow(settings: Settings) -> None:
     """Point MLflow (and its S3 artifact client) at the configured server and endpoint."""
     import mlflow
 
@@ -28,14 +28,14 @@ def configure_mlflow(settings: "Settings") -> None:
     mlflow.set_tracking_uri(settings.mlflow_uri)
 
 
-def _plot(forecasts: "pd.DataFrame", horizon: int, stores: list[int], path: Path) -> None:
+def _plot(forecasts: pd.DataFrame, horizon: int, stores: list[int], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(stores), 1, figsize=(11, 2.6 * len(stores)), squeeze=False)
-    for ax, store in zip(axes[:, 0], stores):
+    for ax, store in zip(axes[:, 0], stores, strict=False):
         s = forecasts[forecasts["unique_id"] == store]
         actual = s.drop_duplicates("ds").sort_values("ds")
         ax.plot(actual["ds"], actual["y"], color="black", lw=2, label="actual")
@@ -49,7 +49,7 @@ def _plot(forecasts: "pd.DataFrame", horizon: int, stores: list[int], path: Path
     plt.close(fig)
 
 
-def log_training_run(settings: "Settings", result: "TrainResult", summary: dict[str, Any]) -> str:
+def log_training_run(settings: Settings, result: TrainResult, summary: dict[str, Any]) -> str:
     """Log a training to MLflow: params, every backtest metric, timings, failed candidates, artifacts (plot,
     backtest tables, per-store RMSPE, summary) and the pyfunc model. Registration is not done here
     (:func:`app.forecasting.registry.register_and_gate`). Returns the run id."""
@@ -57,6 +57,7 @@ def log_training_run(settings: "Settings", result: "TrainResult", summary: dict[
     import pandas as pd
     from mlflow.models import infer_signature
 
+    from app.forecasting.evaluate import breakdown, breakdown_metrics
     from app.forecasting.metrics import per_store_rmspe
     from app.forecasting.models import DEFAULT_LGBM_PARAMS
     from app.forecasting.pipeline import config_params
@@ -70,7 +71,7 @@ def log_training_run(settings: "Settings", result: "TrainResult", summary: dict[
         if result.failures:
             tags["failed_candidates"] = ",".join(f["candidate"] for f in result.failures)
         mlflow.set_tags(tags)
-        cand = {c.name: c for c in cfg.candidates()}[best]
+        cand = result.champion or {c.name: c for c in cfg.candidates()}[best]
         params = {f"{best}.{k}": v for k, v in cand.params.items() if isinstance(v, (int, float, str))}
         if cand.kind == "lgbm":
             params.update({f"{best}.lgb.{k}": v for k, v in {**DEFAULT_LGBM_PARAMS, **cand.params.get("params", {})}.items()})
@@ -81,6 +82,9 @@ def log_training_run(settings: "Settings", result: "TrainResult", summary: dict[
         )
         for name, metrics in bt.metrics.items():
             mlflow.log_metrics({f"h{bt.horizon}.{name}.{k}": float(v) for k, v in metrics.items()})
+        # readable evaluation of the chosen model's backtest: by horizon bucket, store type, worst stores
+        readable = breakdown(bt.forecasts[bt.forecasts["model"] == best], result.data.stores.set_index("store")["store_type"])
+        mlflow.log_metrics(breakdown_metrics(readable, f"h{bt.horizon}.{best}"))
         short_table = result.short.table() if result.short is not None else pd.DataFrame()
         for rec in short_table.to_dict("records"):
             mlflow.log_metrics({f"h{rec['horizon']}.{rec['model']}.{k}": float(rec[k]) for k in ("rmspe", "mae")})
@@ -92,6 +96,8 @@ def log_training_run(settings: "Settings", result: "TrainResult", summary: dict[
                 "peak_rss_mb": summary["peak_rss_mb"],
                 "failed_candidates": float(len(result.failures)),
                 **{f"seconds.{k}": v for k, v in summary["seconds"].items()},
+                **{f"intervals.{k}": float(v) for k, v in result.interval_metrics.items()},
+                **{f"ensemble.weight.{k}": float(v) for k, v in result.ensemble_weights.items()},
             }
         )
         with tempfile.TemporaryDirectory() as tmp:
@@ -103,6 +109,7 @@ def log_training_run(settings: "Settings", result: "TrainResult", summary: dict[
             per_store_rmspe(bt.forecasts[bt.forecasts["model"] == best]).to_csv(tmpd / "store_rmspe.csv")
             (tmpd / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "backtest"}, default=str, indent=2))
             (tmpd / "failures.json").write_text(json.dumps(result.failures, indent=2))
+            (tmpd / "breakdown.json").write_text(json.dumps(readable, indent=2))
             mlflow.log_artifacts(str(tmpd), artifact_path="backtest")
         example = result.future.head(5).assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d"))
         example = example[["store", "date", "open", "promo", "state_holiday", "school_holiday"]].astype(

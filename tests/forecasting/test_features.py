@@ -110,3 +110,52 @@ def test_projected_inputs_follow_promo_cycle_and_closures(make_sales) -> None:
             back -= pd.Timedelta(days=14)
         assert row.promo == hist1.loc[back, "promo"]
         assert row.open == int(row.date.dayofweek != 6)
+
+
+def test_last_days_of_a_frame_see_the_projected_week(make_sales) -> None:
+    """The forward-looking features of a frame's last days use the projected next days (weekly closure, promo
+    cycle), so a 7-day forecast window gets the features the same days have inside a longer window."""
+    sales = make_sales(34, 1)  # Monday..Saturday of week 5; closed on Sundays, promo Mon-Fri every other week
+    long_ev = F.event_features(F.fill_gaps(F.to_long(sales)))
+    short = sales[sales["date"] <= sales["date"].iloc[19]]  # ends on a Saturday, the Sunday after is closed
+    short_ev = F.event_features(F.fill_gaps(F.to_long(short)))
+    assert short_ev["closed_until"].iloc[-1] == 1 and short_ev["closed_in_week"].iloc[-1] == 1
+    assert short_ev["promo_until"].iloc[-1] == 9  # the next promo week starts on day 28
+    pd.testing.assert_frame_equal(short_ev, long_ev.iloc[:20])
+    # Padding is for the features only: no day is added to the frame.
+    assert len(short_ev) == 20 and short_ev.index.equals(F.fill_gaps(F.to_long(short)).index)
+
+
+def test_pad_panel_projects_openings_and_promo_cycle(make_sales) -> None:
+    sales = make_sales(28, 2)
+    dense = F.fill_gaps(F.to_long(sales))
+    padded = F.pad_panel(dense, 15)
+    assert len(padded) == 2 * (28 + 15)
+    extra = padded[padded["ds"] > dense["ds"].max()]
+    truth = F.fill_gaps(F.to_long(make_sales(28 + 15, 2)))
+    truth = truth[truth["ds"] > dense["ds"].max()]
+    for col in ("unique_id", "ds", "open", "promo"):
+        assert extra[col].tolist() == truth[col].tolist(), col
+    assert (extra["state_holiday"] == 0).all() and (extra["available"] == 1).all()
+
+
+def test_lgbm_forecast_at_every_horizon_uses_nothing_after_the_cutoff(real_long: pd.DataFrame, real_data) -> None:
+    """Perturbing every sale after the cutoff (the forecast window included) changes no forecast of a 7-day
+    and of a 48-day backtest window."""
+    from app.forecasting.plan import Candidate, Task, run_task
+
+    _, stores = real_data
+    ids = [1, 2, 3, 4]
+    long = real_long[real_long["unique_id"].isin(ids)]
+    st = stores[stores["store"].isin(ids)]
+    cutoff = long["ds"].max() - pd.Timedelta(days=48)
+    scrambled = long.copy()
+    after = scrambled["ds"] > cutoff
+    scrambled.loc[after, "y"] = np.random.default_rng(1).integers(1, 50_000, int(after.sum())).astype("float64")
+    cand = Candidate("lgbm", "lgbm", {"num_boost_round": 20, "num_threads": 1})
+    for h in (7, 48):
+        a = run_task(long, st, Task("backtest", cand, h, cutoff))["forecasts"]
+        b = run_task(scrambled, st, Task("backtest", cand, h, cutoff))["forecasts"]
+        assert len(a) == len(b) > 0
+        np.testing.assert_array_equal(a["yhat"].to_numpy(), b["yhat"].to_numpy())
+        assert not np.array_equal(a["y"].to_numpy(), b["y"].to_numpy())

@@ -41,6 +41,9 @@ def test_progress_events_and_failures_are_reported() -> None:
     out = LocalExecutor().map("backtest", [Call(lambda: 1, (), "ok"), Call(boom, (), "bad")], Progress(events.append))
     assert [o.ok for o in out] == [True, False] and out[1].error == "KeyError: 'no such column'"
     assert [(e["stage"], e["done"], e["failed"], e["total"]) for e in events] == [("backtest", 0, 0, 2), ("backtest", 1, 0, 2), ("backtest", 2, 1, 2)]
-    log = "noise\nSFMLOPS_PROGRESS {\"stage\": \"refit\", \"done\": 1, \"total\": 3}\n(pid=1) SFMLOPS_PROGRESS {\"stage\": \"forecast\", \"done\": 0, \"total\": 1}\nend"
+    log = (
+        "noise\nSFMLOPS_PROGRESS {\"stage\": \"refit\", \"done\": 1, \"total\": 3}\n"
+        "(pid=1) SFMLOPS_PROGRESS {\"stage\": \"forecast\", \"done\": 0, \"total\": 1}\nend"
+    )
     assert parse_progress(log) == {"stage": "forecast", "done": 0, "total": 1}
     assert parse_progress("nothing here") is None
