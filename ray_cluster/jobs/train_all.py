@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-register", action="store_true", help="Log the run but do not register/gate the model")
     parser.add_argument("--lgbm-param", action="append", default=[], help="Extra LightGBM parameter key=value")
     parser.add_argument("--threads", type=int, default=2, help="Threads (= CPUs reserved) per model-fit task")
+    parser.add_argument(
+        "--lgbm-workers", type=int, default=None, help="Ray Train workers per LightGBM fit (default SFMLOPS_TRAIN_LGBM_WORKERS, 1)"
+    )
     parser.add_argument("--in-driver", action="store_true", help="Run every task in the driver instead of Ray tasks")
+    parser.add_argument("--no-mlflow", action="store_true", help="Neither log nor register (benchmarks, offline runs)")
     args = parser.parse_args(argv)
     setup()
     from app.config import get_settings
@@ -54,12 +58,14 @@ def main(argv: list[str] | None = None) -> None:
         stores = tuple(int(s) for s in args.stores.split(",") if s.strip()) or None
     except ValueError:
         parser.error(f"--stores must be comma-separated store ids, not {args.stores!r}")
+    settings = get_settings()
     config = TrainConfig(
         stores=stores, max_steps=args.max_steps, lgbm_rounds=args.lgbm_rounds, lgbm_params=parse_lgbm_params(args.lgbm_param),
         neural=not args.no_neural, per_store=not args.no_per_store, short_windows=args.short_windows, shard_stores=args.shard_stores,
-        source=args.source, register=not args.no_register, threads=args.threads, run_name="train_all",
+        source=args.source, register=not (args.no_register or args.no_mlflow), threads=args.threads, run_name="train_all",
+        log_mlflow=not args.no_mlflow,
+        lgbm_workers=args.lgbm_workers or settings.train_lgbm_workers,
     )
-    settings = get_settings()
     executor = make_executor("local" if args.in_driver else "ray", settings)
     try:
         result = train(settings, config, executor)

@@ -1,0 +1,54 @@
+"""``sfmlops bench scale`` at a small size on the local stack: the JSON line's fields, fan-out == baseline."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.bench import scale
+
+
+def test_parse_sizes() -> None:
+    assert scale.parse_sizes("1,4,16") == [1.0, 4.0, 16.0]
+    assert scale.parse_sizes(" 0.01 ,2") == [0.01, 2.0]
+    assert [scale.stores_for(s) for s in (1, 4, 16)] == [1115, 4460, 17840]
+    with pytest.raises(ValueError, match="comma-separated numbers, not 'x'"):
+        scale.parse_sizes("1,x")
+    with pytest.raises(ValueError, match="gives no store"):
+        scale.parse_sizes("0.0001")
+    with pytest.raises(ValueError, match="empty"):
+        scale.parse_sizes(" , ")
+
+
+def _bench_tables(settings) -> list[str]:  # noqa: ANN001
+    from app.db import connect
+
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'bench_scale_%'")
+        names = [r[0] for r in cur.fetchall()]
+    conn.close()
+    return names
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_bench_scale_small_size_line(settings) -> None:  # noqa: ANN001
+    stack = settings  # the running stack's Postgres and Ray (the bench logs nothing to MLflow)
+    before = set(_bench_tables(stack))
+    lines: list[dict] = []
+    out = scale.run(stack, [0.003], rounds=5, start="2014-06-01", fake_size=0, timeout_s=900, emit=lines.append)
+    assert out == lines and len(lines) == 1
+    [line] = lines
+    assert line["bench"] == "scale" and line["size"] == "0.003x" and line["stores"] == 3
+    assert line["rows"] == line["generated_rows"] == 3 * 378  # 2014-06-01 .. 2015-06-13
+    for key in ("wall_s", "rows_per_s", "peak_rss_mb", "load_db_s"):
+        assert line[key] > 0, key
+    assert line["rows_per_s"] == pytest.approx(line["rows"] / line["wall_s"], abs=0.051)  # rounded to 0.1
+    # Every planned task ran as a Ray task; the baseline ran all of them in its driver.
+    assert line["ray_tasks"] == line["pipeline_tasks"] >= 7 and line["nodes"] == 1
+    assert line["baseline"]["ray_tasks"] == 0 and line["baseline"]["peak_rss_mb"] > 0
+    assert line["peak_rss_process"] in ("driver", "task worker")
+    assert set(line["rmspe"]) == {"lgbm", "ses", "seasonal_naive", "median_dow_promo"}
+    assert line["metrics_equal"] is True and line["metrics_max_abs_diff"] <= scale.METRICS_TOL
+    assert len(line["load_avg_before"]) == len(line["load_avg_after"]) == 3
+    # Its own tables are gone again.
+    assert set(_bench_tables(stack)) == before
