@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -64,6 +64,9 @@ def print_status(rows) -> bool:  # noqa: ANN001
 @app.command()
 def up(
     with_airflow: Annotated[bool, typer.Option("--with-airflow", help="Also start Airflow standalone (needs `make airflow-setup`)")] = False,
+    with_monitoring: Annotated[bool, typer.Option(
+        "--with-monitoring", help="Also start Prometheus, Alertmanager, the Pushgateway and the exporters (SFMLOPS_MONITORING=true)",
+    )] = False,
 ) -> None:
     """Start the local stack (MiniStack, Kafka, PostgreSQL, MLflow, Ray head); reuse what already runs."""
     from app import stack
@@ -72,7 +75,8 @@ def up(
     t0 = time.monotonic()
     try:
         with console.status("starting the local stack..."):
-            stack.up(s, on_event=lambda n, r, sec: console.print(f"  {n:<9} {r} ({sec:.1f}s)"), with_airflow=with_airflow)
+            stack.up(s, on_event=lambda n, r, sec: console.print(f"  {n:<9} {r} ({sec:.1f}s)"), with_airflow=with_airflow,
+                     with_monitoring=with_monitoring)
     except stack.StackError as exc:
         _fail(str(exc))
     console.print(f"stack up in {time.monotonic() - t0:.1f}s")
@@ -105,7 +109,7 @@ def status() -> None:
 @app.command()
 def data(
     path: Annotated[
-        Optional[Path], typer.Option("--path", help="Folder with Kaggle train.csv(.gz) and store.csv; default: setting or synthetic")
+        Path | None, typer.Option("--path", help="Folder with Kaggle train.csv(.gz) and store.csv; default: setting or synthetic")
     ] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Generate the synthetic dataset even if a path is set")] = False,
     load_db: Annotated[bool, typer.Option("--load-db/--no-load-db", help="Load store metadata into PostgreSQL")] = True,
@@ -139,11 +143,11 @@ def data(
 @app.command()
 def produce(
     live: Annotated[bool, typer.Option("--live/--replay", help="live: one day per interval dated today; replay: a date range as fast as possible")] = False,
-    start: Annotated[Optional[str], typer.Option(help="First source day YYYY-MM-DD (default: first day of the data)")] = None,
-    end: Annotated[Optional[str], typer.Option(help="Last source day YYYY-MM-DD (default: last day of the data)")] = None,
+    start: Annotated[str | None, typer.Option(help="First source day YYYY-MM-DD (default: first day of the data)")] = None,
+    end: Annotated[str | None, typer.Option(help="Last source day YYYY-MM-DD (default: last day of the data)")] = None,
     interval: Annotated[float, typer.Option(help="Live mode: seconds between days")] = 10.0,
-    days: Annotated[Optional[int], typer.Option(help="Stop after this many days")] = None,
-    topic: Annotated[Optional[str], typer.Option(help="Topic (default: SFMLOPS_KAFKA_TOPIC)")] = None,
+    days: Annotated[int | None, typer.Option(help="Stop after this many days")] = None,
+    topic: Annotated[str | None, typer.Option(help="Topic (default: SFMLOPS_KAFKA_TOPIC)")] = None,
 ) -> None:
     """Publish daily store rows (JSON, schema-versioned, key = store id) to the sales topic."""
     from app.produce import produce as run_produce
@@ -157,10 +161,10 @@ def produce(
 @app.command()
 def ingest(
     trigger: Annotated[str, typer.Option(help="available-now (drain the topic and stop) or processing-time (continuous)")] = "available-now",
-    checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint location (default: s3a://<checkpoints bucket>/sales_stream)")] = None,
-    max_offsets_per_trigger: Annotated[Optional[int], typer.Option(help="Records per micro-batch")] = None,
-    run_seconds: Annotated[Optional[float], typer.Option(help="processing-time: stop after this many seconds")] = None,
-    topic: Annotated[Optional[str], typer.Option(help="Topic (default: SFMLOPS_KAFKA_TOPIC)")] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="Checkpoint location (default: s3a://<checkpoints bucket>/sales_stream)")] = None,
+    max_offsets_per_trigger: Annotated[int | None, typer.Option(help="Records per micro-batch")] = None,
+    run_seconds: Annotated[float | None, typer.Option(help="processing-time: stop after this many seconds")] = None,
+    topic: Annotated[str | None, typer.Option(help="Topic (default: SFMLOPS_KAFKA_TOPIC)")] = None,
 ) -> None:
     """Run the Spark Structured Streaming job (same file and arguments as spark-submit on EMR)."""
     from app.ingest import run as run_ingest
@@ -187,8 +191,8 @@ def _store_list(stores: str) -> list[int] | None:
 @app.command()
 def train(
     stores: Annotated[str, typer.Option(help="Comma-separated store ids (default: all stores)")] = "",
-    lgbm_rounds: Annotated[Optional[int], typer.Option(help="Boosting rounds of the LightGBM candidate")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Training steps of the neural (NHITS) candidate")] = None,
+    lgbm_rounds: Annotated[int | None, typer.Option(help="Boosting rounds of the LightGBM candidate")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Training steps of the neural (NHITS) candidate")] = None,
     neural: Annotated[bool, typer.Option("--neural/--no-neural", help="Also train the neuralforecast candidate")] = True,
     per_store: Annotated[bool, typer.Option("--per-store/--no-per-store", help="Also backtest the per-store statsforecast family")] = True,
 ) -> None:
@@ -216,7 +220,7 @@ def train(
 
 @app.command()
 def forecast(
-    days: Annotated[Optional[int], typer.Option(help="Days after the data to forecast (default: SFMLOPS_HORIZON_DAYS)")] = None,
+    days: Annotated[int | None, typer.Option(help="Days after the data to forecast (default: SFMLOPS_HORIZON_DAYS)")] = None,
     stores: Annotated[str, typer.Option(help="Comma-separated store ids (default: all stores)")] = "",
 ) -> None:
     """Write the champion's forecasts for every store and the next N days to the forecasts table (idempotent)."""
@@ -229,7 +233,8 @@ def forecast(
 def evaluate(
     actuals: Annotated[Path, typer.Option("--actuals", help="CSV in Kaggle train.csv format with dates after the training data")],
 ) -> None:
-    """Score the champion on later actuals; prints {"rmspe", "mae", "rows", "stores", "horizon_days", "model_version"}."""
+    """Score the champion on later actuals; prints {"rmspe", "mae", "rows", "stores", "horizon_days", "horizon_buckets",
+    "store_types", "worst_stores", "model_version"} (RMSPE by horizon bucket 1-7/8-14/15-28/29-48 days, by store type, worst stores)."""
     from app.forecasting.evaluate import EvaluationError
     from app.forecasting.evaluate import evaluate as run_evaluate
 
@@ -250,11 +255,11 @@ def ui() -> None:
 
 @app.command()
 def demo(
-    path: Annotated[Optional[Path], typer.Option("--path", help="Kaggle folder (default: setting, else ../shared/data/rossmann, else synthetic)")] = None,
+    path: Annotated[Path | None, typer.Option("--path", help="Kaggle folder (default: setting, else ../shared/data/rossmann, else synthetic)")] = None,
     terraform: Annotated[bool, typer.Option("--terraform/--no-terraform", help="Apply Terraform to the emulator (Lambda behind API Gateway)")] = True,
-    lgbm_rounds: Annotated[Optional[int], typer.Option(help="Boosting rounds of the LightGBM candidate (default: the model's)")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Training steps of the neural candidate (default: the model's)")] = None,
-    days: Annotated[Optional[int], typer.Option(help="Forecast horizon (default: SFMLOPS_HORIZON_DAYS)")] = None,
+    lgbm_rounds: Annotated[int | None, typer.Option(help="Boosting rounds of the LightGBM candidate (default: the model's)")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Training steps of the neural candidate (default: the model's)")] = None,
+    days: Annotated[int | None, typer.Option(help="Forecast horizon (default: SFMLOPS_HORIZON_DAYS)")] = None,
     with_airflow: Annotated[bool, typer.Option("--with-airflow", help="Then run the weekly Airflow DAG once (airflow dags test, .venv-airflow)")] = False,
 ) -> None:
     """The main job end to end: stack, Terraform, data, Kafka, Spark, training via the API on Ray, forecasts."""
@@ -314,7 +319,7 @@ def _print_json(result: dict) -> None:
 
 @bench_app.command("api")
 def bench_api(
-    rate: Annotated[Optional[list[int]], typer.Option(help="Requests per second, open loop (repeat; default 200, 500, 1000)")] = None,
+    rate: Annotated[list[int] | None, typer.Option(help="Requests per second, open loop (repeat; default 200, 500, 1000)")] = None,
     duration: Annotated[float, typer.Option(help="Measured seconds per rate and service")] = 10.0,
     with_lambda: Annotated[bool, typer.Option("--lambda/--no-lambda", help="Also Lambda through the emulator's API Gateway")] = True,
 ) -> None:
@@ -329,19 +334,29 @@ def bench_api(
 
 @bench_app.command("ingest")
 def bench_ingest(
-    path: Annotated[Optional[Path], typer.Option("--path", help="Kaggle folder (default: prepared data, else shared Rossmann files)")] = None,
-    limit_rows: Annotated[Optional[int], typer.Option(help="Only the first N rows (quick check)")] = None,
-    max_offsets_per_trigger: Annotated[Optional[int], typer.Option(help="Records per micro-batch")] = None,
+    path: Annotated[Path | None, typer.Option("--path", help="Kaggle folder (default: prepared data, else shared Rossmann files)")] = None,
+    limit_rows: Annotated[int | None, typer.Option(help="Only the first N rows (quick check)")] = None,
+    max_offsets_per_trigger: Annotated[int | None, typer.Option(help="Records per micro-batch")] = None,
+    local_checkpoint: Annotated[bool, typer.Option(help="Checkpoints in a local folder instead of the S3 emulator")] = False,
 ) -> None:
-    """Replay the history through Kafka -> Spark -> Postgres vs a plain COPY of the same rows."""
+    """Replay the history through Kafka -> Spark -> Postgres (cold, steady, plain consumer) vs a plain COPY of the same rows."""
     from app.bench.ingest import run
 
-    _print_json(run(settings(), rossmann_dir=path, limit_rows=limit_rows, max_offsets_per_trigger=max_offsets_per_trigger))
+    _print_json(run(settings(), rossmann_dir=path, limit_rows=limit_rows, max_offsets_per_trigger=max_offsets_per_trigger,
+                    local_checkpoint=local_checkpoint))
 
 
 from app.bench.train import register as _register_bench_train  # noqa: E402 - light module, heavy imports are lazy
 
 _register_bench_train(bench_app)
+
+from app.bench.scale import register as _register_bench_scale  # noqa: E402 - light module, heavy imports are lazy
+
+_register_bench_scale(bench_app)
+
+from app.bench.accuracy import register as _register_bench_accuracy  # noqa: E402 - light module, heavy imports are lazy
+
+_register_bench_accuracy(bench_app)
 
 
 def main() -> None:

@@ -32,7 +32,11 @@ def _argv(pid: int) -> str:
 
 def private_settings(base: Settings, tmp_path, **overrides) -> Settings:
     """Settings for a second, isolated stack: own state folder and free ports."""
-    ports = {name: free_port() for name in ("emulator_port", "pg_port", "kafka_port", "kafka_controller_port", "mlflow_port", "ray_dashboard_port", "ray_client_port", "ray_agent_port", "ray_agent_grpc_port", "ray_runtime_env_agent_port", "ray_metrics_port")}
+    names = (
+        "emulator_port", "pg_port", "kafka_port", "kafka_controller_port", "mlflow_port", "ray_dashboard_port", "ray_client_port",
+        "ray_agent_port", "ray_agent_grpc_port", "ray_runtime_env_agent_port", "ray_metrics_port",
+    )
+    ports = {name: free_port() for name in names}
     gcs = 20000 + (uuid.uuid4().int % 5000)
     values = {
         "state_dir": tmp_path / "state",
