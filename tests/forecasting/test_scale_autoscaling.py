@@ -91,7 +91,7 @@ def test_training_job_autoscales_over_fake_nodes_and_equals_single_node(slice_se
         assert single.tasks == [] and single.result["executor"] == "local"
     assert fanned.result["executor"] == "ray" and fanned.result["failed_candidates"] == []
     a, b = fanned.rmspe(), single.rmspe()
-    assert set(a) == {"lgbm", "ses", "seasonal_naive", "median_dow_promo"} and a.keys() == b.keys()
+    assert set(a) == {"lgbm", "ses", "ensemble", "seasonal_naive", "median_dow_promo"} and a.keys() == b.keys()
     for name in a:
         assert a[name] == pytest.approx(b[name], abs=1e-6), name
     assert fanned.result["model"] == single.result["model"] and fanned.result["forecast_rows"] == single.result["forecast_rows"]

@@ -47,7 +47,7 @@ def test_bench_scale_small_size_line(settings) -> None:  # noqa: ANN001
     assert line["ray_tasks"] == line["pipeline_tasks"] >= 7 and line["nodes"] == 1
     assert line["baseline"]["ray_tasks"] == 0 and line["baseline"]["peak_rss_mb"] > 0
     assert line["peak_rss_process"] in ("driver", "task worker")
-    assert set(line["rmspe"]) == {"lgbm", "ses", "seasonal_naive", "median_dow_promo"}
+    assert set(line["rmspe"]) == {"lgbm", "ses", "ensemble", "seasonal_naive", "median_dow_promo"}
     assert line["metrics_equal"] is True and line["metrics_max_abs_diff"] <= scale.METRICS_TOL
     assert len(line["load_avg_before"]) == len(line["load_avg_after"]) == 3
     # Its own tables are gone again.
