@@ -76,7 +76,7 @@ class ScoreResponse(BaseModel):
 
 
 @router.post("/accuracy/score", response_model=ScoreResponse, summary="Score stored forecasts against the actuals",
-             responses=error_responses(401, 422, 502, 503))
+             responses=error_responses(401, 413, 422, 502, 503))
 def score_accuracy(settings: SettingsDep, client: ClientDep, body: ScoreRequest | None = None) -> dict[str, Any]:
     """Score every stored forecast day of the configured model that now has actuals, per version, day and
     horizon bucket; store the scores; answer the drift status."""

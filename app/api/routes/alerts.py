@@ -112,7 +112,7 @@ def record(settings: Settings, payload: WebhookPayload) -> int:
 
 @router.post(
     "/alerts/webhook", response_model=WebhookResult, summary="Alertmanager webhook receiver",
-    responses=error_responses(401, 503),
+    responses=error_responses(401, 413, 422, 503),
 )
 async def alertmanager_webhook(
     payload: WebhookPayload,
