@@ -43,8 +43,10 @@ def test_prometheus_scrapes_api_exporter_pushgateway(monitored: Monitored) -> No
 
     topic = s.kafka_topic
     # the API (scraped at /metrics of the real app): latency histogram by route and status, auth failures
-    assert value(prom.wait('sfmlops_api_request_duration_seconds_count{job="sfmlops_api",route="/v1/models",status="401"}')) == 1
-    assert value(prom.wait('sfmlops_api_auth_failures_total{route="/v1/models"}')) == 1
+    # >= 1, not == 1: CI saw 2 once (a second keyless request from a probe); the series and labels are the point.
+    unauthorised = value(prom.wait('sfmlops_api_request_duration_seconds_count{job="sfmlops_api",route="/v1/models",status="401"}'))
+    assert unauthorised >= 1
+    assert value(prom.wait('sfmlops_api_auth_failures_total{route="/v1/models"}')) == unauthorised
     assert value(prom.wait('sfmlops_api_request_duration_seconds_bucket{route="/v1/alerts",status="200",le="+Inf"}')) == 1
     # the exporter over this test's tables
     assert value(prom.wait(f'sfmlops_forecast_stores_missing{{model="{s.model_name}",days="7"}}')) == 1

@@ -97,7 +97,9 @@ def test_forecast_chart_and_training_in_chromium(ui_api: UiEnv, streamlit_server
             ".some(e => e.innerText.includes('State:') && e.innerText.includes('SUCCEEDED'))",
             timeout=240_000,
         )
-        assert "PENDING" in first_state or "RUNNING" in first_state, first_state
+        # The first state the page showed is a real one; a one-store job can finish (CI: 3 s) before the first
+        # poll, so SUCCEEDED is allowed there too.
+        assert any(s in first_state for s in ("PENDING", "RUNNING", "SUCCEEDED")), first_state
         page.get_by_text("Champion decision").first.wait_for(timeout=30_000)
         page.screenshot(path=str(SCREENSHOTS / "ui-training-view.png"), full_page=True)
     finally:
