@@ -159,7 +159,8 @@ def refresh(settings: Settings, ray: RayJobsClient, job: dict[str, Any]) -> dict
 
     A ``SUBMITTING`` job is submitted again first (see the module doc). Finished jobs are returned as
     stored. When Ray is unreachable the stored record is returned unchanged (``refreshed_at`` tells how old
-    it is). A job Ray no longer knows becomes ``LOST``.
+    it is). A job Ray no longer knows becomes ``LOST``. A finished job is only finalised once its logs (where
+    its result is) were read.
     """
     if job["state"] == JobState.SUBMITTING:
         job = _send(settings, ray, job["id"], fresh=False) or job
@@ -184,8 +185,13 @@ def refresh(settings: Settings, ray: RayJobsClient, job: dict[str, Any]) -> dict
             updates["finished_at"] = _ms(info.get("end_time")) or now
             try:
                 logs = ray.logs(job["ray_submission_id"])
-            except (ApiError, RayJobNotFound):
+            except RayJobNotFound:
                 logs = ""
+            except ApiError:
+                # The result is the log's last JSON line: finalising now would store an empty result for good.
+                # The job stays as stored and a later read (Ray answering again) finalises it.
+                log.warning("job %s finished but Ray did not return its logs; finalised on a later read", job["id"])
+                return job
             # Lines longer than RESULT_LINE_CHARS are skipped: the result is stored and listed with every job.
             result = last_json_object(logs, max_line_chars=RESULT_LINE_CHARS) or {}
             if state != JobState.SUCCEEDED:

@@ -458,9 +458,11 @@ def _invocation_times(settings: Settings, function_name: str, since_ms: int) -> 
                     m = re.search(r"\tDuration: ([0-9.]+) ms", msg)
                     if m:
                         report_ms.append(float(m.group(1)))
-            if not page.get("nextToken") or not page.get("events"):
+            token = page.get("nextToken")
+            # An emulator may answer the same token again: stop there rather than page forever.
+            if not token or not page.get("events") or token == kwargs.get("nextToken"):
                 break
-            kwargs["nextToken"] = page["nextToken"]
+            kwargs["nextToken"] = token
     except Exception:  # noqa: BLE001 - no logs: the figures say so (n = 0)
         pass
     return handler_ms, report_ms

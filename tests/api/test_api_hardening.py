@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import psycopg2
+import psycopg2.extras
 import pytest
 from apitest_support import assert_error_shape, free_port, h, wait_for
 from fastapi.testclient import TestClient
@@ -94,6 +95,41 @@ def test_a_submission_that_never_reached_ray_is_not_recorded(api_settings: Setti
     with psycopg2.connect(api_settings.pg_dsn()) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {api_settings.table_training_jobs} WHERE idempotency_key = %s", (idem,))
         assert cur.fetchone()[0] == 0
+
+
+def test_a_finished_job_whose_logs_ray_did_not_return_keeps_its_result_for_a_later_read(
+    api_settings: Settings, keys: dict[str, str]
+) -> None:
+    """The result is the log's last JSON line: a log read that fails (Ray busy) must not finalise the job with an
+    empty result for good. Ray and Postgres are real; only the log call fails, as a timeout would."""
+    from app.api import jobs_service
+    from app.api.ray_jobs import RayUnreachable
+
+    class LogsTimeOut(RayJobsClient):
+        def logs(self, submission_id: str) -> str:
+            raise RayUnreachable("Ray Jobs API is unavailable", internal="read timeout (test)", maybe_received=True)
+
+    with TestClient(create_app(api_settings)) as api:
+        job_id = api.post("/v1/training-jobs", json={"kind": "noop"}, headers=h(keys["carol"])).json()["id"]
+        ray = RayJobsClient(api_settings.ray_jobs_url, 30)
+        try:
+            deadline = time.monotonic() + 180
+            while ray.get(job_id)["status"] != "SUCCEEDED":  # Ray itself says finished; the API has not read it yet
+                assert time.monotonic() < deadline, ray.get(job_id)
+                time.sleep(0.5)
+        finally:
+            ray.close()
+        with psycopg2.connect(api_settings.pg_dsn()) as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(f"SELECT * FROM {api_settings.table_training_jobs} WHERE id = %s", (job_id,))
+            row = dict(cur.fetchone())
+        flaky = LogsTimeOut(api_settings.ray_jobs_url, 30)
+        try:
+            kept = jobs_service.refresh(api_settings, flaky, row)
+        finally:
+            flaky.close()
+        assert kept["state"] in ("PENDING", "RUNNING") and kept["result"] is None, kept
+        done = api.get(f"/v1/training-jobs/{job_id}", headers=h(keys["carol"])).json()
+    assert done["state"] == "SUCCEEDED" and done["result"] == {"ok": True, "seconds": 0}, done
 
 
 # --- 10. leaks -------------------------------------------------------------------------------------------
