@@ -24,6 +24,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg2
@@ -60,7 +61,7 @@ class Client:
 def hash_key(settings: Settings, key: str) -> str:
     """The stored form of ``key``: hex HMAC-SHA256 keyed with ``settings.api_key_pepper``."""
     pepper = settings.api_key_pepper.get_secret_value().encode()
-    return hmac.new(pepper, key.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(pepper, key.encode(), hashlib.sha256).hex()  # one-shot: OpenSSL's HMAC, no hmac object
 
 
 def _key_prefix(key: str) -> str:
@@ -134,8 +135,8 @@ def _db_ident(settings: Settings) -> str:
     return f"{settings.pg_host}:{settings.pg_port}/{settings.pg_database}/{settings.table_api_keys}"
 
 
-def _cache_key(settings: Settings, digest: str) -> str:
-    return f"{_db_ident(settings)}|{digest}"
+def _cache_key(settings: Settings, digest: str, ident: str | None = None) -> str:
+    return f"{ident or _db_ident(settings)}|{digest}"
 
 
 def version_table(settings: Settings) -> str:
@@ -200,7 +201,7 @@ def _read_done(ident: str, task: asyncio.Task) -> None:
         log.warning("key-set version re-read failed: %s", task.exception())
 
 
-async def key_set_version(settings: Settings) -> int:
+async def key_set_version(settings: Settings, ident: str | None = None) -> int:
     """The key-set version to check cached keys against; never waits for the database while it is fresh.
 
     The last read is trusted for ``api_auth_recheck_s`` (counted from when it started); from half that age
@@ -211,7 +212,7 @@ async def key_set_version(settings: Settings) -> int:
     Raises:
         ApiError: 503 when the version must be read and the database cannot answer.
     """
-    ident = _db_ident(settings)
+    ident = ident or _db_ident(settings)
     hit = _versions.get(ident)
     age = time.monotonic() - hit[0] if hit is not None else float("inf")
     if age < settings.api_auth_recheck_s / 2:
@@ -246,11 +247,28 @@ def cached_client(settings: Settings, key: str | None, version: int | None = Non
     return hit[2]
 
 
-def known_key(settings: Settings, key: str | None) -> bool:
-    """True when this process validated ``key`` before (under any key-set version): no lookup needed to know it."""
+async def request_client(settings: Settings, key: str | None, on_lookup: Callable[[], None] | None = None) -> Client:
+    """The client of a request's ``key``: from memory when this process validated it under the current
+    key-set version (one HMAC and two dict lookups: no query, no thread), else :func:`authenticate` in a
+    worker thread. ``on_lookup`` is called first when the key is not cached at all (the rate limiter's
+    shared bucket of lookups: it may raise 429 before the database is asked).
+
+    Raises:
+        ApiError: 401 when the key is missing, unknown or revoked; 503 when the database cannot say.
+    """
     if not key or len(key) > 256:
-        return False
-    return _cache_key(settings, hash_key(settings, key)) in _auth_cache
+        return authenticate(settings, key)  # refuses before any query
+    ident = _db_ident(settings)
+    cache_key = _cache_key(settings, hash_key(settings, key), ident)
+    if on_lookup is not None and cache_key not in _auth_cache:
+        on_lookup()
+    version = await key_set_version(settings, ident)
+    hit = _auth_cache.get(cache_key)
+    if hit is not None and hit[1] == version and hit[0] > time.monotonic():
+        return hit[2]
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(authenticate, settings, key, version)
 
 
 def authenticate(settings: Settings, key: str | None, version: int | None = None) -> Client:

@@ -202,10 +202,13 @@ async def read_one(settings: Settings, sql: str, params: dict[str, Any]) -> tupl
     import psycopg
 
     pool = _async_pool(settings)
-    try:
-        await asyncio.wait_for(pool.slots.acquire(), POOL_WAIT_S)
-    except TimeoutError as exc:
-        raise ApiError(503, f"All {settings.api_db_pool_max} database connections busy (SFMLOPS_API_DB_POOL_MAX)") from exc
+    if pool.slots.locked():  # wait_for runs the acquire as a task: two more loop turns, only when it must wait
+        try:
+            await asyncio.wait_for(pool.slots.acquire(), POOL_WAIT_S)
+        except TimeoutError as exc:
+            raise ApiError(503, f"All {settings.api_db_pool_max} database connections busy (SFMLOPS_API_DB_POOL_MAX)") from exc
+    else:
+        await pool.slots.acquire()  # a free slot: taken at once
     try:
         for attempt in (1, 2):
             reused = bool(pool.idle)

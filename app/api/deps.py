@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
-from starlette.concurrency import run_in_threadpool
 
 from app.api import auth
 from app.api.ray_jobs import RayJobsClient, client_for
 from app.config import Settings
-
-_api_key_header = APIKeyHeader(
-    name=auth.KEY_HEADER, auto_error=False, description="API key issued by `sfmlops api-key create NAME`"
-)
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -25,29 +20,38 @@ async def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-async def require_client(
-    request: Request, settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]
-) -> auth.Client:
-    """The client identified by the ``X-API-Key`` header (401 otherwise), within its rate limits (429).
+class _ClientByKey(APIKeyHeader):
+    """The ``X-API-Key`` security scheme (as the schema shows it) that resolves the key to its client.
 
-    A key this process validated is answered from memory, checked against the key-set version, which is
-    re-read in the background (:func:`app.api.auth.key_set_version`: no request waits for it while it is
-    fresh); Postgres is asked in a worker thread only for a key not validated under the current version.
-    Every authenticated route then counts against the client's per-minute limits (:mod:`app.api.limits`).
+    One dependency, no sub-dependencies (FastAPI solves each sub-dependency, cached or not, per request):
+    the header, the settings and the rate limiter are read straight from the request.
     """
-    limiter = getattr(request.app.state, "rate_limiter", None)
-    if key and limiter is not None and not auth.known_key(settings, key):
-        limiter.check_lookup()  # unknown keys cost a query each: bounded per process
-    version = await auth.key_set_version(settings) if key and len(key) <= 256 else None
-    client = auth.cached_client(settings, key, version) if version is not None else None
-    if client is None:
-        client = await run_in_threadpool(auth.authenticate, settings, key, version)
-    if limiter is not None:
-        route = request.scope.get("route")
-        limiter.check(client.id, request.method, getattr(route, "path", None))
-    return client
+
+    async def __call__(self, request: Request) -> auth.Client:  # type: ignore[override]
+        """The client identified by the ``X-API-Key`` header (401 otherwise), within its rate limits (429).
+
+        A key this process validated is answered from memory, checked against the key-set version, which is
+        re-read in the background (:func:`app.api.auth.key_set_version`: no request waits for it while it is
+        fresh); Postgres is asked in a worker thread only for a key not validated under the current version,
+        and such lookups of keys the process does not know count against one shared bucket first. Every
+        authenticated route then counts against the client's per-minute limits (:mod:`app.api.limits`).
+        """
+        state = request.app.state
+        limiter = getattr(state, "rate_limiter", None)
+        key = request.headers.get(auth.KEY_HEADER)
+        client = await auth.request_client(state.settings, key, None if limiter is None else limiter.check_lookup)
+        if limiter is not None:
+            scope = request.scope
+            limiter.check(client.id, scope["method"], getattr(scope.get("route"), "path", None))
+        return client
 
 
+require_client = _ClientByKey(
+    name=auth.KEY_HEADER,
+    scheme_name="APIKeyHeader",
+    auto_error=False,
+    description="API key issued by `sfmlops api-key create NAME`",
+)
 ClientDep = Annotated[auth.Client, Depends(require_client)]
 
 

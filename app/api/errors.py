@@ -130,27 +130,6 @@ def request_id(request: Request) -> str:
     return scope_request_id(request.scope)
 
 
-class RequestIdMiddleware:
-    """Pure ASGI middleware: every response carries the request's id in ``X-Request-ID``."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = scope_request_id(scope).encode("latin-1")
-
-        async def send_with_id(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                message = {**message, "headers": [*headers, (b"x-request-id", rid)]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
 def error_response(
     status: int,
     message: str,

@@ -65,26 +65,18 @@ class RateLimiter:
         Raises:
             ApiError: 429 with ``Retry-After`` when the client is over a limit (the request is not counted).
         """
-        limits = [((client_id, "all"), self.per_minute, "SFMLOPS_API_RATE_LIMIT_PER_MINUTE", "the API")]
-        if (method, route) in HEAVY_ROUTES:
-            limits.append(
-                ((client_id, "heavy"), self.heavy_per_minute, "SFMLOPS_API_HEAVY_RATE_LIMIT_PER_MINUTE", f"{method} {route}")
-            )
+        heavy = (method, route) in HEAVY_ROUTES
         now = time.monotonic()
         with self._lock:
-            buckets = []
-            for key, per_minute, setting, what in limits:
-                bucket = self._refill(key, per_minute, now)
-                if bucket.tokens < 1.0:
-                    wait = (1.0 - bucket.tokens) * 60.0 / per_minute
-                    raise ApiError(
-                        429,
-                        f"Too many requests to {what}: the limit is {per_minute} per minute per client ({setting})",
-                        headers={"Retry-After": str(max(1, math.ceil(wait)))},
-                    )
-                buckets.append(bucket)
-            for bucket in buckets:
-                bucket.tokens -= 1.0
+            bucket = self._refill((client_id, "all"), self.per_minute, now)
+            if bucket.tokens < 1.0:
+                raise _over(bucket, self.per_minute, "the API", "SFMLOPS_API_RATE_LIMIT_PER_MINUTE")
+            if heavy:
+                heavy_bucket = self._refill((client_id, "heavy"), self.heavy_per_minute, now)
+                if heavy_bucket.tokens < 1.0:
+                    raise _over(heavy_bucket, self.heavy_per_minute, f"{method} {route}", "SFMLOPS_API_HEAVY_RATE_LIMIT_PER_MINUTE")
+                heavy_bucket.tokens -= 1.0
+            bucket.tokens -= 1.0
 
     def check_lookup(self) -> None:
         """Count one database lookup of a key this process does not know (any client, valid or not).
@@ -99,11 +91,15 @@ class RateLimiter:
         with self._lock:
             bucket = self._refill((0, "key-lookups"), self.per_minute, now)
             if bucket.tokens < 1.0:
-                wait = (1.0 - bucket.tokens) * 60.0 / self.per_minute
-                raise ApiError(
-                    429,
-                    f"Too many requests with unknown API keys: at most {self.per_minute} per minute "
-                    "(SFMLOPS_API_RATE_LIMIT_PER_MINUTE)",
-                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                raise _over(
+                    bucket, self.per_minute, "", "SFMLOPS_API_RATE_LIMIT_PER_MINUTE",
+                    f"Too many requests with unknown API keys: at most {self.per_minute} per minute",
                 )
             bucket.tokens -= 1.0
+
+
+def _over(bucket: _Bucket, per_minute: int, what: str, setting: str, message: str | None = None) -> ApiError:
+    """The 429 for an empty ``bucket``, with ``Retry-After``: the seconds until it holds one token again."""
+    wait = (1.0 - bucket.tokens) * 60.0 / per_minute
+    text = message or f"Too many requests to {what}: the limit is {per_minute} per minute per client"
+    return ApiError(429, f"{text} ({setting})", headers={"Retry-After": str(max(1, math.ceil(wait)))})

@@ -8,6 +8,17 @@ import httpx
 
 from app.api.errors import ApiError
 from app.config import Settings
+from app.forecasting.registry import CHAMPION
+
+
+def no_champion(model_name: str, consequence: str = "") -> ApiError:
+    """The one answer of every route that needs the champion when ``models:/<model_name>@champion`` does not exist:
+    503 (the service cannot answer until a training has run), with what to do."""
+    return ApiError(
+        503,
+        f"No champion model: models:/{model_name}@{CHAMPION} does not exist yet{consequence}; train first (POST /v1/training-jobs)",
+        expose=True,
+    )
 
 
 class MlflowRest:
@@ -52,6 +63,17 @@ class MlflowRest:
         """The registered model (with ``aliases``), or None when it does not exist."""
         data = self._get("/api/2.0/mlflow/registered-models/get", {"name": name})
         return None if data is None else data.get("registered_model")
+
+    def alias_version(self, name: str, alias: str = CHAMPION) -> str | None:
+        """The version ``models:/<name>@<alias>`` points to; None when the model or the alias does not exist."""
+        model = self.registered_model(name)
+        aliases = {a.get("alias"): a.get("version") for a in (model or {}).get("aliases", [])}
+        return None if aliases.get(alias) is None else str(aliases[alias])
+
+    def model_version(self, name: str, version: str) -> dict[str, Any] | None:
+        """Version ``version`` of ``name`` (with its ``run_id`` and ``tags``), or None when it does not exist."""
+        data = self._get("/api/2.0/mlflow/model-versions/get", {"name": name, "version": version})
+        return None if data is None else data.get("model_version")
 
     def versions(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
         """Versions of ``name``, newest first."""

@@ -9,6 +9,12 @@
   loop at each rate, over every store of the forecasts table in random order, with a valid API key. The
   two services alternate at each rate. Latency is vegeta's (from the scheduled send time); p99.9 and the
   errors by kind are computed from its per-request results.
+* **CPU per request** (``cpu_us_per_request``, ours and lean's, measured once per run before the servers
+  start, ``ratio_cpu``): each app built in the bench's process and driven straight through ASGI, one
+  request at a time, with the DB answer (:func:`cpu_per_request`); ``time.process_time`` of 15 blocks of
+  200 requests each, alternating ours/lean, after 300 of warm-up; the median block of each. CPU time of
+  this process only (Postgres' and the load generator's are not counted, nor waiting for a core), it
+  excludes uvicorn's HTTP parsing, which both servers share.
 * **Data**: the configured table and model when the champion has forecasts there (read only); otherwise
   the bench writes its own (1,115 stores x 48 days, the demo's shape) into ``bench_api_forecasts`` under
   the registered model ``bench-api-forecaster`` (champion v1, no artifact), and leaves them for the next run.
@@ -30,7 +36,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import PROJECT_ROOT, Settings
+from app.stack.base import free_ports, wait_listening
 
 BENCH_TABLE = "bench_api_forecasts"
 BENCH_MODEL = "bench-api-forecaster"
@@ -50,7 +56,7 @@ RATES = (200, 500, 1000)
 
 
 # --- the lean baseline ---------------------------------------------------------------------------------
-def lean_app():  # noqa: ANN201 - uvicorn factory
+def lean_app(settings: Settings | None = None, model: str | None = None, version: str | None = None):  # noqa: ANN201 - uvicorn factory
     """FastAPI + a psycopg 3 async pool, the route's statement, nothing else (env: BENCH_LEAN_*)."""
     from contextlib import asynccontextmanager
 
@@ -60,9 +66,9 @@ def lean_app():  # noqa: ANN201 - uvicorn factory
     from app.api.routes.forecasts import _serve_sql
     from app.config import get_settings
 
-    s = get_settings()
+    s = settings or get_settings()
     sql = _serve_sql(s.table_forecasts)
-    model, version = os.environ["BENCH_LEAN_MODEL"], os.environ["BENCH_LEAN_VERSION"]
+    model, version = model or os.environ["BENCH_LEAN_MODEL"], version or os.environ["BENCH_LEAN_VERSION"]
     pool = AsyncConnectionPool("", kwargs={**s.pg_params(), "autocommit": True}, min_size=4, max_size=4, open=False)
 
     @asynccontextmanager
@@ -83,6 +89,88 @@ def lean_app():  # noqa: ANN201 - uvicorn factory
         return Response(content=row[0], media_type="application/json")
 
     return app
+
+
+# --- CPU per request, in process ------------------------------------------------------------------------
+async def asgi_get(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    """``GET path`` sent straight into the ASGI ``app`` (the scope uvicorn builds, no sockets): (status, body)."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+        "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000), "scheme": "http", "method": "GET",
+        "root_path": "", "path": path, "raw_path": path.encode(), "query_string": b"", "headers": headers, "state": {},
+    }
+    status: list[int] = []
+    body: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        elif message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return (status[0] if status else 0), b"".join(body)
+
+
+async def _asgi_cpu(app: Any, paths: list[str], headers: list[tuple[bytes, bytes]], n: int, offset: int = 0) -> float:
+    """CPU microseconds of this process per request: ``n`` GETs sent one at a time through :func:`asgi_get`
+    (``paths`` from ``offset`` on, round robin), each answered 200 with its body.
+
+    ``time.process_time`` counts only this process's CPU (every thread): not Postgres' work (the two apps
+    run one statement), not the load generator's, not time spent waiting for a core.
+    """
+    started = time.process_time()
+    for i in range(n):
+        path = paths[(offset + i) % len(paths)]
+        status, _ = await asgi_get(app, path, headers)
+        if status != 200:
+            raise RuntimeError(f"GET {path} answered {status} in the CPU measurement")
+    return (time.process_time() - started) / n * 1e6
+
+
+def cpu_per_request(
+    served: Settings, version: str, key: str, stores: list[int], rounds: int = 15, block: int = 200, warmup: int = 300
+) -> dict[str, float]:
+    """``{"ours": us, "lean": us}``: :func:`_asgi_cpu` of the real app (``create_app``, the bench's rate limit)
+    and of ``lean_app`` in this process, each the median of ``rounds`` blocks of ``block`` requests after
+    ``warmup``; the blocks alternate ours, lean, ours, ... so that both see the same machine (a busy machine
+    still inflates CPU time through caches and shared cores: the alternation keeps the ratio honest)."""
+    import asyncio
+    import gc
+    import statistics
+
+    import uvloop
+
+    from app.api.main import create_app
+
+    ours = create_app(served.model_copy(update={"api_rate_limit_per_minute": 10**9}))
+    lean = lean_app(served, served.model_name, version)
+    order = list(stores)
+    random.Random(15).shuffle(order)
+    paths = [f"/v1/stores/{s}/forecast" for s in order]
+    headers = [(b"host", b"127.0.0.1:8000"), (b"x-api-key", key.encode()), (b"accept", b"application/json")]
+    apps = {"ours": ours, "lean": lean}
+
+    async def measure() -> dict[str, float]:
+        figures: dict[str, list[float]] = {name: [] for name in apps}
+        async with ours.router.lifespan_context(ours), lean.router.lifespan_context(lean):
+            for app in apps.values():
+                await _asgi_cpu(app, paths, headers, warmup)
+            for r in range(rounds):
+                for name, app in apps.items():
+                    figures[name].append(await _asgi_cpu(app, paths, headers, block, warmup + r * block))
+        return {name: round(statistics.median(values), 1) for name, values in figures.items()}
+
+    gc.collect()
+    gc.freeze()  # as run_api and the Lambda handler do: full collections walk only what requests allocate
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(measure())
+    finally:
+        gc.unfreeze()
 
 
 # --- data ----------------------------------------------------------------------------------------------
@@ -153,25 +241,6 @@ def prepare_data(settings: Settings) -> tuple[Settings, str, list[int], str]:
 
 
 # --- servers and load ----------------------------------------------------------------------------------
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(host: str, port: int, proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before serving on {host}:{port}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server did not listen on {host}:{port} within {timeout_s} s")
-
-
 def ensure_vegeta() -> Path:
     """The vegeta binary, built by ``make vegeta`` (go install) when missing."""
     if not VEGETA.is_file():
@@ -235,7 +304,7 @@ def attack(vegeta: Path, targets: Path, rate: int, duration_s: float, timeout_s:
 
 def _server(cmd: list[str], env: dict[str, str], host: str, port: int, log: Path) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    _wait_ready(host, port, proc)
+    wait_listening(host, port, proc)
     return proc
 
 
@@ -273,13 +342,14 @@ def run(
     }
     logdir = settings.logs_dir
     logdir.mkdir(parents=True, exist_ok=True)
-    ours_port, lean_port = _free_port(host), _free_port(host)
+    ours_port, lean_port = free_ports(2, host)
     ours_cmd = [sys.executable, "-c", "from app.api.main import run_api; run_api()"]
     lean_cmd = [sys.executable, "-m", "uvicorn", "app.bench.api:lean_app", "--factory", "--host", host, "--port", str(lean_port),
                 "--log-level", "warning", "--no-access-log"]
     lines: list[dict[str, Any]] = []
     procs = []
     try:
+        cpu = cpu_per_request(served, version, key, stores)  # in this process, before the servers start
         ours = _server(ours_cmd, {**env, "SFMLOPS_API_PORT": str(ours_port)}, host, ours_port, logdir / "bench-api-ours.log")
         procs.append(ours)
         lean = _server(lean_cmd, env, host, lean_port, logdir / "bench-api-lean.log")
@@ -292,7 +362,7 @@ def run(
                     _targets(f"http://{host}:{port}", key, stores, int(rate * (duration_s + warmup_s)) + 1, targets)
                     attack(vegeta, targets, min(rate, 200), warmup_s)
                     figures[name] = attack(vegeta, targets, rate, duration_s)
-                o, b = figures["ours"], figures["lean"]
+                o, b = {**figures["ours"], "cpu_us_per_request": cpu["ours"]}, {**figures["lean"], "cpu_us_per_request": cpu["lean"]}
                 lines.append({
                     "bench": "api", "route": "GET /v1/stores/{id}/forecast", "target_rps": rate, "duration_s": duration_s,
                     "data": source, "stores": len(stores), "model": f"{served.model_name} v{version}",
@@ -300,6 +370,7 @@ def run(
                     "lean": b,
                     "ratio_p50": round(o["p50_ms"] / b["p50_ms"], 2) if b["p50_ms"] else None,
                     "ratio_p99": round(o["p99_ms"] / b["p99_ms"], 2) if b["p99_ms"] else None,
+                    "ratio_cpu": round(cpu["ours"] / cpu["lean"], 2),
                     "goal_zero_errors_and_rate": o["errors"] == 0 and (o["achieved_rps"] or 0) >= 0.98 * rate,
                     "goal_within_1_5x": bool(b["p50_ms"] and b["p99_ms"]) and o["p50_ms"] <= 1.5 * b["p50_ms"] and o["p99_ms"] <= 1.5 * b["p99_ms"],
                     **({"goal_p50_le_3ms": o["p50_ms"] <= 3.0} if rate == 500 else {}),
@@ -408,6 +479,7 @@ def bench_lambda(
             (lambda: gw.delete_api(ApiId=api_id)) if api_id else None,
             lambda: lam.delete_function(FunctionName=name),
             lambda: iam.delete_role(RoleName=name),
+            lambda: _end_emulator_workers(name),  # and any a queued invocation started meanwhile
         ):
             try:
                 if cleanup is not None:
@@ -427,16 +499,28 @@ def _emulator_workers(function_name: str) -> list[Any]:
     return found
 
 
-def _end_emulator_workers(function_name: str) -> None:
+def _end_emulator_workers(function_name: str, settle_s: float = 3.0, timeout_s: float = 120.0) -> None:
     """MiniStack runs one worker process per concurrent invocation and keeps them after the function is
-    deleted (each holding its database connections): end this function's workers, by process id."""
+    deleted (each holding its database connections): end this function's workers, by process id, until none
+    has appeared for ``settle_s`` (invocations the load generator gave up on are still queued in the emulator
+    and start new workers after the attack; one bench left 198 of them holding 190 connections)."""
     import psutil
 
-    for proc in _emulator_workers(function_name):
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
+    deadline = time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        workers = _emulator_workers(function_name)
+        if workers:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle_s:
+            return
+        for proc in workers:
+            try:
+                proc.terminate()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(workers, timeout=5)
+        time.sleep(0.5)
 
 
 def _invocation_times(settings: Settings, function_name: str, since_ms: int) -> tuple[list[float], list[float]]:

@@ -15,6 +15,8 @@ import pandas as pd
 from app.forecasting import features as F
 
 INPUT_COLUMNS = ["store", "date", "open", "promo", "state_holiday", "school_holiday"]
+#: What :meth:`SalesForecaster.predict` returns, one row per input row (the API and the batch forecast read these).
+OUTPUT_COLUMNS = ("store", "date", "value", "lower", "upper")
 
 
 class SalesForecaster(mlflow.pyfunc.PythonModel):
@@ -71,4 +73,4 @@ class SalesForecaster(mlflow.pyfunc.PythonModel):
                 "upper": value * np.maximum(hi, 1.0),
             }
         )
-        return out.sort_values(["store", "date"], ignore_index=True)
+        return out[list(OUTPUT_COLUMNS)].sort_values(["store", "date"], ignore_index=True)

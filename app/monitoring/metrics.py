@@ -3,13 +3,17 @@
 Three kinds of producers:
 
 * the API process (long-lived): metrics in prometheus-client's default registry, served at ``GET /metrics``
-  (:class:`MetricsMiddleware` times every request; its per-request work is one dict lookup and one
-  ``Histogram.observe``);
+  (:class:`RequestMetrics`, called by the API's one ASGI middleware, times every request; its per-request
+  work is one dict lookup and one ``Histogram.observe``);
 * short-lived jobs (the Spark driver, ``sfmlops produce``, training runs on Ray or in-process): they push a
   registry of their own to the Pushgateway (:func:`push`), grouped by job and a key, so Prometheus scrapes
   the last figures of every run after it has ended. A push that fails is logged and never fails the job;
 * the exporter (``python -m app.monitoring.exporter``): figures read from Postgres and Kafka at scrape time
   (:mod:`app.monitoring.exporter`).
+
+The Airflow DAG tasks push too (job ``sfmlops_dag``), but their runtime has neither prometheus-client nor
+``app``: their metrics are defined and pushed by :mod:`app.common.pushgateway` (standard library, vendored
+into the DAG bundle).
 
 Only prometheus-client is imported here: the module ships in the Lambda package with the API.
 """
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -54,16 +57,16 @@ API_RAY_SUBMISSION_FAILURES = Counter(
 UNMATCHED = "unmatched"
 
 
-class MetricsMiddleware:
-    """Pure ASGI middleware: observe every HTTP request's latency under its route template and status.
+class RequestMetrics:
+    """What the API's one ASGI middleware (:class:`app.api.main.ApiMiddleware`) records per HTTP request:
+    its latency under its route template, method and status, and the 401/429 counters.
 
     The route template is read from the scope after the app ran (Starlette stores the matched route there);
     the histogram child of each (route, method, status) is cached in a plain dict, so a request costs one
     dict lookup and one observe (prometheus-client's own per-value lock, uncontended on the event loop).
     """
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self) -> None:
         self._children: dict[tuple[str, str, int], Any] = {}
 
     def _child(self, route: str, method: str, status: int) -> Any:
@@ -77,29 +80,15 @@ class MetricsMiddleware:
                 API_RATE_LIMITED.labels(route)
         return child
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        started = time.perf_counter()
-
-        async def send_status(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or UNMATCHED
-            self._child(name, scope.get("method", ""), status).observe(time.perf_counter() - started)
-            if status == 401:
-                API_AUTH_FAILURES.labels(name).inc()
-            elif status == 429:
-                API_RATE_LIMITED.labels(name).inc()
+    def observe(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+        """Record one request of ``scope`` answered with ``status`` after ``seconds``."""
+        route = scope.get("route")
+        name = getattr(route, "path", None) or UNMATCHED
+        self._child(name, scope.get("method", ""), status).observe(seconds)
+        if status == 401:
+            API_AUTH_FAILURES.labels(name).inc()
+        elif status == 429:
+            API_RATE_LIMITED.labels(name).inc()
 
 
 def ray_submission_failed(exc: BaseException) -> None:

@@ -188,3 +188,31 @@ def test_on_demand_without_champion_is_503(api_settings: Settings, keys: dict[st
         assert "@champion" in assert_error_shape(resp.json(), 503)["message"]
         bad = api.post("/v1/forecasts", json={"stores": [1, 1], "start": "2015-06-14", "days": 2}, headers={"X-API-Key": keys["alice"]})
         assert bad.status_code == 422
+
+
+def test_one_champion_lookup_reads_the_registry(registry: Settings) -> None:
+    """Issue 19: ``MlflowRest.alias_version`` is the one champion lookup (forecast routes, backtest errors)."""
+    from app.api.mlflow_rest import MlflowRest
+
+    rest = MlflowRest(registry)
+    try:
+        assert rest.alias_version(registry.model_name) == "2"
+        assert rest.alias_version(registry.model_name, "challenger") == "1"
+        assert rest.alias_version(registry.model_name, "no-such-alias") is None
+        assert rest.alias_version(f"absent-{uuid.uuid4().hex[:8]}") is None
+        assert rest.model_version(registry.model_name, "2")["run_id"]
+        assert rest.model_version(registry.model_name, "99") is None
+    finally:
+        rest.close()
+
+
+def test_routes_without_a_champion_answer_alike(api_settings: Settings, keys: dict[str, str]) -> None:
+    """The champion's absence is one answer on every route that needs it: 503, naming the alias and what to do
+    (``GET /v1/chain/backtest-errors`` answered 404 with other words before)."""
+    settings = api_settings.model_copy(update={"model_name": f"absent-{uuid.uuid4().hex[:8]}"})
+    with TestClient(create_app(settings)) as api:
+        errors = api.get("/v1/chain/backtest-errors", headers={"X-API-Key": keys["alice"]})
+        on_demand = api.post("/v1/forecasts", json={"stores": [1], "start": "2015-06-14", "days": 2}, headers={"X-API-Key": keys["alice"]})
+    expected = f"No champion model: models:/{settings.model_name}@champion does not exist yet; train first (POST /v1/training-jobs)"
+    assert errors.status_code == on_demand.status_code == 503
+    assert assert_error_shape(errors.json(), 503)["message"] == assert_error_shape(on_demand.json(), 503)["message"] == expected

@@ -59,7 +59,7 @@ def test_push_off_and_unreachable_never_fail(tmp_path) -> None:  # noqa: ANN001
     off = Settings(_env_file=None, pushgateway_url="off")
     assert off.pushgateway_base_url is None
     assert metrics.push_producer(off, {"topic": "t", "mode": "replay", "sent": 1}) is False
-    from montest_support import free_port
+    from app.stack.base import free_port
 
     nowhere = Settings(_env_file=None, pushgateway_url=f"http://127.0.0.1:{free_port()}")
     assert metrics.push_training(nowhere, "all", None, error=RuntimeError("x")) is False
@@ -121,9 +121,8 @@ def test_webhook_not_configured_on_aws_with_placeholder_token() -> None:
 
 
 def test_failed_ray_submission_is_counted_existing_id_is_not() -> None:
-    from montest_support import free_port
-
     from app.api.ray_jobs import RayJobsClient, RayUnreachable
+    from app.stack.base import free_port
 
     ray = RayJobsClient(f"http://127.0.0.1:{free_port()}", 2.0)
     before = _sample("sfmlops_api_ray_submission_failures_total", reason="RayUnreachable")

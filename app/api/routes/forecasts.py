@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.api import db
 from app.api.deps import ClientDep, SettingsDep
 from app.api.errors import ApiError, ErrorDetail, error_responses
-from app.api.mlflow_rest import MlflowRest
+from app.api.mlflow_rest import MlflowRest, no_champion
 from app.config import Settings
 
 router = APIRouter(prefix="/v1", tags=["forecasts"])
@@ -81,14 +82,26 @@ class OnDemandResponse(BaseModel):
     forecasts: list[StoreForecast]
 
 
-@router.get(
-    "/stores/{store_id}/forecast",
-    response_model=StoreForecast,
-    summary="Latest batch forecast of a store",
-    responses=error_responses(401, 404, 422, 503),
-)
+def add_store_forecast_route(app: FastAPI, responses: dict[int | str, dict[str, Any]]) -> None:
+    """Register ``GET /v1/stores/{store_id}/forecast`` on ``app`` itself (call it before including routers).
+
+    The hottest route is matched first and without an included router's layers: FastAPI matches a request
+    through every included router in turn (this route's path overlaps no other route), which for this
+    route cost more Python calls per request than its own handler. Its schema is what ``router`` would give.
+    """
+    app.add_api_route(
+        "/v1/stores/{store_id}/forecast",
+        get_store_forecast,
+        methods=["GET"],
+        tags=list(router.tags),
+        response_model=StoreForecast,
+        summary="Latest batch forecast of a store",
+        responses={**responses, **error_responses(401, 404, 422, 503)},
+    )
+
+
 async def get_store_forecast(
-    settings: SettingsDep,
+    request: Request,
     client: ClientDep,
     store_id: Annotated[int, Path(ge=1, le=100_000, description="Store id")],
     days: Annotated[int | None, Query(ge=1, le=366, description="Days to return (default: the horizon)")] = None,
@@ -101,14 +114,10 @@ async def get_store_forecast(
     one index (``{table}_serve_idx``) through a psycopg 3 async pool, and Postgres renders the JSON document,
     returned as it is (its shape is the ``StoreForecast`` schema, checked by the schemathesis test).
     """
+    settings: Settings = request.app.state.settings  # not SettingsDep: FastAPI solves every dependency per request
     version = await champion_version(settings)
     if version is None:
-        raise ApiError(
-            503,
-            f"No champion model: models:/{settings.model_name}@champion does not exist yet, so no batch forecast"
-            " is served; train first (POST /v1/training-jobs)",
-            expose=True,
-        )
+        raise no_champion(settings.model_name, ", so no batch forecast is served")
     import psycopg
 
     try:
@@ -127,6 +136,7 @@ async def get_store_forecast(
     return Response(content=row[0], media_type="application/json")
 
 
+@functools.lru_cache(maxsize=64)
 def _serve_sql(table: str) -> str:
     """The route's one statement: the store's newest run of (model, version), its first ``n`` days as JSON.
 
@@ -203,9 +213,7 @@ def _champion_alias(settings: Settings) -> str | None:
         rest = _rest_clients.get(key)
         if rest is None:
             rest = _rest_clients[key] = MlflowRest(settings)
-    model = rest.registered_model(settings.model_name)
-    aliases = {a.get("alias"): a.get("version") for a in (model or {}).get("aliases", [])}
-    return None if aliases.get("champion") is None else str(aliases["champion"])
+    return rest.alias_version(settings.model_name)
 
 
 def clear_champion_cache() -> None:
@@ -226,12 +234,7 @@ _model_cache: dict[str, Any] = {}
 def _champion_version(settings: Settings) -> str:
     version = _champion_alias(settings)
     if version is None:
-        raise ApiError(
-            503,
-            f"No champion model: models:/{settings.model_name}@champion does not exist yet; train first "
-            "(POST /v1/training-jobs)",
-            expose=True,
-        )
+        raise no_champion(settings.model_name)
     return version
 
 
@@ -287,14 +290,6 @@ def _input_frame(body: OnDemandRequest) -> Any:
     return pd.DataFrame(rows)
 
 
-def _column(frame: Any, *names: str) -> str | None:
-    lower = {str(c).lower(): c for c in frame.columns}
-    for n in names:
-        if n in lower:
-            return lower[n]
-    return None
-
-
 @router.post(
     "/forecasts",
     response_model=OnDemandResponse,
@@ -305,8 +300,8 @@ def on_demand_forecast(body: OnDemandRequest, settings: SettingsDep, client: Cli
     """Forecast the given stores and dates with ``models:/<model_name>@champion``.
 
     The model receives one row per store-day in the canonical sales columns (store, date, day_of_week, open,
-    promo, state_holiday, school_holiday) and returns a frame with store, date and value (lower/upper
-    optional). Returns 503 with a clear message when no champion exists or mlflow is not installed.
+    promo, state_holiday, school_holiday) and returns the pyfunc contract's frame (``OUTPUT_COLUMNS``: store, date,
+    value, lower, upper). Returns 503 with a clear message when no champion exists or mlflow is not installed.
     """
     version = _champion_version(settings)
     model = _load_champion(settings, version)
@@ -317,20 +312,20 @@ def on_demand_forecast(body: OnDemandRequest, settings: SettingsDep, client: Cli
         raise ApiError(422, f"The champion cannot forecast this request: {exc}", details=[ErrorDetail(field="body", message=str(exc))]) from exc
     except Exception as exc:  # noqa: BLE001 - other model errors are upstream failures
         raise ApiError(503, f"Champion model failed to predict: {type(exc).__name__}: {exc}") from exc
-    value_col = _column(out, "value", "forecast", "yhat", "y_hat", "prediction")
-    store_col, date_col = _column(out, "store", "unique_id"), _column(out, "date", "ds")
-    if value_col is None or store_col is None or date_col is None:
-        raise ApiError(503, f"Champion model output lacks store/date/value columns: {list(out.columns)}")
-    lo, hi = _column(out, "lower", "lo"), _column(out, "upper", "hi")
+    from app.forecasting.pyfunc import OUTPUT_COLUMNS  # the pyfunc contract (mlflow is present: the model loaded)
+
+    missing = [c for c in OUTPUT_COLUMNS if c not in out.columns]
+    if missing:
+        raise ApiError(503, f"Champion model output lacks column(s) {missing} of its contract {list(OUTPUT_COLUMNS)}: has {list(out.columns)}")
     forecasts = []
     for store in body.stores:
-        part = out[out[store_col].astype(str) == str(store)].sort_values(date_col)
+        part = out[out["store"].astype(int) == store].sort_values("date")
         points = [
             ForecastPoint(
-                date=r[date_col].date() if hasattr(r[date_col], "date") else r[date_col],
-                value=float(r[value_col]),
-                lower=None if lo is None else float(r[lo]),
-                upper=None if hi is None else float(r[hi]),
+                date=r["date"].date() if hasattr(r["date"], "date") else r["date"],
+                value=float(r["value"]),
+                lower=float(r["lower"]),
+                upper=float(r["upper"]),
             )
             for _, r in part.iterrows()
         ]

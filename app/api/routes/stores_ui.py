@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from app.api import db
 from app.api.deps import ClientDep, SettingsDep
 from app.api.errors import ApiError, error_responses
-from app.api.mlflow_rest import MlflowRest
+from app.api.mlflow_rest import MlflowRest, no_champion
 from app.config import Settings
 
 router = APIRouter(prefix="/v1", tags=["stores"])
@@ -253,15 +253,12 @@ def get_backtest_errors(
     rest = MlflowRest(settings)
     try:
         if version is None:
-            model = rest.registered_model(settings.model_name)
-            aliases = {a.get("alias"): str(a.get("version")) for a in (model or {}).get("aliases", [])}
-            if "champion" not in aliases:
-                raise ApiError(404, f"No champion version of {settings.model_name} yet; train first (POST /v1/training-jobs)")
-            version = aliases["champion"]
-        data = rest._get("/api/2.0/mlflow/model-versions/get", {"name": settings.model_name, "version": version})
+            version = rest.alias_version(settings.model_name)
+            if version is None:
+                raise no_champion(settings.model_name)
+        mv = rest.model_version(settings.model_name, version)
     finally:
         rest.close()
-    mv = (data or {}).get("model_version")
     if not mv or not mv.get("run_id"):
         raise ApiError(404, f"Model {settings.model_name} has no version {version}")
     errors = _store_rmspe(settings, mv["run_id"])
