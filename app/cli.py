@@ -195,6 +195,12 @@ def train(
     max_steps: Annotated[int | None, typer.Option(help="Training steps of the neural (NHITS) candidate")] = None,
     neural: Annotated[bool, typer.Option("--neural/--no-neural", help="Also train the neuralforecast candidate")] = True,
     per_store: Annotated[bool, typer.Option("--per-store/--no-per-store", help="Also backtest the per-store statsforecast family")] = True,
+    tune_trials: Annotated[
+        int | None, typer.Option(help="Ray Tune trials of the LightGBM parameters before its backtest (default: SFMLOPS_TRAIN_TUNE_TRIALS; 0: none)")
+    ] = None,
+    tune_time_budget_s: Annotated[
+        float | None, typer.Option(help="Time budget (s) of that search (default: SFMLOPS_TRAIN_TUNE_TIME_BUDGET_S; 0: none)")
+    ] = None,
 ) -> None:
     """Backtest candidates vs baselines, log to MLflow, register, and move `champion` only if better (in-process).
 
@@ -206,13 +212,19 @@ def train(
     from app.forecasting.pipeline import train as run_train
 
     ids = _store_list(stores)
+    s = settings()
+    trials = s.train_tune_trials if tune_trials is None else tune_trials
+    budget = (s.train_tune_time_budget_s if tune_time_budget_s is None else tune_time_budget_s) or None
     try:
-        config = TrainConfig(stores=tuple(ids) if ids else None, lgbm_rounds=lgbm_rounds, max_steps=max_steps, neural=neural, per_store=per_store)
+        config = TrainConfig(
+            stores=tuple(ids) if ids else None, lgbm_rounds=lgbm_rounds, max_steps=max_steps, neural=neural, per_store=per_store,
+            tune_trials=trials, tune_time_budget_s=budget,
+        )
     except ValueError as exc:
         _fail(str(exc), 2)
     try:
         with RichProgress() as bars:
-            result = run_train(settings(), config, LocalExecutor(), Progress(bars))
+            result = run_train(s, config, LocalExecutor(), Progress(bars))
     except (ValueError, RuntimeError) as exc:
         _fail(str(exc))
     _print_json(result)

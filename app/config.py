@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     ingest_jdbc_batch_rows: int = Field(
         10_000, ge=1, description="Rows per JDBC batch of the executors' staging writer (reWriteBatchedInserts)"
     )
+    ingest_shuffle_partitions: int = Field(
+        4, ge=1, description="spark.sql.shuffle.partitions of the streaming job (a spark-submit --conf of it wins)"
+    )
     spark_master: str = Field("local[*]", description="Spark master of `sfmlops ingest` (local runs)")
     spark_driver_memory: str = Field("1536m", description="Spark driver heap (-Xmx) of `sfmlops ingest`")
 
@@ -173,6 +176,12 @@ class Settings(BaseSettings):
     )
     train_read_shards: int = Field(
         1, ge=1, description="Parallel keyed reads (store shards) of the training data from PostgreSQL (1: one COPY)"
+    )
+    train_tune_trials: int = Field(
+        0, ge=0, description="Ray Tune trials of the LightGBM parameters before its backtest (0: no search; app/forecasting/tune.py)"
+    )
+    train_tune_time_budget_s: float = Field(
+        0.0, ge=0, description="Time budget (s) of that search: Tune starts no trial after it (0: no budget)"
     )
 
     # --- API ---------------------------------------------------------------------------------

@@ -10,18 +10,13 @@ One run does, on all stores of the configured data:
 
 from __future__ import annotations
 
-import resource
 import time
 from typing import TYPE_CHECKING, Any
 
+from app.forecasting.executor import peak_rss_mb
+
 if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
-
-
-def _peak_rss_mb() -> float:
-    self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    return max(self_mb, child_mb)
 
 
 def run(
@@ -67,7 +62,7 @@ def run(
         "forecast_s": secs["forecast"],
         "backtest_s": secs["backtest"],
         "total_s": round(time.perf_counter() - t0, 1),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(include_children=True), 1),
         "rmspe": round(out["rmspe"], 5),
         "baseline_median_rmspe": round(out["median_baseline_rmspe"], 5),
         "baseline_seasonal_naive_rmspe": round(out["seasonal_naive_rmspe"], 5),
@@ -76,7 +71,7 @@ def run(
             out["rmspe"] <= 0.110
             and out["improvement_vs_median"] >= 0.15
             and secs["final_fit"] + secs["forecast"] <= 600
-            and _peak_rss_mb() <= 8192
+            and peak_rss_mb(include_children=True) <= 8192
         ),
         "threads": threads,
     }

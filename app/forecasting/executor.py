@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,15 @@ log = logging.getLogger(__name__)
 
 APP_DIR = Path(__file__).resolve().parents[1]
 PROGRESS_PREFIX = "SFMLOPS_PROGRESS "
+
+
+def peak_rss_mb(include_children: bool = False) -> float:
+    """Peak resident memory in MiB of this process (``ru_maxrss``); with ``include_children``, the larger of it and
+    the peak of its largest waited-for child process (``RUSAGE_CHILDREN`` reports the largest child, not a sum)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if include_children:
+        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return peak / 1024.0
 
 
 @dataclass
@@ -135,7 +145,6 @@ class RayExecutor:
     name: str = "ray"
     _started: bool = field(default=False, repr=False)
     _remote: dict[Any, Any] = field(default_factory=dict, repr=False)
-    tasks_run: int = 0
 
     def __post_init__(self) -> None:
         import ray
@@ -189,7 +198,6 @@ class RayExecutor:
                     log.warning("task %s failed: %s", calls[i].label, _error_text(exc))
                     out[i] = Outcome(calls[i].label, error=_error_text(exc))
                 progress.finished(out[i].ok)
-        self.tasks_run += len(calls)
         return [o for o in out if o is not None]
 
 

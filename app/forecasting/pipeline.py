@@ -18,7 +18,6 @@ Called by the Ray job entrypoints (``ray_cluster/jobs/``), ``sfmlops train`` and
 from __future__ import annotations
 
 import logging
-import resource
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ import pandas as pd
 
 from app.forecasting import features as F
 from app.forecasting.backtest import BacktestResult, interval_quantiles
-from app.forecasting.executor import Call, LocalExecutor, Progress, RayExecutor, make_executor
+from app.forecasting.executor import Call, LocalExecutor, Progress, RayExecutor, make_executor, peak_rss_mb
 from app.forecasting.plan import Candidate, Task, baselines, plan_backtest, plan_refit, run_forecast, run_task
 from app.forecasting.tracking import configure_mlflow  # noqa: F401 - re-exported for callers of the old module
 
@@ -65,6 +64,9 @@ class TrainConfig:
             candidate of its own (:mod:`app.forecasting.ensemble`).
         shard_stores: Stores per task of a per-store family.
         threads: Threads (and so CPUs per task) of LightGBM / torch.
+        tune_trials: Ray Tune trials of the LightGBM candidate's parameters before its backtest (0: no search;
+            :mod:`app.forecasting.tune`: scored on the calibration origin, never the scored window).
+        tune_time_budget_s: Time budget of that search (None: none); Tune starts no trial after it.
         log_mlflow: Log to MLflow at all (False for offline experiments and the benchmark baseline).
         register: Register the model and run the champion gate (needs ``log_mlflow``).
         run_name: MLflow run name.
@@ -88,6 +90,8 @@ class TrainConfig:
     ensemble: bool = True
     shard_stores: int = 250
     threads: int = 2
+    tune_trials: int = 0
+    tune_time_budget_s: float | None = None
     log_mlflow: bool = True
     register: bool = True
     run_name: str | None = None
@@ -103,6 +107,10 @@ class TrainConfig:
             raise ValueError(f"short_windows must be >= 0, got {self.short_windows}")
         if self.calib_windows < 0:
             raise ValueError(f"calib_windows must be >= 0, got {self.calib_windows}")
+        if int(self.tune_trials) < 0:
+            raise ValueError(f"tune_trials must be >= 0, got {self.tune_trials}")
+        if self.tune_time_budget_s is not None and not float(self.tune_time_budget_s) > 0:
+            raise ValueError(f"tune_time_budget_s must be > 0 (or None: no budget), got {self.tune_time_budget_s}")
         if self.register and not self.log_mlflow:
             raise ValueError("register needs log_mlflow (the registry version is the run's model)")
         if self.per_store_model not in ("ses", "ets"):
@@ -167,10 +175,7 @@ class TrainResult:
     champion: Candidate | None = None
     ensemble_weights: dict[str, float] = field(default_factory=dict)
     interval_metrics: dict[str, float] = field(default_factory=dict)
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    tune: Any = None  # app.forecasting.tune.TuneOutcome when the LightGBM parameters were searched
 
 
 # --- stages -----------------------------------------------------------------------------------------------
@@ -294,6 +299,13 @@ def run_stages(settings: Settings, config: TrainConfig, executor: Any = None, pr
     data = load(settings, config, executor, progress)
     seconds["data"] = round(time.perf_counter() - t0, 2)
 
+    tuned = None
+    if config.tune_trials > 0 and config.lgbm:  # the LightGBM candidate gets the best trial's parameters
+        from app.forecasting.tune import tune_stage
+
+        config, tuned = tune_stage(settings, config, data, progress)
+        seconds["tune"] = round(tuned.seconds, 2)
+
     t0 = time.perf_counter()
     refs = (executor.put(data.long), executor.put(data.stores))  # once; every task gets the references
     tasks = plan(config, data)
@@ -328,7 +340,7 @@ def run_stages(settings: Settings, config: TrainConfig, executor: Any = None, pr
     return TrainResult(
         config=config, data=data, backtest=bt, short=short, best=best, failures=failures, model=model, wrapper=wrapper,
         future=future, forecast=forecast, seconds=seconds, tasks=n_tasks, executor=getattr(executor, "name", "local"),
-        champion=cand, ensemble_weights=weights, interval_metrics=interval_metrics,
+        champion=cand, ensemble_weights=weights, interval_metrics=interval_metrics, tune=tuned,
     )
 
 
@@ -338,7 +350,8 @@ def summarize(result: TrainResult) -> dict[str, Any]:
     rmspe = float(bt.metrics[result.best]["rmspe"])
     median = float(bt.metrics[MEDIAN_BASELINE]["rmspe"])
     short_table = result.short.table() if result.short is not None else pd.DataFrame()
-    return {
+    extra = {"tune": result.tune.summary()} if result.tune is not None else {}
+    return {**extra,
         "source": result.data.source,
         "rows": int(len(result.data.sales)),
         "stores": len(result.data.store_ids),
@@ -357,7 +370,7 @@ def summarize(result: TrainResult) -> dict[str, Any]:
         "executor": result.executor,
         "tasks": result.tasks,
         "forecast_rows": int(len(result.forecast)),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 
@@ -391,6 +404,10 @@ def train(settings: Settings, config: TrainConfig | None = None, executor: Any =
 
         progress.start("log")
         summary["run_id"] = log_training_run(settings, result, summary)
+        if result.tune is not None:
+            from app.forecasting.tune import log_to_mlflow
+
+            log_to_mlflow(settings, summary["run_id"], result.tune)
     if config.register:
         from app.forecasting.registry import register_and_gate
 

@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--lgbm-workers", type=int, default=None, help="Ray Train workers per LightGBM fit (default SFMLOPS_TRAIN_LGBM_WORKERS, 1)"
     )
+    parser.add_argument("--tune-trials", type=int, default=None, help="Ray Tune trials of the LightGBM parameters (default SFMLOPS_TRAIN_TUNE_TRIALS, 0: none)")
+    parser.add_argument(
+        "--tune-time-budget-s", type=float, default=None, help="Time budget of the search (default SFMLOPS_TRAIN_TUNE_TIME_BUDGET_S, 0: none)"
+    )
     parser.add_argument("--in-driver", action="store_true", help="Run every task in the driver instead of Ray tasks")
     parser.add_argument("--no-mlflow", action="store_true", help="Neither log nor register (benchmarks, offline runs)")
     args = parser.parse_args(argv)
@@ -65,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         source=args.source, register=not (args.no_register or args.no_mlflow), threads=args.threads, run_name="train_all",
         log_mlflow=not args.no_mlflow,
         lgbm_workers=args.lgbm_workers or settings.train_lgbm_workers,
+        tune_trials=settings.train_tune_trials if args.tune_trials is None else args.tune_trials,
+        tune_time_budget_s=(settings.train_tune_time_budget_s if args.tune_time_budget_s is None else args.tune_time_budget_s) or None,
     )
     executor = make_executor("local" if args.in_driver else "ray", settings)
     try:

@@ -11,7 +11,7 @@ from app.forecasting import features as F
 from app.forecasting.backtest import cutoffs, interval_quantiles, split
 from app.forecasting.evaluate import EvaluationError, score
 from app.forecasting.models import LGBMForecaster
-from app.forecasting.pyfunc import SalesForecaster
+from app.forecasting.pyfunc import OUTPUT_COLUMNS, SalesForecaster
 
 
 @pytest.fixture()
@@ -80,6 +80,9 @@ def test_backtest_reports_models_and_baselines(make_sales, make_stores) -> None:
     ses = Candidate("ses", "stats", {"model": "ses", "h": 7, "alias": "ses"}, per_store=True)
     tasks = plan_backtest([lgbm, ses, *baselines()], long["ds"].max(), [1, 2, 3], horizon=7, n_windows=2, shard_size=2)
     assert len(tasks) == 2 * (1 + 2 + 2)  # two origins x (lgbm, ses in two shards, two baselines)
+    # longest first: both origins' global fits, then the per-store shards, then the baselines
+    assert [t.candidate.name for t in tasks[:2]] == ["lgbm", "lgbm"] and len({t.cutoff for t in tasks[:2]}) == 2
+    assert {t.candidate.name for t in tasks[2:6]} == {"ses"} and {t.candidate.kind for t in tasks[6:]} == {"baseline"}
     events: list[dict] = []
     res, failures = run_backtest(LocalExecutor(), (long, stores), tasks, 7, Progress(events.append), "backtest")
     assert failures == [] and events[-1] == {**events[-1], "stage": "backtest", "done": 10, "total": 10, "failed": 0}
@@ -101,7 +104,7 @@ def test_pyfunc_wrapper_and_evaluate_errors(make_sales, make_stores) -> None:
     sales = make_sales(140, 3)
     actuals = sales[sales["date"] > hist["ds"].max()]
     out = wrapper.predict(None, actuals)
-    assert list(out.columns) == ["store", "date", "value", "lower", "upper"]
+    assert list(out.columns) == list(OUTPUT_COLUMNS) == ["store", "date", "value", "lower", "upper"]  # the contract the API reads
     assert (out["lower"] <= out["value"]).all() and (out["value"] <= out["upper"]).all()
     assert (out.loc[actuals.sort_values(["store", "date"])["open"].to_numpy() == 0, "value"] == 0).all()
     result = score(wrapper, actuals)
