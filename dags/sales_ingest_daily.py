@@ -17,7 +17,8 @@ or `sfmlops_*` Airflow Variables; connections `sfmlops_postgres` and `aws_defaul
 Then the live accuracy (``sfmlops_dag_utils/drift.py``): `score_accuracy` has the API score the stored forecasts
 against the sales that just landed (`POST /v1/accuracy/score`), and `retrain_on_drift` submits a training (the
 weekly request, `POST /v1/training-jobs`) when the served model version's live RMSPE has drifted above its
-backtest (setting `retrain_on_drift`, default true).
+backtest (setting `retrain_on_drift`, default true), unless a training of the same scope started within the
+cool-down (`retrain_cooldown_days`, default 7; read from the API's jobs table).
 
 Schedule: daily at 02:00 UTC, no catch-up, one run at a time; tasks retry twice, 5 minutes apart.
 The data-quality task fails without retrying when more records were dead-lettered than
@@ -73,40 +74,32 @@ with DAG(
 
         from sfmlops_dag_utils.config import run_config
         from sfmlops_dag_utils.local import ingest_command, ingest_summary, run_logged
+        from sfmlops_dag_utils.metrics import task_metrics
 
-        cfg = run_config()
-        argv, env = ingest_command(cfg.project_dir, cfg["ingest_extra_args"])
-        lines = run_logged(argv, env, cfg.project_dir, cfg.int("ingest_timeout_s", 1), print, "streaming job (sfmlops ingest)")
-        summary = ingest_summary(lines)
-        if summary is None:
-            raise AirflowException("streaming job ended without its SFMLOPS_INGEST_SUMMARY line; see the log above")
-        if summary.get("error"):
-            raise AirflowException(f"streaming job reported an error: {summary['error']}")
+        with task_metrics(DAG_ID, "ingest_local", "ingest") as rows:  # outcome, seconds, rows -> Pushgateway
+            cfg = run_config()
+            argv, env = ingest_command(cfg.project_dir, cfg["ingest_extra_args"])
+            lines = run_logged(argv, env, cfg.project_dir, cfg.int("ingest_timeout_s", 1), print, "streaming job (sfmlops ingest)")
+            summary = ingest_summary(lines)
+            if summary is None:
+                raise AirflowException("streaming job ended without its SFMLOPS_INGEST_SUMMARY line; see the log above")
+            rows.update({k: float(summary[k]) for k in ("rows", "rejected", "upserted") if isinstance(summary.get(k), (int, float))})
+            if summary.get("error"):
+                raise AirflowException(f"streaming job reported an error: {summary['error']}")
         print(f"ingest summary: {summary}")
         return summary
 
     @task(retries=0)
     def emr_job_spec() -> dict[str, Any]:
-        """Resolve the EMR Serverless job run (application, role, code location) from configuration."""
+        """Resolve the EMR Serverless job run (application, role, code location, packages) from configuration."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from sfmlops_dag_utils.config import run_config
 
-        cfg = run_config()
-        missing = [k for k in ("emr_application_id", "emr_execution_role_arn") if not cfg[k]]
-        if missing:
-            raise AirflowFailException(
-                "backend=aws needs " + ", ".join(f"SFMLOPS_DAG_{k.upper()} (or Variable sfmlops_{k})" for k in missing)
-                + " (Terraform outputs of the spark module)"
-            )
-        code = f"s3://{cfg['code_bucket']}/spark"
-        return {
-            "application_id": cfg["emr_application_id"],
-            "execution_role_arn": cfg["emr_execution_role_arn"],
-            "entry_point": f"{code}/sales_stream.py",
-            "spark_submit_parameters": cfg["emr_spark_submit_parameters"] or f"--py-files {code}/app.zip",
-            "aws_conn_id": cfg["aws_conn_id"],
-        }
+        try:
+            return run_config().emr_job_spec()  # --packages (Kafka source, PgJDBC) + --py-files app.zip by default
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
 
     ingest_aws = EmrServerlessStartJobOperator(
         task_id="ingest_aws",
@@ -135,17 +128,21 @@ with DAG(
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         from sfmlops_dag_utils.config import run_config
+        from sfmlops_dag_utils.metrics import task_metrics
         from sfmlops_dag_utils.quality import check_ingest, ingest_report
 
         cfg = run_config()
         # when choose_backend ran (its XCom), else when the run started: no metadata-database query
         started = context["ti"].xcom_pull(task_ids="choose_backend", key="started_at")
         since = datetime.fromisoformat(started) if started else context["dag_run"].start_date
-        with closing(PostgresHook(postgres_conn_id=cfg["postgres_conn_id"]).get_conn()) as conn:
-            report = ingest_report(conn, cfg["table_sales"], cfg["table_dead_letter"], since)
-        print(f"rows per day: {report['rows_per_day']}")
-        print(f"{report['rows']} rows over {report['days']} days, {report['dead_letters']} dead letters {report['dead_letter_reasons']}")
-        check_ingest(report, cfg.int("max_dead_letters"), cfg.int("min_rows"), cfg["table_dead_letter"])
+        # the whole ingest of this run (either backend) up to this check: outcome, seconds, rows -> Pushgateway
+        with task_metrics(DAG_ID, "data_quality", "ingest", started=since.timestamp()) as rows:
+            with closing(PostgresHook(postgres_conn_id=cfg["postgres_conn_id"]).get_conn()) as conn:
+                report = ingest_report(conn, cfg["table_sales"], cfg["table_dead_letter"], since)
+            rows.update({"upserted": report["rows"], "dead_letters": report["dead_letters"]})
+            print(f"rows per day: {report['rows_per_day']}")
+            print(f"{report['rows']} rows over {report['days']} days, {report['dead_letters']} dead letters {report['dead_letter_reasons']}")
+            check_ingest(report, cfg.int("max_dead_letters"), cfg.int("min_rows"), cfg["table_dead_letter"])
         return report
 
     @task
@@ -175,7 +172,21 @@ with DAG(
         ti = context["ti"]
         api = SfmlopsApi.from_connection(cfg["api_conn_id"], timeout_s=cfg.int("api_timeout_s", 1))
         key = idempotency_key(DAG_ID, context["run_id"], ti.task_id)
-        decision = retrain(api, ti.xcom_pull(task_ids="score_accuracy") or {}, cfg.training_request(), key, cfg.bool("retrain_on_drift"))
+        body, cooldown = cfg.training_request(), cfg.int("retrain_cooldown_days")
+
+        def recent() -> dict[str, Any] | None:
+            """The newest training of this scope in the cool-down (the API's jobs table, same database)."""
+            from contextlib import closing
+
+            from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+            from sfmlops_dag_utils.drift import recent_training
+
+            with closing(PostgresHook(postgres_conn_id=cfg["postgres_conn_id"]).get_conn()) as conn:
+                return recent_training(conn, cfg["table_training_jobs"], body, cooldown)
+
+        decision = retrain(api, ti.xcom_pull(task_ids="score_accuracy") or {}, body, key, cfg.bool("retrain_on_drift"),
+                           recent=recent, cooldown_days=cooldown)
         job = decision.get("job")
         print(f"early retraining: job {job['id']} {decision['request']} is {job.get('state')} ({decision['reason']})" if job
               else f"no early retraining: {decision['reason']}")

@@ -102,11 +102,15 @@ with DAG(
         """local: `sfmlops forecast --days N [--stores ...]` writes the champion's forecasts of the stores."""
         from sfmlops_dag_utils.config import run_config
         from sfmlops_dag_utils.local import forecast_command, last_json, run_logged
+        from sfmlops_dag_utils.metrics import job_rows, task_metrics
 
-        cfg = run_config()
-        argv, env = forecast_command(cfg.project_dir, cfg.int("forecast_days", 1), cfg.stores())
-        lines = run_logged(argv, env, cfg.project_dir, cfg.int("forecast_timeout_s", 1), print, "batch forecast")
-        return last_json(lines) or {}
+        with task_metrics(DAG_ID, "batch_forecast", "forecast") as rows:  # outcome, seconds, rows -> Pushgateway
+            cfg = run_config()
+            argv, env = forecast_command(cfg.project_dir, cfg.int("forecast_days", 1), cfg.stores())
+            lines = run_logged(argv, env, cfg.project_dir, cfg.int("forecast_timeout_s", 1), print, "batch forecast")
+            summary = last_json(lines) or {}
+            rows.update(job_rows(summary))
+        return summary
 
     @task
     def submit_forecast(**context: Any) -> str:
@@ -128,6 +132,7 @@ with DAG(
         poke_interval=POKE_INTERVAL_S,
         timeout=timedelta(hours=2).total_seconds(),
         retries=0,
+        metrics_kind="forecast",
     )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, retries=0, outlets=[FORECASTS])

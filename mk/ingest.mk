@@ -6,7 +6,7 @@ SPARK_JARS_DIR := .cache/jars/spark
 # The connector jars (Kafka source, hadoop-aws + AWS SDK) come from spark_jobs/pom.xml through
 # app.ingest.resolve_jars, the one place that knows the Maven call. `make setup` fetches them: the Airflow
 # DAG's local spark-submit uses them as they are.
-.cache/jars/spark.stamp: spark_jobs/pom.xml | $(VENV)/.installed
+.cache/jars/spark.stamp: spark_jobs/pom.xml app/common/spark.py | $(VENV)/.installed
 	$(PY) -c "from app.config import get_settings; from app.ingest import resolve_jars; print(len(resolve_jars(get_settings())), 'Spark connector jars')"
 	@touch $@
 

@@ -18,10 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.common.spark import EMR_SPARK_VERSION, spark_packages  # noqa: E402 - the one definition of the coordinates
 from app.config import get_settings  # noqa: E402
-
-#: PgJDBC of the executors' staging writer; the same version as spark_jobs/pom.xml.
-PGJDBC_VERSION = "42.7.8"
 
 
 def build(out: Path, emr_spark_version: str, code_uri: str) -> dict:
@@ -36,7 +34,7 @@ def build(out: Path, emr_spark_version: str, code_uri: str) -> dict:
             if path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".sql"}:
                 zf.write(path, path.relative_to(ROOT))
     settings = get_settings()
-    packages = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{emr_spark_version},org.postgresql:postgresql:{PGJDBC_VERSION}"
+    packages = spark_packages(emr_spark_version)
     argv = [
         "spark-submit",
         "--deploy-mode", "cluster",
@@ -54,7 +52,7 @@ def build(out: Path, emr_spark_version: str, code_uri: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "dist" / "spark", help="output folder")
-    parser.add_argument("--emr-spark-version", default="4.0.2", help="Spark version of the EMR release (emr-spark-8.0.0)")
+    parser.add_argument("--emr-spark-version", default=EMR_SPARK_VERSION, help="Spark version of the EMR release (emr-spark-8.0.0)")
     parser.add_argument("--code-uri", default=None, help="where the artefacts are uploaded (default s3://<bucket_code>/spark)")
     args = parser.parse_args()
     code_uri = args.code_uri or f"s3://{get_settings().bucket_code}/spark"

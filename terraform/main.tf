@@ -133,7 +133,9 @@ module "ray" {
   image_id               = var.ray_image_id
   min_workers            = var.ray_min_workers
   max_workers            = var.ray_max_workers
-  tags                   = var.tags
+  # The head scrapes the exporter, the Pushgateway and Ray's own metrics and remote-writes them to AMP.
+  head_setup_commands = var.create_monitoring ? module.monitoring[0].prometheus_agent_head_commands : []
+  tags                = var.tags
 }
 
 module "mlflow" {

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.common.jobs import INGEST_SUMMARY_PREFIX, ingest_summary
+from app.common.spark import PGJDBC_VERSION
 from app.config import PROJECT_ROOT, settings_env  # noqa: F401 - settings_env is part of this module's API
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,8 +34,9 @@ PYSPARK_PROVIDED = (
 )
 
 
-#: jar name prefixes the job needs (Kafka source, s3a, PgJDBC); a cache missing one is resolved again.
-REQUIRED_JARS = ("spark-sql-kafka", "hadoop-aws", "postgresql-")
+#: jar name prefixes the job needs (Kafka source, s3a, PgJDBC of app/common/spark.py); a cache missing one is
+#: resolved again.
+REQUIRED_JARS = ("spark-sql-kafka", "hadoop-aws", f"postgresql-{PGJDBC_VERSION}.jar")
 
 
 def jars_dir(settings: Settings) -> Path:
@@ -60,6 +62,7 @@ def resolve_jars(settings: Settings, quiet: bool = True) -> list[Path]:
         "dependency:copy-dependencies",
         f"-Dmaven.repo.local={Path(settings.cache_dir) / 'm2'}",
         f"-DoutputDirectory={folder}",
+        f"-Dpgjdbc.version={PGJDBC_VERSION}",  # the one definition: app/common/spark.py (also EMR's --packages)
         "-DincludeScope=runtime",
         f"-DexcludeArtifactIds={PYSPARK_PROVIDED}",
     ]

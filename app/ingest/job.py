@@ -77,14 +77,21 @@ def ensure_bucket(settings: Settings, location: str) -> None:
         s3.create_bucket(Bucket=bucket)
 
 
+#: Shuffle partitions of the job's SQL (the window over a micro-batch): ``ingest_shuffle_partitions``.
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+
+
 def build_session(settings: Settings, app_name: str = "sfmlops-sales-stream") -> SparkSession:
-    """A SparkSession with s3a pointed at the configured endpoint; jars come from spark-submit."""
+    """A SparkSession with s3a pointed at the configured endpoint; jars come from spark-submit.
+
+    ``spark.sql.shuffle.partitions`` is ``settings.ingest_shuffle_partitions`` unless spark-submit's
+    ``--conf spark.sql.shuffle.partitions=N`` (or spark-defaults) set it: that one wins.
+    """
     from pyspark.sql import SparkSession
 
     builder = (
         SparkSession.builder.appName(app_name)
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "50000")
         # Spark >= 4.1 also cuts Arrow batches by size (4.0 ignores it; the rows are bounded anyway).
@@ -104,7 +111,11 @@ def build_session(settings: Settings, app_name: str = "sfmlops-sales-stream") ->
             .config("spark.hadoop.fs.s3a.connection.ssl.enabled", str(settings.aws_endpoint_url.startswith("https")).lower())
             .config("spark.hadoop.fs.s3a.change.detection.mode", "none")
         )
-    return builder.getOrCreate()
+    spark = builder.getOrCreate()
+    # The setting, unless spark-submit (--conf, spark-defaults: in the context's conf) already chose one.
+    if not spark.sparkContext.getConf().contains(SHUFFLE_PARTITIONS):
+        spark.conf.set(SHUFFLE_PARTITIONS, str(settings.ingest_shuffle_partitions))
+    return spark
 
 
 def json_schema():  # noqa: ANN201 - pyspark type

@@ -86,7 +86,10 @@ def airflow_env(settings: Settings, airflow_home: str | None = None) -> dict[str
         "SFMLOPS_DAG_TABLE_DEAD_LETTER": s.table_dead_letter,
         "SFMLOPS_DAG_TABLE_FORECASTS": s.table_forecasts,
         "SFMLOPS_DAG_TABLE_STORES": s.table_stores,
+        "SFMLOPS_DAG_TABLE_TRAINING_JOBS": s.table_training_jobs,
         "SFMLOPS_DAG_FORECAST_DAYS": str(s.horizon_days),
+        # DAG tasks push their outcome where the stack's jobs push (sfmlops_dag_utils/metrics.py)
+        "SFMLOPS_DAG_PUSHGATEWAY_URL": (s.pushgateway_base_url if s.monitoring else None) or "off",
     }
 
 

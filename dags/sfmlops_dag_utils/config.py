@@ -43,6 +43,8 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "ingest_extra_args": ("", "Extra options of `sfmlops ingest` (e.g. --max-offsets-per-trigger 500000)"),
     "training_kind": ("all", "Body `kind` of POST /v1/training-jobs (all | noop for tests)"),
     "retrain_on_drift": ("true", "Daily run: submit a training (the weekly request) when the served model's live accuracy drifts (true | false)"),
+    "retrain_cooldown_days": ("7", "Daily run: no early retraining while a same-scope training started within this many days and did not fail (0 = none)"),
+    "table_training_jobs": ("training_jobs", "The API's jobs table (read for the retraining cool-down over postgres_conn_id)"),
     "stores": ("", "Comma-separated store ids to train on, forecast and check (kind=all; empty = every store in sales)"),
     "training_neural": ("true", "Also train the neuralforecast candidate (true | false; false = LightGBM only, much faster)"),
     "training_lgbm_rounds": ("", "Boosting rounds of LightGBM (empty = the model's default)"),
@@ -53,8 +55,10 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "emr_application_id": ("", "aws: EMR Serverless application id (Terraform output)"),
     "emr_execution_role_arn": ("", "aws: job execution role ARN (Terraform output)"),
     "code_bucket": ("sfmlops-code", "aws: bucket with spark/sales_stream.py and spark/app.zip"),
-    "emr_spark_submit_parameters": ("", "aws: sparkSubmitParameters (default: --py-files s3://<code_bucket>/spark/app.zip)"),
+    "emr_spark_submit_parameters": ("", "aws: sparkSubmitParameters (default: --packages <Kafka source, PgJDBC> --py-files s3://<code_bucket>/spark/app.zip)"),
     "aws_conn_id": ("aws_default", "aws: Airflow AWS connection"),
+    "pushgateway_url": ("", "Pushgateway the tasks push their outcome to (job sfmlops_dag; empty or off = no pushing)"),
+    "metrics_push_timeout_s": ("2", "Timeout in seconds of one metrics push (a failed push is logged, never fails the task)"),
 }
 
 
@@ -160,6 +164,32 @@ class DagConfig:
             body["stores"] = stores
         return body
 
+    def emr_job_spec(self) -> dict[str, Any]:
+        """The EMR Serverless job run of the streaming job (application, role, code location, submit parameters).
+
+        The default ``sparkSubmitParameters`` carry the same ``--packages`` (Kafka source, PgJDBC) as
+        ``make spark-package``'s spark-submit line, from the one definition in ``common/spark.py``.
+
+        Raises:
+            ValueError: naming the missing settings.
+        """
+        from sfmlops_dag_utils.common.spark import emr_submit_parameters
+
+        missing = [k for k in ("emr_application_id", "emr_execution_role_arn") if not self.values[k]]
+        if missing:
+            raise ValueError(
+                "backend=aws needs " + ", ".join(f"{ENV_PREFIX}{k.upper()} (or Variable {VARIABLE_PREFIX}{k})" for k in missing)
+                + " (Terraform outputs of the spark module)"
+            )
+        code = f"s3://{self.values['code_bucket']}/spark"
+        return {
+            "application_id": self.values["emr_application_id"],
+            "execution_role_arn": self.values["emr_execution_role_arn"],
+            "entry_point": f"{code}/sales_stream.py",
+            "spark_submit_parameters": self.values["emr_spark_submit_parameters"] or emr_submit_parameters(code),
+            "aws_conn_id": self.values["aws_conn_id"],
+        }
+
     def as_dict(self) -> dict[str, Any]:
         return dict(self.values)
 
@@ -172,7 +202,7 @@ def run_config() -> DagConfig:
             f"{ENV_PREFIX}BACKEND (or Variable {VARIABLE_PREFIX}backend) must be 'local' or 'aws', got {values['backend']!r}"
         )
     cfg = DagConfig(values)
-    for name in ("max_dead_letters", "min_rows", "ingest_timeout_s", "forecast_days", "forecast_timeout_s", "api_timeout_s"):
+    for name in ("max_dead_letters", "min_rows", "retrain_cooldown_days", "ingest_timeout_s", "forecast_days", "forecast_timeout_s", "api_timeout_s"):
         cfg.int(name, minimum=1 if name.endswith(("_s", "_days")) else 0)
     cfg.bool("retrain_on_drift")
     cfg.training_request()  # validates stores, training_neural, training_lgbm_rounds, training_max_steps

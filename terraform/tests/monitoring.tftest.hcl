@@ -19,6 +19,11 @@ mock_provider "aws" {
       prometheus_endpoint = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-mock/"
     }
   }
+  mock_resource "aws_ssm_parameter" {
+    defaults = {
+      arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/sfmlops-prod/monitoring/prometheus-agent.yml"
+    }
+  }
   mock_resource "aws_cloudwatch_log_group" {
     defaults = {
       arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/prometheus/sfmlops-prod"
@@ -60,20 +65,15 @@ run "every_managed_service_has_its_alarms" {
     error_message = "Expected Lambda errors/throttles/duration, RDS CPU/storage/connections, MSK disk per broker + lag, EMR failures."
   }
   assert {
-    condition = alltrue(flatten([
-      for group in [aws_cloudwatch_metric_alarm.lambda_errors, aws_cloudwatch_metric_alarm.lambda_throttles,
-        aws_cloudwatch_metric_alarm.lambda_duration, aws_cloudwatch_metric_alarm.db_cpu, aws_cloudwatch_metric_alarm.db_storage,
-        aws_cloudwatch_metric_alarm.db_connections, aws_cloudwatch_metric_alarm.kafka_disk, aws_cloudwatch_metric_alarm.kafka_lag,
-      aws_cloudwatch_metric_alarm.emr_failures] : [for a in values(group) : a.alarm_actions == toset([aws_sns_topic.this.arn])]
-    ]))
+    condition     = alltrue([for a in values(aws_cloudwatch_metric_alarm.this) : a.alarm_actions == toset([aws_sns_topic.this.arn]) && a.ok_actions == toset([aws_sns_topic.this.arn])])
     error_message = "Every alarm must notify the SNS topic."
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.lambda_duration["api"].extended_statistic == "p99" && aws_cloudwatch_metric_alarm.db_storage["db"].comparison_operator == "LessThanThreshold"
+    condition     = aws_cloudwatch_metric_alarm.this["lambda-duration-p99"].extended_statistic == "p99" && aws_cloudwatch_metric_alarm.this["lambda-duration-p99"].statistic == null && aws_cloudwatch_metric_alarm.this["rds-free-storage"].comparison_operator == "LessThanThreshold"
     error_message = "Lambda duration alarms on p99; free storage alarms when it falls below the threshold."
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.kafka_lag["kafka"].dimensions["Consumer Group"] == "sfmlops-ingest" && aws_cloudwatch_metric_alarm.kafka_lag["kafka"].dimensions["Topic"] == "sales"
+    condition     = aws_cloudwatch_metric_alarm.this["msk-consumer-lag"].dimensions["Consumer Group"] == "sfmlops-ingest" && aws_cloudwatch_metric_alarm.this["msk-consumer-lag"].dimensions["Topic"] == "sales"
     error_message = "The MSK lag alarm watches the streaming job's consumer group on the sales topic."
   }
   assert {
@@ -115,6 +115,39 @@ run "remote_write_is_least_privilege" {
   }
 }
 
+run "prometheus_agent_remote_writes_with_sigv4_and_reads_only_its_parameter" {
+  command = apply
+
+  module {
+    source = "./modules/monitoring"
+  }
+
+  assert {
+    condition     = aws_ssm_parameter.prometheus_agent.type == "SecureString" && aws_ssm_parameter.prometheus_agent.key_id == var.kms_key_arn && aws_ssm_parameter.prometheus_agent.value == output.prometheus_agent_config
+    error_message = "The agent config is a SecureString parameter under the module's KMS key."
+  }
+  assert {
+    condition     = yamldecode(output.prometheus_agent_config).remote_write[0].url == output.amp_remote_write_url && yamldecode(output.prometheus_agent_config).remote_write[0].sigv4.region == "eu-west-1"
+    error_message = "The agent remote-writes to this workspace, signing with SigV4 in the module's region."
+  }
+  assert {
+    condition     = [for j in yamldecode(output.prometheus_agent_config).scrape_configs : j.job_name] == ["sfmlops_exporter", "pushgateway", "ray"]
+    error_message = "The agent scrapes the exporter, the Pushgateway and Ray (the local stack's job names)."
+  }
+  assert {
+    condition     = [for p in aws_iam_role_policy.prometheus_agent_read : p.role] == ["sfmlops-prod-ray-head"]
+    error_message = "Only the Ray head's role may read the agent config."
+  }
+  assert {
+    condition     = jsondecode(output.prometheus_agent_read_policy_json).Statement[0].Action == ["ssm:GetParameter"] && jsondecode(output.prometheus_agent_read_policy_json).Statement[0].Resource == ["arn:aws:ssm:eu-west-1:123456789012:parameter/sfmlops-prod/monitoring/prometheus-agent.yml"]
+    error_message = "The head reads exactly this parameter."
+  }
+  assert {
+    condition     = jsondecode(output.prometheus_agent_read_policy_json).Statement[1].Action == ["kms:Decrypt"] && jsondecode(output.prometheus_agent_read_policy_json).Statement[1].Condition.StringEquals["kms:ViaService"] == "ssm.eu-west-1.amazonaws.com" && !strcontains(output.prometheus_agent_read_policy_json, "*")
+    error_message = "Decrypt only through SSM, with the module's key, no wildcard."
+  }
+}
+
 run "dashboard_is_valid_json_naming_the_resources" {
   command = apply
 
@@ -150,7 +183,7 @@ run "null_inputs_skip_their_alarms" {
   }
 
   assert {
-    condition     = length(output.alarm_names) == 0 && length(aws_iam_role_policy.remote_write) == 0
+    condition     = length(output.alarm_names) == 0 && length(aws_iam_role_policy.remote_write) == 0 && length(aws_iam_role_policy.prometheus_agent_read) == 0
     error_message = "Without resources to watch there are no alarms and no role policies."
   }
 }

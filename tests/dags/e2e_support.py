@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -116,19 +115,14 @@ def prepare_slice(settings) -> dict[str, Any]:  # noqa: ANN001
     }
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def api_server(settings) -> Iterator[tuple[str, str]]:  # noqa: ANN001
     """The real API under uvicorn on a free loopback port, and a fresh key; yields ``(base_url, key)``."""
     from app.api.auth import issue_key
     from app.config import settings_env
+    from app.stack.base import free_port
 
-    port = _free_port(settings.bind_host)
+    port = free_port(settings.bind_host)
     settings = settings.model_copy(update={"api_port": port})
     key = issue_key(settings, f"airflow-e2e-{uuid.uuid4().hex[:8]}")
     url = f"http://{settings.bind_host}:{port}"

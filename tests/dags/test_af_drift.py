@@ -34,6 +34,13 @@ def test_score_accuracy_then_retrain_on_drift_submits_a_training(
     assert f"early retraining: job {decision['job']['id']}" in out
     print(f"SFMLOPS_DRIFTTEST_JOB={decision['job']['id']}")
 
+    # the next daily run: still drift, but that training (same scope) started within the cool-down
+    again = dag.test()
+    assert again.state == "success"
+    held = again.get_task_instance("retrain_on_drift").xcom_pull(task_ids="retrain_on_drift")
+    assert held["retrain"] is False and "job" not in held, held
+    assert held["recent_job"]["id"] == decision["job"]["id"] and "7-day cool-down" in held["reason"], held
+
 
 def test_decision_without_drift_or_when_switched_off() -> None:
     from sfmlops_dag_utils.drift import retrain_on_drift

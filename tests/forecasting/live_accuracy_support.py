@@ -37,6 +37,7 @@ def isolated(base: Any) -> Any:  # noqa: ANN401 - app.config.Settings
         "table_stores": f"tacc{tag}_stores",
         "table_forecasts": f"tacc{tag}_forecasts",
         "table_accuracy": f"tacc{tag}_accuracy",
+        "table_training_jobs": f"tacc{tag}_training_jobs",  # the daily DAG's retraining cool-down reads it
         "model_name": f"test-accuracy-{tag}",
         "mlflow_experiment": f"sfmlops-test-accuracy-{tag}",
         "accuracy_drift_margin": 0.2,

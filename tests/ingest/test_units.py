@@ -105,7 +105,12 @@ def test_package_builds_zip_and_submit_line(tmp_path) -> None:
     names = zipfile.ZipFile(out["app_zip"]).namelist()
     assert "app/ingest/job.py" in names and "app/sql/010_ingest.sql" in names
     assert "--packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.2,org.postgresql:postgresql:42.7.8" in out["spark_submit"]
-    assert "<pgjdbc.version>42.7.8</pgjdbc.version>" in (PROJECT_ROOT / "spark_jobs" / "pom.xml").read_text()
+    # one definition of the PgJDBC coordinates: Maven gets the version from app/common/spark.py, the pom has none
+    from app.common.spark import PGJDBC_VERSION
+    from app.ingest import REQUIRED_JARS
+
+    assert PGJDBC_VERSION == "42.7.8" and f"postgresql-{PGJDBC_VERSION}.jar" in REQUIRED_JARS
+    assert "42.7.8" not in (PROJECT_ROOT / "spark_jobs" / "pom.xml").read_text()
     assert out["spark_submit"].split("s3://code/spark/sales_stream.py ")[1].startswith("--trigger available-now")
 
 

@@ -127,17 +127,65 @@ def test_root_has_no_secret_variables_or_outputs() -> None:
 
 
 def test_cluster_yaml_matches_ray_schema() -> None:
-    yaml = pytest.importorskip("yaml")
     pytest.importorskip("jsonschema")
     from ray.autoscaler._private.util import validate_config
 
-    config = yaml.safe_load((ROOT / "ray_cluster" / "cluster.yaml").read_text())
+    from app.stack.terraform import reference_cluster_config
+
+    config = reference_cluster_config()
     validate_config(config)
     assert set(config["available_node_types"]) == {"ray.head.default", "ray.worker.default"}
     assert config["head_node_type"] == "ray.head.default"
     worker = config["available_node_types"]["ray.worker.default"]
     assert 0 <= worker["min_workers"] <= worker["max_workers"] <= config["max_workers"]
     assert config["provider"]["type"] == "aws"
+
+
+def test_ray_head_starts_the_monitoring_agent() -> None:
+    """The monitoring module's agent commands (fetch the config from SSM, start Prometheus in agent mode) reach the
+    head's ``head_setup_commands`` exactly, shell metacharacters and all; without monitoring the list is empty."""
+    from app.stack.terraform import reference_cluster_config
+
+    main = (TF_DIR / "main.tf").read_text()
+    assert re.search(r"head_setup_commands\s*=\s*var\.create_monitoring \? module\.monitoring\[0\]\.prometheus_agent_head_commands : \[\]", main)
+    commands = ["command -v prometheus >/dev/null || sudo apt-get install -y prometheus",
+                'nohup prometheus --config.file=$HOME/agent.yml > ~/agent.log 2>&1 & echo "${HOME}"']
+    assert reference_cluster_config(head_setup_commands=commands)["head_setup_commands"] == commands
+    assert reference_cluster_config()["head_setup_commands"] == []
+
+
+def test_cluster_yaml_is_rendered_per_deployment_not_committed() -> None:
+    """Issue 19: no deployment's ids in the tree. ``ray_cluster/cluster.yaml`` is git-ignored (each deployment writes
+    its own from Terraform's outputs, ``make tf-ray-cluster``), no committed file under ``ray_cluster/`` carries
+    subnet, security group or account ids, and the reference rendering carries the placeholders only."""
+    from app.stack.terraform import CLUSTER_YAML, REFERENCE_INPUTS, render_reference_cluster_yaml
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT, check=False).returncode == 0
+
+    assert ignored(str(CLUSTER_YAML.relative_to(ROOT))), "ray_cluster/cluster.yaml must be git-ignored"
+    tracked = subprocess.run(["git", "ls-files", "ray_cluster"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    present = [p for p in tracked if (ROOT / p).is_file()]
+    assert [p for p in present if ignored(p)] == [], "a rendered cluster file is tracked: remove it from git"
+    real_ids = re.compile(r"subnet-[0-9a-f]{8,}|sg-[0-9a-f]{8,}|arn:aws:iam::\d{12}:")
+    assert [p for p in present if real_ids.search((ROOT / p).read_text(errors="replace"))] == []
+    text = render_reference_cluster_yaml()
+    for value in (*REFERENCE_INPUTS["subnet_ids"], REFERENCE_INPUTS["security_group_id"], "arn:aws:iam::ACCOUNT_ID:instance-profile/sfmlops-ray-head"):
+        assert value in text
+    assert not real_ids.search(text)
+
+
+def test_cloudwatch_alarms_are_one_resource_over_a_map() -> None:
+    """Issue 19: one ``aws_cloudwatch_metric_alarm`` block with ``for_each`` over the alarm map, not a block per alarm
+    (what each alarm watches is checked by ``terraform test``, tests/monitoring.tftest.hcl)."""
+    blocks = [
+        (str(path.relative_to(TF_DIR)), name)
+        for path in sorted(TF_DIR.rglob("*.tf")) if ".terraform" not in path.parts
+        for name in re.findall(r'^resource\s+"aws_cloudwatch_metric_alarm"\s+"(\w+)"', path.read_text(), re.M)
+    ]
+    assert blocks == [("modules/monitoring/main.tf", "this")]
+    body = (TF_DIR / "modules" / "monitoring" / "main.tf").read_text().split('resource "aws_cloudwatch_metric_alarm" "this" {', 1)[1]
+    assert re.match(r"\s*for_each\s*=\s*local\.alarms\b", body)
 
 
 def test_cluster_yaml_comments_every_key() -> None:

@@ -57,163 +57,80 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = each.value
 }
 
-# --- Lambda (the API) -----------------------------------------------------------------------------------
-resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
-  for_each            = local.lambda
-  alarm_name          = "${var.name}-lambda-errors"
-  alarm_description   = "The API Lambda raised errors (5xx behind API Gateway): see its log group."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = each.value }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-  tags                = var.tags
+# --- CloudWatch alarms: one resource over every alarm of the services present ---------------------------
+# Key = the alarm's name after "<name>-". Every entry has every attribute (null / "missing" = CloudWatch's default),
+# so the map has one element type. All periods are 5 minutes; each notifies the SNS topic when it fires and clears.
+locals {
+  alarms = merge(
+    # Lambda (the API)
+    { for k, fn in local.lambda : "lambda-errors" => {
+      description = "The API Lambda raised errors (5xx behind API Gateway): see its log group.", namespace = "AWS/Lambda"
+      metric      = "Errors", dimensions = { FunctionName = fn }, statistic = "Sum", extended_statistic = null
+      periods     = 1, threshold = 0, comparison = "GreaterThanThreshold", missing = "notBreaching"
+    } },
+    { for k, fn in local.lambda : "lambda-throttles" => {
+      description = "The API Lambda was throttled (reserved concurrency reached).", namespace = "AWS/Lambda"
+      metric      = "Throttles", dimensions = { FunctionName = fn }, statistic = "Sum", extended_statistic = null
+      periods     = 1, threshold = 0, comparison = "GreaterThanThreshold", missing = "notBreaching"
+    } },
+    { for k, fn in local.lambda : "lambda-duration-p99" => {
+      description = "The API Lambda's p99 duration is above ${var.lambda_duration_p99_ms} ms for 15 minutes.", namespace = "AWS/Lambda"
+      metric      = "Duration", dimensions = { FunctionName = fn }, statistic = null, extended_statistic = "p99"
+      periods     = 3, threshold = var.lambda_duration_p99_ms, comparison = "GreaterThanThreshold", missing = "notBreaching"
+    } },
+    # RDS
+    { for k, db in local.db : "rds-cpu" => {
+      description = "RDS CPU above ${var.db_cpu_percent} % for 15 minutes.", namespace = "AWS/RDS"
+      metric      = "CPUUtilization", dimensions = { DBInstanceIdentifier = db }, statistic = "Average", extended_statistic = null
+      periods     = 3, threshold = var.db_cpu_percent, comparison = "GreaterThanThreshold", missing = "missing"
+    } },
+    { for k, db in local.db : "rds-free-storage" => {
+      description = "RDS free storage below ${var.db_free_storage_bytes} bytes.", namespace = "AWS/RDS"
+      metric      = "FreeStorageSpace", dimensions = { DBInstanceIdentifier = db }, statistic = "Minimum", extended_statistic = null
+      periods     = 1, threshold = var.db_free_storage_bytes, comparison = "LessThanThreshold", missing = "missing"
+    } },
+    { for k, db in local.db : "rds-connections" => {
+      description = "More than ${var.db_max_connections} connections to RDS for 10 minutes.", namespace = "AWS/RDS"
+      metric      = "DatabaseConnections", dimensions = { DBInstanceIdentifier = db }, statistic = "Maximum", extended_statistic = null
+      periods     = 2, threshold = var.db_max_connections, comparison = "GreaterThanThreshold", missing = "missing"
+    } },
+    # MSK: the data-log disk of every broker, the streaming job's consumer lag
+    { for broker, _ in local.brokers : "msk-disk-broker-${broker}" => {
+      description = "MSK broker ${broker}: data-log disk more than ${var.kafka_disk_percent} % full.", namespace = "AWS/Kafka"
+      metric      = "KafkaDataLogsDiskUsed", dimensions = { "Cluster Name" = var.kafka_cluster_name, "Broker ID" = broker }
+      statistic   = "Maximum", extended_statistic = null
+      periods     = 1, threshold = var.kafka_disk_percent, comparison = "GreaterThanThreshold", missing = "missing"
+    } },
+    { for k, cluster in local.kafka : "msk-consumer-lag" => {
+      description = "The streaming job (group ${var.kafka_consumer_group}) is more than ${var.kafka_max_offset_lag} records behind on ${var.kafka_topic} for 15 minutes."
+      namespace   = "AWS/Kafka", metric = "MaxOffsetLag"
+      dimensions  = { "Cluster Name" = cluster, "Consumer Group" = var.kafka_consumer_group, "Topic" = var.kafka_topic }
+      statistic   = "Maximum", extended_statistic = null
+      periods     = 3, threshold = var.kafka_max_offset_lag, comparison = "GreaterThanThreshold", missing = "notBreaching"
+    } },
+    # EMR Serverless
+    { for k, app in local.emr : "emr-failed-jobs" => {
+      description = "A streaming (EMR Serverless) job run failed.", namespace = "AWS/EMRServerless"
+      metric      = "FailedJobs", dimensions = { ApplicationId = app }, statistic = "Sum", extended_statistic = null
+      periods     = 1, threshold = 0, comparison = "GreaterThanThreshold", missing = "notBreaching"
+    } },
+  )
 }
 
-resource "aws_cloudwatch_metric_alarm" "lambda_throttles" {
-  for_each            = local.lambda
-  alarm_name          = "${var.name}-lambda-throttles"
-  alarm_description   = "The API Lambda was throttled (reserved concurrency reached)."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Throttles"
-  dimensions          = { FunctionName = each.value }
-  statistic           = "Sum"
+resource "aws_cloudwatch_metric_alarm" "this" {
+  for_each            = local.alarms
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = each.value.statistic
+  extended_statistic  = each.value.extended_statistic
   period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-  tags                = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "lambda_duration" {
-  for_each            = local.lambda
-  alarm_name          = "${var.name}-lambda-duration-p99"
-  alarm_description   = "The API Lambda's p99 duration is above ${var.lambda_duration_p99_ms} ms for 15 minutes."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Duration"
-  dimensions          = { FunctionName = each.value }
-  extended_statistic  = "p99"
-  period              = 300
-  evaluation_periods  = 3
-  threshold           = var.lambda_duration_p99_ms
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-  tags                = var.tags
-}
-
-# --- RDS ------------------------------------------------------------------------------------------------
-resource "aws_cloudwatch_metric_alarm" "db_cpu" {
-  for_each            = local.db
-  alarm_name          = "${var.name}-rds-cpu"
-  alarm_description   = "RDS CPU above ${var.db_cpu_percent} % for 15 minutes."
-  namespace           = "AWS/RDS"
-  metric_name         = "CPUUtilization"
-  dimensions          = { DBInstanceIdentifier = each.value }
-  statistic           = "Average"
-  period              = 300
-  evaluation_periods  = 3
-  threshold           = var.db_cpu_percent
-  comparison_operator = "GreaterThanThreshold"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-  tags                = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "db_storage" {
-  for_each            = local.db
-  alarm_name          = "${var.name}-rds-free-storage"
-  alarm_description   = "RDS free storage below ${var.db_free_storage_bytes} bytes."
-  namespace           = "AWS/RDS"
-  metric_name         = "FreeStorageSpace"
-  dimensions          = { DBInstanceIdentifier = each.value }
-  statistic           = "Minimum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = var.db_free_storage_bytes
-  comparison_operator = "LessThanThreshold"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-  tags                = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "db_connections" {
-  for_each            = local.db
-  alarm_name          = "${var.name}-rds-connections"
-  alarm_description   = "More than ${var.db_max_connections} connections to RDS for 10 minutes."
-  namespace           = "AWS/RDS"
-  metric_name         = "DatabaseConnections"
-  dimensions          = { DBInstanceIdentifier = each.value }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 2
-  threshold           = var.db_max_connections
-  comparison_operator = "GreaterThanThreshold"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-  tags                = var.tags
-}
-
-# --- MSK ------------------------------------------------------------------------------------------------
-resource "aws_cloudwatch_metric_alarm" "kafka_disk" {
-  for_each            = local.brokers
-  alarm_name          = "${var.name}-msk-disk-broker-${each.key}"
-  alarm_description   = "MSK broker ${each.key}: data-log disk more than ${var.kafka_disk_percent} % full."
-  namespace           = "AWS/Kafka"
-  metric_name         = "KafkaDataLogsDiskUsed"
-  dimensions          = { "Cluster Name" = var.kafka_cluster_name, "Broker ID" = each.key }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = var.kafka_disk_percent
-  comparison_operator = "GreaterThanThreshold"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-  tags                = var.tags
-}
-
-resource "aws_cloudwatch_metric_alarm" "kafka_lag" {
-  for_each            = local.kafka
-  alarm_name          = "${var.name}-msk-consumer-lag"
-  alarm_description   = "The streaming job (group ${var.kafka_consumer_group}) is more than ${var.kafka_max_offset_lag} records behind on ${var.kafka_topic} for 15 minutes."
-  namespace           = "AWS/Kafka"
-  metric_name         = "MaxOffsetLag"
-  dimensions          = { "Cluster Name" = each.value, "Consumer Group" = var.kafka_consumer_group, "Topic" = var.kafka_topic }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 3
-  threshold           = var.kafka_max_offset_lag
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-  tags                = var.tags
-}
-
-# --- EMR Serverless -------------------------------------------------------------------------------------
-resource "aws_cloudwatch_metric_alarm" "emr_failures" {
-  for_each            = local.emr
-  alarm_name          = "${var.name}-emr-failed-jobs"
-  alarm_description   = "A streaming (EMR Serverless) job run failed."
-  namespace           = "AWS/EMRServerless"
-  metric_name         = "FailedJobs"
-  dimensions          = { ApplicationId = each.value }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
+  evaluation_periods  = each.value.periods
+  threshold           = each.value.threshold
+  comparison_operator = each.value.comparison
+  treat_missing_data  = each.value.missing
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
   tags                = var.tags
@@ -241,6 +158,59 @@ resource "aws_iam_role_policy" "remote_write" {
   name     = "${var.name}-amp-remote-write"
   role     = each.value
   policy   = local.remote_write_policy
+}
+
+# --- Prometheus agent on the Ray head: its config in SSM (SecureString, this module's KMS key) -------------------
+locals {
+  prometheus_agent_parameter = "/${var.name}/monitoring/prometheus-agent.yml"
+  prometheus_agent_config = templatefile("${path.module}/prometheus-agent.yml.tftpl", {
+    parameter_name   = local.prometheus_agent_parameter
+    stack            = var.name
+    scrape_interval  = var.prometheus_agent_scrape_interval
+    scrape_timeout   = var.prometheus_agent_scrape_interval
+    exporter         = var.prometheus_agent_targets.exporter
+    pushgateway      = var.prometheus_agent_targets.pushgateway
+    ray_sd_file      = var.prometheus_agent_targets.ray_sd_file
+    remote_write_url = "${aws_prometheus_workspace.this.prometheus_endpoint}api/v1/remote_write"
+    region           = var.region
+  })
+  agent_role = contains(keys(local.role_names), var.prometheus_agent_role_key) ? { agent = local.role_names[var.prometheus_agent_role_key] } : {}
+  # Exactly reading this one parameter (and decrypting it through SSM with the module's key).
+  prometheus_agent_read_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ReadPrometheusAgentConfig"
+        Effect   = "Allow"
+        Action   = ["ssm:GetParameter"]
+        Resource = [aws_ssm_parameter.prometheus_agent.arn]
+      },
+      {
+        Sid       = "DecryptItThroughSsm"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = [var.kms_key_arn]
+        Condition = { StringEquals = { "kms:ViaService" = "ssm.${var.region}.amazonaws.com" } }
+      },
+    ]
+  })
+}
+
+resource "aws_ssm_parameter" "prometheus_agent" {
+  name        = local.prometheus_agent_parameter
+  description = "Prometheus agent config of the Ray head: scrape the exporter, the Pushgateway and Ray; remote-write to AMP (SigV4)"
+  type        = "SecureString"
+  key_id      = var.kms_key_arn
+  tier        = "Standard"
+  value       = local.prometheus_agent_config
+  tags        = var.tags
+}
+
+resource "aws_iam_role_policy" "prometheus_agent_read" {
+  for_each = local.agent_role
+  name     = "${var.name}-prometheus-agent-config"
+  role     = each.value
+  policy   = local.prometheus_agent_read_policy
 }
 
 resource "aws_cloudwatch_dashboard" "this" {

@@ -5,17 +5,7 @@ output "sns_topic_arn" {
 
 output "alarm_names" {
   description = "Names of every CloudWatch alarm created."
-  value = sort(concat(
-    [for a in aws_cloudwatch_metric_alarm.lambda_errors : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.lambda_throttles : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.lambda_duration : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.db_cpu : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.db_storage : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.db_connections : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.kafka_disk : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.kafka_lag : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.emr_failures : a.alarm_name],
-  ))
+  value       = sort([for a in aws_cloudwatch_metric_alarm.this : a.alarm_name])
 }
 
 output "amp_workspace_id" {
@@ -36,4 +26,29 @@ output "remote_write_policy_json" {
 output "dashboard_name" {
   description = "Name of the CloudWatch dashboard (body: dashboard.json.tftpl)."
   value       = aws_cloudwatch_dashboard.this.dashboard_name
+}
+
+output "prometheus_agent_parameter_name" {
+  description = "SSM parameter (SecureString) holding the Ray head's Prometheus agent config."
+  value       = aws_ssm_parameter.prometheus_agent.name
+}
+
+output "prometheus_agent_config" {
+  description = "The rendered Prometheus agent config (remote_write to this workspace with SigV4; scrapes of the exporter, Pushgateway, Ray)."
+  value       = local.prometheus_agent_config
+}
+
+output "prometheus_agent_read_policy_json" {
+  description = "The inline policy that lets the agent's role read its SSM parameter (for audits and terraform test)."
+  value       = local.prometheus_agent_read_policy
+}
+
+output "prometheus_agent_head_commands" {
+  description = "Commands the Ray head runs to fetch the agent config from SSM and start Prometheus in agent mode."
+  value = [
+    # Agent mode needs Prometheus >= 2.32 (Ubuntu 24.04's package is 2.45; Debian 12's 2.42).
+    "command -v prometheus >/dev/null || (sudo apt-get update -qq && sudo apt-get install -y -qq prometheus && sudo systemctl disable --now prometheus)",
+    "mkdir -p ~/prometheus-agent && aws ssm get-parameter --region ${var.region} --with-decryption --name ${aws_ssm_parameter.prometheus_agent.name} --query Parameter.Value --output text > ~/prometheus-agent/agent.yml",
+    "nohup prometheus --enable-feature=agent --config.file=$HOME/prometheus-agent/agent.yml --storage.agent.path=$HOME/prometheus-agent/wal --web.listen-address=127.0.0.1:9095 > ~/prometheus-agent/agent.log 2>&1 &",
+  ]
 }

@@ -103,6 +103,32 @@ variable "remote_write_role_arns_by_name" {
   default     = {}
 }
 
+variable "prometheus_agent_role_key" {
+  description = "Key in remote_write_role_arns_by_name of the role that runs the Prometheus agent (the Ray head): it may read the agent's SSM parameter."
+  type        = string
+  default     = "ray_head"
+}
+
+variable "prometheus_agent_scrape_interval" {
+  description = "Scrape interval of the Prometheus agent on the Ray head."
+  type        = string
+  default     = "30s"
+}
+
+variable "prometheus_agent_targets" {
+  description = "Addresses the agent scrapes on the Ray head: the sfmlops exporter, the Pushgateway, Ray's service-discovery file."
+  type = object({
+    exporter    = string
+    pushgateway = string
+    ray_sd_file = string
+  })
+  default = {
+    exporter    = "127.0.0.1:9188"
+    pushgateway = "127.0.0.1:9091"
+    ray_sd_file = "/tmp/ray/prom_metrics_service_discovery.json"
+  }
+}
+
 variable "amp_retention_days" {
   description = "Days the AMP workspace's alert-manager/rule logs are kept in CloudWatch Logs."
   type        = number

@@ -169,22 +169,8 @@ resource "aws_iam_instance_profile" "worker" {
   tags = var.tags
 }
 
+# What the cluster file (cluster_yaml.tf) takes from the resources; everything else it reads from variables.
 locals {
-  cluster_yaml = templatefile("${path.module}/templates/cluster.yaml.tftpl", {
-    cluster_name         = var.name
-    region               = var.region
-    availability_zones   = join(",", var.availability_zones)
-    subnet_ids           = var.subnet_ids
-    security_group_id    = var.security_group_id
-    head_profile_arn     = aws_iam_instance_profile.this.arn
-    worker_profile_arn   = aws_iam_instance_profile.worker.arn
-    image_id             = var.image_id
-    head_instance_type   = var.head_instance_type
-    worker_instance_type = var.worker_instance_type
-    min_workers          = var.min_workers
-    max_workers          = var.max_workers
-    idle_timeout_minutes = var.idle_timeout_minutes
-    ray_version          = var.ray_version
-    pip_packages         = join(" ", [for p in var.pip_packages : "'${p}'"])
-  })
+  head_profile_arn   = aws_iam_instance_profile.this.arn
+  worker_profile_arn = aws_iam_instance_profile.worker.arn
 }

@@ -108,3 +108,9 @@ variable "tags" {
   default     = {}
   description = "Tags added to every resource."
 }
+
+variable "head_setup_commands" {
+  description = "Extra commands run only on the head after the setup commands (e.g. the monitoring module's Prometheus agent start)."
+  type        = list(string)
+  default     = []
+}

@@ -1,0 +1,32 @@
+"""The JVM packages of the streaming job: the one definition of their Maven coordinates.
+
+Used by the local path (``app.ingest.resolve_jars`` passes :data:`PGJDBC_VERSION` to Maven as
+``-Dpgjdbc.version`` for ``spark_jobs/pom.xml``), by ``spark_jobs/package.py`` (the EMR ``spark-submit`` line)
+and by the daily DAG's EMR Serverless job (``sparkSubmitParameters``; this file is vendored into the DAG
+bundle by ``make dags-vendor``). Standard library only.
+"""
+
+from __future__ import annotations
+
+#: PgJDBC, the executors' staging writer and the driver's commits.
+PGJDBC_VERSION = "42.7.8"
+PGJDBC_PACKAGE = f"org.postgresql:postgresql:{PGJDBC_VERSION}"
+#: Spark of the EMR release the job runs on (``emr-spark-8.0.0``); locally pyspark's own (``pom.xml``).
+EMR_SPARK_VERSION = "4.0.2"
+#: Scala binary version of Spark 4.
+SCALA_BINARY_VERSION = "2.13"
+
+
+def kafka_package(spark_version: str = EMR_SPARK_VERSION) -> str:
+    """Spark's Kafka source for ``spark_version``."""
+    return f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY_VERSION}:{spark_version}"
+
+
+def spark_packages(spark_version: str = EMR_SPARK_VERSION) -> str:
+    """The ``--packages`` value of an EMR run: the Kafka source and PgJDBC."""
+    return f"{kafka_package(spark_version)},{PGJDBC_PACKAGE}"
+
+
+def emr_submit_parameters(code_uri: str, spark_version: str = EMR_SPARK_VERSION) -> str:
+    """``sparkSubmitParameters`` of the EMR Serverless job run whose job file and ``app.zip`` are under ``code_uri``."""
+    return f"--packages {spark_packages(spark_version)} --py-files {code_uri.rstrip('/')}/app.zip"
