@@ -1,4 +1,5 @@
-"""A private fake multinode Ray cluster on this machine: ``ray_cluster/cluster.yaml``'s node types, autoscaled.
+"""A private fake multinode Ray cluster on this machine: the ray module's cluster file's node types, autoscaled
+(:func:`app.stack.terraform.reference_cluster_config`; the deployment's own rendering is ``ray_cluster/cluster.yaml``).
 
 :class:`FakeMultinodeHead` is the stack's :class:`~app.stack.ray.RayHead` with its own state dir, free ports
 and temp dir, started with ``RAY_FAKE_CLUSTER=1`` and ``--autoscaling-config`` = the rendered
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,12 +25,12 @@ import psutil
 import yaml
 
 from app.config import PROJECT_ROOT
+from app.stack.base import free_ports as _free_ports
 from app.stack.ray import RayHead
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
 
-CLUSTER_YAML = PROJECT_ROOT / "ray_cluster" / "cluster.yaml"
 FAKE_CLUSTER_YAML = PROJECT_ROOT / "ray_cluster" / "fake_multinode" / "cluster.yaml"
 HEAD_TYPE = "ray.head.default"
 WORKER_TYPE = "ray.worker.default"
@@ -40,16 +40,7 @@ RAY_WORKER_PORTS = range(10002, 20000)
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     """``n`` distinct free TCP ports on ``host`` outside Ray's worker port range."""
-    ports: list[int] = []
-    for _ in range(50 * n):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in RAY_WORKER_PORTS and port not in ports:
-            ports.append(port)
-            if len(ports) == n:
-                return ports
-    raise RuntimeError(f"found only {len(ports)} of {n} free ports on {host}")
+    return _free_ports(n, host, avoid=RAY_WORKER_PORTS)
 
 
 def render_config(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from app.data.schema import SALES_DTYPES, STORE_COLUMNS, STORES_FLOAT_COLUMNS, TRAIN_COLUMNS
+from app.data.schema import SALES_DTYPES, STORE_COLUMNS, STORES_FLOAT_COLUMNS, STORES_INT_COLUMNS, TRAIN_COLUMNS
 from app.data.validation import DataValidationError, validate_sales, validate_stores
 
 TRAIN_NAMES = ("train.csv.gz", "train.csv")
@@ -85,7 +85,7 @@ def load_stores(path: str | Path) -> pd.DataFrame:
     source = str(path)
     frame = _read_raw(Path(path), STORE_COLUMNS)
     problems: list[str] = []
-    _to_numbers(frame, ["store", "promo2"], source, problems, allow_na=False)
+    _to_numbers(frame, list(STORES_INT_COLUMNS), source, problems, allow_na=False)
     _to_numbers(frame, list(STORES_FLOAT_COLUMNS), source, problems, allow_na=True)
     if problems:
         raise DataValidationError(source, problems)

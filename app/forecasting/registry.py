@@ -78,12 +78,6 @@ def version_scope(client: Any, mv: Any) -> str | None:
     return None
 
 
-def current_champion(client: Any, name: str, alias: str = CHAMPION) -> tuple[str | None, float | None]:
-    """``(version, backtest_rmspe)`` of the version aliased ``alias``, or ``(None, None)``."""
-    version, value, _ = _holder(client, name, alias)
-    return version, value
-
-
 def _holder(client: Any, name: str, alias: str) -> tuple[str | None, float | None, str | None]:
     """``(version, backtest_rmspe, scope)`` of the version holding ``alias``, or ``(None, None, None)``."""
     from mlflow.exceptions import MlflowException

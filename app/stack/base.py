@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -329,6 +329,48 @@ class Service:
             rss_bytes=tree_rss(pid) if pid else 0,
             detail=detail,
         )
+
+
+def free_ports(n: int = 1, host: str = "127.0.0.1", avoid: Container[int] = ()) -> list[int]:
+    """``n`` distinct TCP ports on ``host`` that nothing holds now and that are not in ``avoid``.
+
+    Each port is bound and released at once, so another process may take it before the caller does: bind it soon.
+
+    Raises:
+        StackError: when ``n`` such ports are not found.
+    """
+    ports: list[int] = []
+    for _ in range(50 * n):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in avoid and port not in ports:
+            ports.append(port)
+            if len(ports) == n:
+                return ports
+    raise StackError(f"found only {len(ports)} of {n} free ports on {host}")
+
+
+def free_port(host: str = "127.0.0.1", avoid: Container[int] = ()) -> int:
+    """One TCP port on ``host`` that nothing holds now and that is not in ``avoid`` (see :func:`free_ports`)."""
+    return free_ports(1, host, avoid)[0]
+
+
+def wait_listening(host: str, port: int, proc: subprocess.Popen | None = None, timeout_s: float = 60) -> None:
+    """Wait until something accepts TCP connections on ``host:port``.
+
+    Raises:
+        StackError: when ``proc`` (the process meant to listen) exits first, or after ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"the process exited with {proc.returncode} before listening on {host}:{port}")
+        if tcp_open(host, port, timeout=0.5):
+            return
+        if time.monotonic() >= deadline:
+            raise StackError(f"nothing listened on {host}:{port} within {timeout_s} s")
+        time.sleep(0.2)
 
 
 def tcp_open(host: str, port: int, timeout: float = 2.0) -> bool:

@@ -2,7 +2,8 @@
 
 Terraform renders ``modules/ray/templates/cluster.yaml.tftpl`` with the network, storage and
 ray module outputs; only the aws provider is available in this project's provider mirror (no
-``local_file``), so this script writes the output to disk.
+``local_file``), so this script writes the output to disk (``ray_cluster/cluster.yaml`` is git-ignored: each
+deployment renders its own).
 
 Usage::
 
@@ -12,9 +13,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,22 +20,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def render(tf_dir: Path, out: Path) -> Path:
-    """Read ``terraform output -json`` in ``tf_dir`` and write ``ray_cluster_yaml`` to ``out``.
+    """Write the output ``ray_cluster_yaml`` of the state in ``tf_dir`` to ``out`` (:func:`app.stack.terraform.write_cluster_yaml`).
 
     Raises:
-        SystemExit: When the output is missing or null (create_ray = false or not applied).
+        SystemExit: When ``terraform output`` fails or the output is missing or null (create_ray = false or not applied).
     """
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.environ.get("TF_CLI_CONFIG_FILE", str(ROOT / "terraform" / "terraformrc"))}
-    proc = subprocess.run(["terraform", "output", "-json"], cwd=tf_dir, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"terraform output failed in {tf_dir}: {proc.stderr.strip()}")
-    outputs = json.loads(proc.stdout or "{}")
-    text = (outputs.get("ray_cluster_yaml") or {}).get("value")
-    if not text:
-        raise SystemExit(f"output ray_cluster_yaml is empty in {tf_dir}: apply with create_ray = true first")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return out
+    from app.stack.terraform import TerraformFailed, write_cluster_yaml
+
+    try:
+        return write_cluster_yaml(out, tf_dir)
+    except TerraformFailed as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,6 @@ import base64
 import copy
 import importlib.util
 import json
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -99,13 +98,6 @@ def load_lambda_handler(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) ->
     spec.loader.exec_module(module)
     get_settings.cache_clear()
     return module.handler
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (for 'dependency down' cases)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assert_error_shape(body: Any, status: int) -> dict[str, Any]:

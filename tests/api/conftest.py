@@ -10,6 +10,7 @@ import pytest
 from apitest_support import SQL_DIR
 
 from app.config import Settings
+from app.db import connect
 
 
 # --- integration fixtures -------------------------------------------------------------------------------
@@ -27,7 +28,7 @@ def api_settings(request: pytest.FixtureRequest) -> Settings:
         update={"api_test_jobs": True, "api_max_concurrent_jobs": 2, "api_max_jobs_per_hour": 50, "api_max_body_bytes": 4096}
     )
     try:
-        conn = psycopg2.connect(settings.pg_dsn() + " connect_timeout=5")
+        conn = connect(settings)
     except psycopg2.OperationalError as exc:
         pytest.fail(f"Postgres not reachable at {settings.pg_host}:{settings.pg_port}: {exc}")
     names = settings.model_dump()

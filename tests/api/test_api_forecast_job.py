@@ -12,13 +12,13 @@ import time
 import uuid
 from typing import Any
 
-import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.common.jobs import FINISHED_STATES
 from app.config import PROJECT_ROOT, Settings
+from app.db import transaction
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TERMINAL = set(FINISHED_STATES)
@@ -117,7 +117,7 @@ def test_small_training_then_forecast_job_through_the_api(job_settings: Settings
     summary = done["result"]
     assert summary["job"] == "forecast" and summary["model_name"] == job_settings.model_name, summary
     assert summary["model_version"] == str(result["gate"]["version"]) and summary["days"] == 5 and summary["stores"] == 1
-    with psycopg2.connect(job_settings.pg_dsn()) as conn, conn.cursor() as cur:
+    with transaction(job_settings) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT max(date) FROM {job_settings.table_sales}")
         last = cur.fetchone()[0]
         cur.execute(

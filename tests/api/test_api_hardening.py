@@ -24,13 +24,15 @@ import httpx
 import psycopg2
 import psycopg2.extras
 import pytest
-from apitest_support import assert_error_shape, free_port, h, wait_for
+from apitest_support import assert_error_shape, h, wait_for
 from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.api.ray_jobs import RayJobsClient
 from app.common.jobs import FINISHED_STATES
 from app.config import PROJECT_ROOT, Settings
+from app.db import transaction
+from app.stack.base import free_port
 
 pytestmark = pytest.mark.integration
 TERMINAL = set(FINISHED_STATES)
@@ -46,7 +48,7 @@ def ray_jobs_of(settings: Settings, client_name: str) -> list[dict[str, Any]]:
 
 
 def rows_of(settings: Settings, client_name: str) -> list[tuple[str, str]]:
-    with psycopg2.connect(settings.pg_dsn()) as conn, conn.cursor() as cur:
+    with transaction(settings) as conn, conn.cursor() as cur:
         cur.execute(
             f"SELECT j.id, j.state FROM {settings.table_training_jobs} j JOIN {settings.table_api_clients} c"
             " ON c.id = j.client_id WHERE c.name = %s",
@@ -92,7 +94,7 @@ def test_a_submission_that_never_reached_ray_is_not_recorded(api_settings: Setti
         refused = offline.post("/v1/training-jobs", json={"kind": "noop"}, headers=h(keys["bob"], idem))
     assert refused.status_code == 503
     assert "Ray Jobs API is unavailable" in assert_error_shape(refused.json(), 503)["message"]
-    with psycopg2.connect(api_settings.pg_dsn()) as conn, conn.cursor() as cur:
+    with transaction(api_settings) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {api_settings.table_training_jobs} WHERE idempotency_key = %s", (idem,))
         assert cur.fetchone()[0] == 0
 
@@ -119,7 +121,7 @@ def test_a_finished_job_whose_logs_ray_did_not_return_keeps_its_result_for_a_lat
                 time.sleep(0.5)
         finally:
             ray.close()
-        with psycopg2.connect(api_settings.pg_dsn()) as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        with transaction(api_settings) as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
             cur.execute(f"SELECT * FROM {api_settings.table_training_jobs} WHERE id = %s", (job_id,))
             row = dict(cur.fetchone())
         flaky = LogsTimeOut(api_settings.ray_jobs_url, 30)
@@ -230,7 +232,7 @@ def test_log_pages_are_bounded(api_settings: Settings, keys: dict[str, str]) -> 
     line = "é-log-line-" + "x" * 88  # 100 bytes of UTF-8 with a two-byte character
     ray.submit(entrypoint=f"python -c \"print('\\n'.join(['{line}'] * 300))\"", submission_id=job_id, metadata={"client": "test-logs"})
     t_keys, t_jobs = api_settings.table_api_keys, api_settings.table_training_jobs
-    with psycopg2.connect(api_settings.pg_dsn()) as conn, conn.cursor() as cur:
+    with transaction(api_settings) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT client_id FROM {t_keys} WHERE key_hash = %s", (_hash(api_settings, keys["alice"]),))
         client_id = cur.fetchone()[0]
         cur.execute(

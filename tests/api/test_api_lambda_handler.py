@@ -10,7 +10,9 @@ import json
 import logging
 
 import pytest
-from apitest_support import assert_error_shape, free_port, invoke, load_lambda_handler, make_event
+from apitest_support import assert_error_shape, invoke, load_lambda_handler, make_event
+
+from app.stack.base import free_port
 
 
 @pytest.fixture()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 
 import hypothesis
-import psycopg2
 import pytest
 import schemathesis
 from schemathesis.checks import (
@@ -24,6 +23,7 @@ from schemathesis.checks import (
 
 from app.api.main import create_app
 from app.config import Settings
+from app.db import transaction
 
 pytestmark = pytest.mark.integration
 CHECKS = [
@@ -107,7 +107,7 @@ def _assert_no_real_work(fuzz_settings: Settings, name: str) -> None:
     """The fuzz client's jobs are noop jobs only, on Ray and in the table."""
     from app.api.ray_jobs import RayJobsClient
 
-    with psycopg2.connect(fuzz_settings.pg_dsn()) as conn, conn.cursor() as cur:
+    with transaction(fuzz_settings) as conn, conn.cursor() as cur:
         cur.execute(
             f"SELECT j.kind, count(*) FROM {fuzz_settings.table_training_jobs} j JOIN {fuzz_settings.table_api_clients} c"
             " ON c.id = j.client_id WHERE c.name = %s GROUP BY j.kind",

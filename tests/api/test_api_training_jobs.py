@@ -5,14 +5,15 @@ from __future__ import annotations
 import time
 import uuid
 
-import psycopg2
 import pytest
-from apitest_support import assert_error_shape, free_port, h, invoke, load_lambda_handler, make_event, wait_for
+from apitest_support import assert_error_shape, h, invoke, load_lambda_handler, make_event, wait_for
 from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.common.jobs import FINISHED_STATES
 from app.config import Settings
+from app.db import transaction
+from app.stack.base import free_port
 
 pytestmark = pytest.mark.integration
 TERMINAL = set(FINISHED_STATES)
@@ -51,7 +52,7 @@ def test_idempotent_retry_is_one_job(api: TestClient, keys: dict[str, str], api_
     assert first.status_code == 202 and second.status_code == 200
     assert second.headers["idempotent-replayed"] == "true"
     assert first.json()["id"] == second.json()["id"]
-    with psycopg2.connect(api_settings.pg_dsn()) as conn, conn.cursor() as cur:
+    with transaction(api_settings) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {api_settings.table_training_jobs} WHERE idempotency_key = %s", (idem,))
         assert cur.fetchone()[0] == 1
     clash = api.post("/v1/training-jobs", json={"kind": "noop", "noop_seconds": 1}, headers=h(keys["alice"], idem))
@@ -203,7 +204,7 @@ def test_history_survives_ray_going_away(api: TestClient, api_settings: Settings
     done = wait_for(api, keys["alice"], done["id"], TERMINAL)
     # A job Ray never heard of (as after a cluster restart) becomes LOST instead of hanging in PENDING.
     ghost = f"sfm-{uuid.uuid4().hex}"
-    with psycopg2.connect(api_settings.pg_dsn()) as conn, conn.cursor() as cur:
+    with transaction(api_settings) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT client_id FROM {api_settings.table_training_jobs} WHERE id = %s", (done["id"],))
         client_id = cur.fetchone()[0]
         cur.execute(

@@ -7,10 +7,10 @@ import warnings
 from datetime import date, timedelta
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from app.config import PROJECT_ROOT, Settings
+from app.db import connect
 from app.forecasting.chart import forecast_chart, store_frames
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ def test_chart_of_a_store_reads_its_rows_and_the_latest_version(stack: Settings,
     s = stack.model_copy(update={"table_sales": f"chart_{tag}_sales", "table_stores": f"chart_{tag}_stores",
                                  "table_forecasts": f"chart_{tag}_forecasts"})
     last = date(2015, 7, 31)
-    conn = psycopg2.connect(s.pg_dsn() + " connect_timeout=5")
+    conn = connect(s)
     try:
         with conn, conn.cursor() as cur:
             for name in ("001_core.sql", "020_forecasts.sql"):

@@ -17,10 +17,11 @@ import yaml
 
 from app.bench import fake_cluster as fc
 from app.bench import scale
+from app.stack.terraform import reference_cluster_config
 
 
 def test_fake_config_keeps_cluster_yaml_node_types() -> None:
-    aws = yaml.safe_load(fc.CLUSTER_YAML.read_text())
+    aws = reference_cluster_config()  # the ray module's cluster file, rendered without a deployment
     fake = yaml.safe_load(fc.FAKE_CLUSTER_YAML.read_text())
     assert set(fake["available_node_types"]) == set(aws["available_node_types"]) == {fc.HEAD_TYPE, fc.WORKER_TYPE}
     assert fake["head_node_type"] == aws["head_node_type"] == fc.HEAD_TYPE

@@ -51,15 +51,12 @@ def encode(row: dict) -> tuple[bytes, bytes]:
 
 
 def query(settings: Settings, sql: str, params: tuple = ()) -> list[tuple]:
-    from app.db import connect
+    """The rows of ``sql`` with its ``{table_*}`` placeholders filled from ``settings``."""
+    from app.db import render, transaction
 
-    conn = connect(settings)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.format(**{k: getattr(settings, k) for k in type(settings).model_fields if k.startswith("table_")}), params)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    with transaction(settings) as conn, conn.cursor() as cur:
+        cur.execute(render(sql, settings), params)
+        return cur.fetchall()
 
 
 def load_stores(settings: Settings, stores: pd.DataFrame) -> None:

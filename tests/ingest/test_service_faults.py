@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from ingest_helpers import load_stores, query
 from app import ingest
 from app.config import Settings
 from app.produce import produce
-from app.stack.base import PortInUseError
+from app.stack.base import PortInUseError, free_ports
 from app.stack.kafka import Kafka
 from app.stack.postgres import Postgres
 
@@ -30,24 +29,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STORES, DAYS = 20, 30
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
 @pytest.fixture
 def private_stack(ingest_base: Settings, tmp_path: Path, rossmann):
     """Settings of a private Kafka + PostgreSQL (started here, stopped afterwards) with the stores loaded."""
     for attempt in range(3):  # a free port can be taken by another process before the service binds it
-        kafka_port, controller_port, pg_port = _free_ports(3)
+        kafka_port, controller_port, pg_port = free_ports(3)
         settings = ingest_base.model_copy(
             update={
                 "state_dir": tmp_path / f"state{attempt}",

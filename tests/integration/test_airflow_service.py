@@ -10,10 +10,9 @@ import urllib.request
 
 import psutil
 import pytest
-from test_stack import free_port
 
 from app.stack.airflow import AIRFLOW_VENV, COMPONENTS, Airflow
-from app.stack.base import port_holder, process_tree
+from app.stack.base import free_port, port_holder, process_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import psutil
 import psycopg2
 import pytest
-from test_stack import free_port, private_settings
+from test_stack import private_settings
 
 from app.config import Settings
-from app.stack.base import process_tree
+from app.stack.base import free_port, process_tree
 from app.stack.emulator import Emulator
 from app.stack.postgres import Postgres
 

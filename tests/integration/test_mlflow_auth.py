@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pandas as pd
 import pytest
 
 from app.config import Settings
+from app.stack.base import free_port
 
 USER, PASSWORD = "sfmlops-api", "Mf' 9\\x \"q\":z"
 ADMIN = "admin"
@@ -37,12 +37,6 @@ class _Constant(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[float]:  # noqa: ANN001
         return [1.0] * len(model_input)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -103,7 +97,7 @@ def mlflow_server(tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:  # 
         f"admin_password = {admin_password}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {name: value for name, value in os.environ.items() if not name.startswith(("MLFLOW_", "SFMLOPS_"))}
     env.update({

@@ -12,15 +12,9 @@ import pytest
 
 from app import stack as local_stack
 from app.config import Settings
-from app.stack.base import PortInUseError
+from app.stack.base import PortInUseError, free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _argv(pid: int) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -25,12 +24,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from app.stack.base import free_port
 
 
 def running_base() -> Settings:

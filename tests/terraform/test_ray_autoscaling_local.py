@@ -1,4 +1,4 @@
-"""Ray's autoscaler scales the node types of ``ray_cluster/cluster.yaml`` up and down, on one machine.
+"""Ray's autoscaler scales the node types of the cluster file (``ray_cluster/cluster.yaml``'s template) up and down, on one machine.
 
 The AWS cluster file cannot launch EC2 instances here, so this test keeps its node types and
 scaling bounds and swaps only the provider for Ray's ``fake_multinode`` one, which starts each
@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -42,8 +41,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.bench.fake_cluster import free_ports
+from app.stack.terraform import reference_cluster_config
+
 ROOT = Path(__file__).resolve().parents[2]
-CLUSTER_YAML = ROOT / "ray_cluster" / "cluster.yaml"
 RAY_BIN = Path(sys.executable).with_name("ray")
 
 HEAD_TYPE = "ray.head.default"
@@ -138,18 +139,6 @@ else:
 ray.shutdown()
 """ % {"start": START_TIMEOUT_S, "up": SCALE_UP_TIMEOUT_S, "tasks": TASKS_TIMEOUT_S, "down": SCALE_DOWN_TIMEOUT_S}  # noqa: UP031 - the driver code is full of braces; %-format keeps it verbatim
 
-
-
-def _free_port(taken: set[int]) -> int:
-    """A free TCP port on 127.0.0.1 outside Ray's default worker port range 10002-19999."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if not (10002 <= port <= 19999) and port not in taken:
-            taken.add(port)
-            return port
-    raise RuntimeError("no free port found")
 
 
 def _fake_cluster_config(cluster: dict, gcs_address: str) -> dict:
@@ -253,11 +242,10 @@ def _tail_logs(temp_dir: str, patterns=("monitor*", "raylet*.err", "raylet*.out"
 
 
 def test_autoscaler_scales_cluster_yaml_node_types_up_and_down(tmp_path):
-    cluster = yaml.safe_load(CLUSTER_YAML.read_text())
+    cluster = reference_cluster_config()  # the ray module's cluster file, rendered without a deployment
     min_workers = int(cluster["available_node_types"][WORKER_TYPE].get("min_workers", 0))
 
-    taken: set[int] = set()
-    gcs_port = _free_port(taken)
+    gcs_port, dashboard_port, agent_port, agent_grpc_port, runtime_env_port, metrics_port, client_port = free_ports(7)
     gcs_address = f"127.0.0.1:{gcs_port}"
     config = _fake_cluster_config(cluster, gcs_address)
     config_path = tmp_path / "fake_cluster.yaml"
@@ -287,12 +275,12 @@ def test_autoscaler_scales_cluster_yaml_node_types_up_and_down(tmp_path):
         f"--object-store-memory={HEAD_OBJECT_STORE}",
         "--include-dashboard=true",
         "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={_free_port(taken)}",
-        f"--dashboard-agent-listen-port={_free_port(taken)}",
-        f"--dashboard-agent-grpc-port={_free_port(taken)}",
-        f"--runtime-env-agent-port={_free_port(taken)}",
-        f"--metrics-export-port={_free_port(taken)}",
-        f"--ray-client-server-port={_free_port(taken)}",
+        f"--dashboard-port={dashboard_port}",
+        f"--dashboard-agent-listen-port={agent_port}",
+        f"--dashboard-agent-grpc-port={agent_grpc_port}",
+        f"--runtime-env-agent-port={runtime_env_port}",
+        f"--metrics-export-port={metrics_port}",
+        f"--ray-client-server-port={client_port}",
         "--disable-usage-stats",
     ]
     head_log = tmp_path / "ray_start.log"

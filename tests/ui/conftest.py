@@ -11,7 +11,6 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 from uitest_support import (
     HORIZON,
@@ -23,10 +22,11 @@ from uitest_support import (
     _forecast_rows,
     _sales_rows,
     _seed_registry,
-    free_port,
 )
 
 from app.config import Settings
+from app.db import connect
+from app.stack.base import free_port
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,7 @@ def ui_api(stack: Settings) -> Iterator[UiEnv]:
         }
     )
     names = settings.model_dump()
-    conn = psycopg2.connect(settings.pg_dsn() + " connect_timeout=5")
+    conn = connect(settings)
     try:
         with conn, conn.cursor() as cur:
             for f in ("001_core.sql", "020_forecasts.sql", "030_api.sql"):

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from uitest_support import SCREENSHOTS, UiEnv, free_port
+from uitest_support import SCREENSHOTS, UiEnv
+
+from app.stack.base import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -79,7 +79,7 @@ def test_health_view_renders_prometheus_charts_and_alerts(monitored: Monitored, 
 
 
 def test_health_view_says_when_prometheus_is_down(monitored: Monitored, streamlit_server, browser) -> None:  # noqa: ANN001, F811
-    from montest_support import free_port
+    from app.stack.base import free_port
 
     server = streamlit_server({
         "SFMLOPS_API_URL": monitored.api_url, "SFMLOPS_API_KEY": monitored.key,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from uitest_support import free_port
 
 from app.config import Settings
+from app.stack.base import free_port
 from app.ui import charts, streamlit_command, ui_env
 from app.ui.client import ApiProblem, ui_client
 

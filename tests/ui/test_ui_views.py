@@ -9,7 +9,9 @@ import httpx
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
-from uitest_support import FORECAST_STORES, HORIZON, STORE_RMSPE, UI_APP, UiEnv, free_port
+from uitest_support import FORECAST_STORES, HORIZON, STORE_RMSPE, UI_APP, UiEnv
+
+from app.stack.base import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ that prints the champion-gate summary a real training job prints.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from app.config import PROJECT_ROOT, Settings
+from app.stack.base import free_port
 
 SQL_DIR = PROJECT_ROOT / "app" / "sql"
 UI_APP = PROJECT_ROOT / "app" / "ui" / "streamlit_app.py"
@@ -42,13 +42,6 @@ print(json.dumps({"store": a.store, "model_version": "3", "rmspe": 0.09,
                   "gate": {"decision": "champion", "version": "3", "new_rmspe": 0.09, "champion_rmspe": 0.1,
                            "previous_champion": "2", "reason": "new 0.0900 < champion v2 0.1000"}}))
 '''
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _sales_rows(store: int) -> list[tuple]:
