@@ -193,6 +193,9 @@ def training_view(api: ApiClient, settings: Settings) -> None:
                 show_problem(problem, "the training submission")
             else:
                 st.session_state["train_last"] = job["id"]
+                # The details follow the job just started: the picker keeps its own value across reruns, so an
+                # earlier job (of this client, finished) would stay selected and its state shown instead.
+                st.session_state["job_pick"] = job["id"]
                 if replayed:
                     st.info(f"Job `{job['id']}` was already started by this request; no second job was created.")
                 else:
@@ -259,8 +262,10 @@ def _short_result(job: dict[str, Any]) -> str:
 
 def _job_details(api: ApiClient, jobs: list[dict[str, Any]]) -> None:
     ids = [j["id"] for j in jobs]
-    last = st.session_state.get("train_last")
-    job_id = st.selectbox("Job details", ids, index=ids.index(last) if last in ids else 0, key="job_pick")
+    if st.session_state.get("job_pick") not in ids:  # first render, or the picked job left the list
+        last = st.session_state.get("train_last")
+        st.session_state["job_pick"] = last if last in ids else ids[0]
+    job_id = st.selectbox("Job details", ids, key="job_pick")
     job = next(j for j in jobs if j["id"] == job_id)
     st.markdown(f"**State:** `{state_label(job['state'])}` · duration {charts.duration(job)}")
     if job.get("message"):

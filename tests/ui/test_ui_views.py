@@ -134,6 +134,31 @@ def test_training_view_double_click_starts_one_job_and_state_changes(ui_settings
     assert any("Started job" in s.value and job_id not in s.value for s in at.success)
 
 
+def test_job_details_follow_the_job_just_started(ui_settings_env: UiEnv) -> None:
+    """An earlier finished job of the same client is shown first; after "Start training" the details show the new
+    job, not the earlier one (the picker kept its value across reruns: CI saw the earlier noop job's SUCCEEDED and
+    no champion decision)."""
+    from app.common.api_client import ApiClient
+
+    api = ApiClient(ui_settings_env.api_url, ui_settings_env.key, timeout_s=30)
+    try:
+        earlier, _ = api.submit_job({"kind": "noop"}, f"ui-earlier-{time.time_ns()}")
+        assert api.wait_for_job(earlier["id"], timeout_s=180, poll_s=1)["state"] == "SUCCEEDED"
+    finally:
+        api.close()
+    at = _app("Training")
+    assert at.selectbox(key="job_pick").value == earlier["id"]  # the newest job of the list
+    at.radio(key="train_scope").set_value("One store").run()
+    at.selectbox(key="train_store").set_value(3).run()
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    started = next(s.value for s in at.success if "Started job" in s.value).split("`")[1]
+    assert started != earlier["id"]
+    assert at.selectbox(key="job_pick").value == started
+    at.run()  # the next poll keeps it
+    assert at.selectbox(key="job_pick").value == started
+
+
 def test_api_down_shows_message_not_trace(ui_settings_env: UiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SFMLOPS_API_URL", f"http://127.0.0.1:{free_port()}")
     for view in (None, "Chain", "Training", "Models"):
