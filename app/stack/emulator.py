@@ -42,6 +42,10 @@ class Emulator(Service):
             "BIND_HOST": self.settings.bind_host,
             "STATE_DIR": str(state),
             "S3_DATA_DIR": str(state / "s3"),
+            # Objects on disk, reloaded at start: without it every `sfmlops down` lost the MLflow artifacts
+            # (the registry in Postgres kept pointing at them, so the champion could not be loaded), the job
+            # zips and the streaming checkpoints.
+            "S3_PERSIST": "1",
             "MINISTACK_REGION": self.settings.aws_region,
             "LOG_LEVEL": "WARNING",
             # MiniStack's side listeners ignore BIND_HOST and bind 0.0.0.0: the IoT mTLS MQTT broker
