@@ -241,7 +241,12 @@ def cached_client(settings: Settings, key: str | None, version: int | None = Non
         version = _known_version(settings)
         if version is None:
             return None
-    hit = _auth_cache.get(_cache_key(settings, hash_key(settings, key)))
+    return _cached(_cache_key(settings, hash_key(settings, key)), version)
+
+
+def _cached(cache_key: str, version: int) -> Client | None:
+    """The cached client under ``cache_key`` if it was validated under ``version`` and has not expired."""
+    hit = _auth_cache.get(cache_key)
     if hit is None or hit[1] != version or hit[0] <= time.monotonic():
         return None
     return hit[2]
@@ -263,9 +268,9 @@ async def request_client(settings: Settings, key: str | None, on_lookup: Callabl
     if on_lookup is not None and cache_key not in _auth_cache:
         on_lookup()
     version = await key_set_version(settings, ident)
-    hit = _auth_cache.get(cache_key)
-    if hit is not None and hit[1] == version and hit[0] > time.monotonic():
-        return hit[2]
+    client = _cached(cache_key, version)
+    if client is not None:
+        return client
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(authenticate, settings, key, version)

@@ -290,7 +290,7 @@ def tune_stage(settings: Settings, config: TrainConfig, data: TrainingData, prog
     out = search(
         data.long, data.stores, horizon=config.horizon, trials=config.tune_trials, time_budget_s=config.tune_time_budget_s,
         threads=config.threads, rounds=config.lgbm_rounds, base_params=dict(config.lgbm_params),
-        storage_path=str(getattr(settings, "train_storage_path", "") or ""), progress=progress,
+        storage_path=settings.train_storage_path, progress=progress,
     )
     if not out.best_params:
         return config, out
