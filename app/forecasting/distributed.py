@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -40,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from app.forecasting import features as F
+from app.forecasting.executor import run_storage
 from app.forecasting.models import CONTEXT_DAYS, DEFAULT_LGBM_PARAMS, LGBMForecaster, _design
 
 log = logging.getLogger(__name__)
@@ -179,9 +179,7 @@ def fit_distributed(model: LGBMForecaster, history: pd.DataFrame, stores: pd.Dat
         "parts": [(p[0], p[1], p[3]) for p in parts], "bin_sample": bin_sample, "feature_names": feature_names,
         "params": dict(model.params), "threads": int(model.num_threads), "seed": int(model.seed), "rounds": int(model.num_boost_round),
     }
-    configured = get_settings().train_storage_path
-    storage = configured or tempfile.mkdtemp(prefix="sfmlops-train-")
-    try:
+    with run_storage(get_settings().train_storage_path, "sfmlops-train-") as storage:
         trainer = LightGBMTrainer(
             _train_loop,
             train_loop_config=config,
@@ -196,9 +194,6 @@ def fit_distributed(model: LGBMForecaster, history: pd.DataFrame, stores: pd.Dat
             for rank in range(n):
                 with open(os.path.join(ckpt, WORKER_FILE.format(rank=rank))) as fh:
                     workers.append(json.load(fh))
-    finally:
-        if not configured:
-            shutil.rmtree(storage, ignore_errors=True)
     model.booster = lgb.Booster(model_str=result.return_value["model"])
     model.feature_names = feature_names
     cut = model.train_end - pd.Timedelta(days=CONTEXT_DAYS)

@@ -13,8 +13,11 @@ import json
 import logging
 import os
 import resource
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,20 @@ def peak_rss_mb(include_children: bool = False) -> float:
     if include_children:
         peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return peak / 1024.0
+
+
+@contextmanager
+def run_storage(configured: str, prefix: str) -> Iterator[str]:
+    """The storage of a Ray Train / Tune run: ``configured`` (``SFMLOPS_TRAIN_STORAGE_PATH``, kept), else a
+    temporary folder on this node, removed afterwards."""
+    if configured:
+        yield configured
+        return
+    path = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import tempfile
 import time
 import uuid
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from app.forecasting.backtest import cutoffs, split
+from app.forecasting.executor import run_storage
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
@@ -239,10 +239,9 @@ def search(
         tune.with_parameters(_trial, hist=hist, fut=fut, stores=stores, base=dict(base_params), rounds=rounds, threads=int(threads)),
         {"cpu": int(threads)},
     )
-    storage = storage_path or tempfile.mkdtemp(prefix="sfmlops-tune-")
     if progress is not None:
         progress.start("tune", trials)
-    try:
+    with run_storage(storage_path, "sfmlops-tune-") as storage:
         tuner = tune.Tuner(
             trainable,
             param_space=search_space(),
@@ -255,9 +254,6 @@ def search(
             ),
         )
         grid = tuner.fit()
-    finally:
-        if not storage_path:
-            shutil.rmtree(storage, ignore_errors=True)
     seconds = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
     for i, res in enumerate(grid):
