@@ -22,7 +22,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-def settings():  # noqa: ANN201 - Settings, imported lazily so --help stays fast
+def settings():  # Settings, imported lazily so --help stays fast
     """Load and validate the settings; a bad setting ends the command with its name."""
     from pydantic import ValidationError
 
@@ -47,7 +47,7 @@ def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:,.0f} MB"
 
 
-def print_status(rows) -> bool:  # noqa: ANN001
+def print_status(rows) -> bool:
     table = Table(title="sfmlops local stack")
     for col in ("service", "address", "healthy", "pid", "resident memory"):
         table.add_column(col, justify="right" if col in ("pid", "resident memory") else "left")
@@ -150,9 +150,11 @@ def produce(
     topic: Annotated[str | None, typer.Option(help="Topic (default: SFMLOPS_KAFKA_TOPIC)")] = None,
 ) -> None:
     """Publish daily store rows (JSON, schema-versioned, key = store id) to the sales topic."""
+    from app.produce import ProduceConfig
     from app.produce import produce as run_produce
 
-    result = run_produce(settings(), "live" if live else "replay", start, end, topic=topic, interval_s=interval, max_days=days)
+    config = ProduceConfig("live" if live else "replay", start, end, topic=topic, interval_s=interval, max_days=days)
+    result = run_produce(settings(), config)
     _print_json(result)
     if result.get("failed"):
         raise typer.Exit(1)
@@ -196,7 +198,7 @@ def train(
     neural: Annotated[bool, typer.Option("--neural/--no-neural", help="Also train the neuralforecast candidate")] = True,
     per_store: Annotated[bool, typer.Option("--per-store/--no-per-store", help="Also backtest the per-store statsforecast family")] = True,
     tune_trials: Annotated[
-        int | None, typer.Option(help="Ray Tune trials of the LightGBM parameters before its backtest (default: SFMLOPS_TRAIN_TUNE_TRIALS; 0: none)")
+        int | None, typer.Option(help="Ray Tune trials of each tuned candidate (LightGBM, NHITS) (default: SFMLOPS_TRAIN_TUNE_TRIALS; 0: none)")
     ] = None,
     tune_time_budget_s: Annotated[
         float | None, typer.Option(help="Time budget (s) of that search (default: SFMLOPS_TRAIN_TUNE_TIME_BUDGET_S; 0: none)")
@@ -244,6 +246,9 @@ def forecast(
 @app.command()
 def evaluate(
     actuals: Annotated[Path, typer.Option("--actuals", help="CSV in Kaggle train.csv format with dates after the training data")],
+    projected_inputs: Annotated[bool, typer.Option(
+        "--projected-inputs", help="Also score the forecast from projected inputs (no planning data) instead of the file's true ones",
+    )] = False,
 ) -> None:
     """Score the champion on later actuals; prints {"rmspe", "mae", "rows", "stores", "horizon_days", "horizon_buckets",
     "store_types", "worst_stores", "model_version"} (RMSPE by horizon bucket 1-7/8-14/15-28/29-48 days, by store type, worst stores)."""
@@ -251,7 +256,7 @@ def evaluate(
     from app.forecasting.evaluate import evaluate as run_evaluate
 
     try:
-        result = run_evaluate(settings(), actuals)
+        result = run_evaluate(settings(), actuals, projected_inputs=projected_inputs)
     except (EvaluationError, FileNotFoundError) as exc:
         _fail(str(exc), 2)
     _print_json(result)
@@ -319,6 +324,49 @@ def api_key_revoke(name: Annotated[str, typer.Argument(help="Client whose keys a
 
     n = revoke_keys(settings(), name)
     console.print(f"revoked {n} key(s) of {name}")
+
+
+plan_app = typer.Typer(help="Planning data: the known-future inputs (open, promo, holidays) the batch forecast uses.", no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
+
+
+@plan_app.command("upload")
+def plan_upload(
+    path: Annotated[Path, typer.Argument(help="CSV with Kaggle test.csv columns: [Id,]Store,DayOfWeek,Date,Open,Promo,StateHoliday,SchoolHoliday")],
+) -> None:
+    """Store FILE.csv as a new version of the planning data (validated like POST /v1/planning/csv: a bad row refuses it all)."""
+    import getpass
+
+    from app.db import transaction
+    from app.forecasting.planning import PlanError, upload_csv
+
+    if not path.is_file():
+        _fail(f"plan file {path} does not exist", 2)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        _fail(f"{path} is not UTF-8 text: {exc}", 2)
+    s = settings()
+    try:
+        with transaction(s) as conn:
+            result = upload_csv(conn, s, text, f"cli:{getpass.getuser()}", source=str(path))
+    except PlanError as exc:
+        _fail(str(exc), 2)
+    _print_json(result)
+
+
+@plan_app.command("list")
+def plan_list(limit: Annotated[int, typer.Option(help="How many versions, newest first")] = 20) -> None:
+    """The newest versions of the planning data (as GET /v1/planning): version, rows, stores, dates, client."""
+    from app.db import connect
+    from app.forecasting.planning import versions
+
+    s = settings()
+    conn = connect(s)
+    try:
+        _print_json({"versions": versions(conn, s, limit)})
+    finally:
+        conn.close()
 
 
 bench_app = typer.Typer(help="Benchmarks; each prints one JSON line last (figure and same-run baseline).", no_args_is_help=True)

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(None, description="Override; default bind_host:kafka_port")
     kafka_heap_mb: int = Field(512, ge=128, description="Broker JVM heap (-Xms/-Xmx) in MB")
     kafka_topic: str = Field("sales", description="Topic of daily store rows")
+    kafka_consumer_group: str = Field(
+        "sfmlops-ingest",
+        pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="Consumer group the streaming job commits each micro-batch's end offsets for (monitoring only:"
+        " MSK's per-group lag and alarm; Terraform's kafka_consumer_group)",
+    )
     kafka_partitions: int = Field(4, ge=1, description="Partitions of the sales topic")
     kafka_retention_ms: int = Field(30 * 24 * 3600 * 1000, description="Retention of the sales topic")
     kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of the sales topic (3 on MSK)")
@@ -178,10 +184,10 @@ class Settings(BaseSettings):
         1, ge=1, description="Parallel keyed reads (store shards) of the training data from PostgreSQL (1: one COPY)"
     )
     train_tune_trials: int = Field(
-        0, ge=0, description="Ray Tune trials of the LightGBM parameters before its backtest (0: no search; app/forecasting/tune.py)"
+        0, ge=0, description="Ray Tune trials of each tuned candidate (LightGBM; NHITS via AutoNHITS) (0: no search; app/forecasting/tune.py)"
     )
     train_tune_time_budget_s: float = Field(
-        0.0, ge=0, description="Time budget (s) of that search: Tune starts no trial after it (0: no budget)"
+        0.0, ge=0, description="Time budget (s) of each search: Tune starts no trial after it (0: no budget)"
     )
 
     # --- API ---------------------------------------------------------------------------------
@@ -229,6 +235,9 @@ class Settings(BaseSettings):
     table_ledger: str = Field("ingest_batches", description="Committed (query id, batch id) pairs")
     table_forecasts: str = Field("forecasts", description="Batch forecasts")
     table_accuracy: str = Field("forecast_accuracy", description="Live accuracy of the stored forecasts per model version, day and horizon bucket")
+    table_planning: str = Field(
+        "planning", description="Planning data: known-future inputs (open, promo, holidays) per store and day, versioned uploads"
+    )
     table_ingest_staging: str = Field(
         "sales_ingest_staging", description="UNLOGGED staging of streaming micro-batches"
     )
@@ -281,7 +290,8 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("table_sales", "table_stores", "table_dead_letter", "table_ledger", "table_forecasts", "table_alerts", "table_accuracy")
+    @field_validator("table_sales", "table_stores", "table_dead_letter", "table_ledger", "table_forecasts", "table_alerts", "table_accuracy",
+                     "table_planning")
     @classmethod
     def _sql_identifier(cls, value: str) -> str:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
@@ -347,7 +357,7 @@ class Settings(BaseSettings):
     def _refuse_placeholders_outside_local(self) -> Settings:
         if self.profile == "local":
             return self
-        names = ["pg_password", "api_key_pepper"]
+        names = ["pg_password"]  # the API key pepper: require_api_key_pepper (only the API and the key commands hash keys)
         if self.mlflow_password is not None:
             names.append("mlflow_password")
         if self.explicit_aws_keys:
@@ -360,6 +370,23 @@ class Settings(BaseSettings):
                     " (it is missing or a placeholder)"
                 )
         return self
+
+    def require_api_key_pepper(self) -> SecretStr:
+        """The pepper of the API's key hashes; outside the local profile a missing or placeholder one is refused.
+
+        Checked where keys are hashed - the API at start-up (:func:`app.api.main.create_app`, so also the Lambda's
+        cold start) and the key commands - not for every process: Ray jobs, the exporter and DAG tasks share these
+        settings but never hold the pepper (least privilege), and must start without it.
+
+        Raises:
+            ValueError: naming ``SFMLOPS_API_KEY_PEPPER``.
+        """
+        if self.profile != "local" and self.api_key_pepper.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                f"{ENV_PREFIX}API_KEY_PEPPER must be set to a real secret when {ENV_PREFIX}PROFILE={self.profile}"
+                " (it is missing or a placeholder)"
+            )
+        return self.api_key_pepper
 
     # --- derived addresses -----------------------------------------------------------------
     @property
@@ -465,7 +492,7 @@ class Settings(BaseSettings):
             env["MLFLOW_S3_ENDPOINT_URL"] = self.aws_endpoint_url
         return env
 
-    def boto3_client(self, service: str):  # noqa: ANN201 - boto3 types are dynamic
+    def boto3_client(self, service: str):  # boto3 types are dynamic
         """A boto3 client for ``service`` at the configured endpoint and region."""
         import boto3
 

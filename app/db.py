@@ -1,4 +1,12 @@
-"""PostgreSQL access for the application role, and the schema migrations in ``app/sql/``.
+"""PostgreSQL access: connection parameters and the re-read of a rotated secret, the schema migrations in
+``app/sql/`` and the per-component database roles.
+
+What belongs where: this module is the one place that builds a connection's parameters (:func:`conn_params`,
+for psycopg2 and psycopg 3 alike) and re-reads a rotated database secret when the server refuses the
+credentials (:func:`connect` for psycopg2, :func:`connect_psycopg` / :func:`aconnect_psycopg` for psycopg 3,
+one rule: :func:`refreshed_after`); it also applies the migrations and grants the roles. ``app/api/db.py``
+holds only the API's connection pools (psycopg_pool, whose connections are opened here) and the mapping of
+their errors onto API answers.
 
 Migration files are applied in name order on every ``sfmlops up``; each must be idempotent
 (``CREATE TABLE IF NOT EXISTS`` ...). Table names are ``str.format`` placeholders filled from the
@@ -7,10 +15,10 @@ settings (``{table_sales}``), so literal braces are doubled.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:  # pragma: no cover
     from psycopg2.extensions import connection
@@ -22,16 +30,43 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 #: libpq's message when the server refused the credentials (psycopg2 sets no SQLSTATE on a failed connect).
 _AUTH_FAILED = ("password authentication failed", "authentication failed for user", "no password supplied")
+#: libpq parameters every connection gets unless the caller names them.
+DEFAULT_OPTIONS: dict[str, Any] = {"connect_timeout": 5, "application_name": "sfmlops"}
+T = TypeVar("T")
 
 
 def is_auth_failure(exc: BaseException) -> bool:
-    """Whether a connection error means the server refused the role's credentials."""
+    """Whether a connection error (either driver) means the server refused the role's credentials."""
     text = str(exc).lower()
     return any(marker in text for marker in _AUTH_FAILED)
 
 
-def connect(settings: Settings, database: str | None = None, **options: object) -> connection:
-    """A new psycopg2 connection as the application role, built from parameters (never a parsed string).
+def conn_params(settings: Settings, database: str | None = None, **options: Any) -> dict[str, Any]:
+    """Keyword parameters of a connection as the application role, for ``psycopg2.connect(**params)`` and
+    ``psycopg.connect(**params)`` alike: the settings' current credentials (a re-read secret's included), never
+    a parsed string, plus :data:`DEFAULT_OPTIONS` and ``options`` (libpq parameters such as
+    ``application_name``, or psycopg 3's ``autocommit``)."""
+    return {**settings.pg_params(database), **DEFAULT_OPTIONS, **options}
+
+
+def refreshed_after(settings: Settings, exc: BaseException) -> bool:
+    """Whether to connect once more after the failed connect ``exc``: the server refused the credentials and
+    ``SFMLOPS_PG_SECRET_ARN``'s secret, read again, holds other ones (it was rotated since start-up)."""
+    return is_auth_failure(exc) and settings.refresh_pg_secret()
+
+
+def _connect_retrying(settings: Settings, open_: Callable[[dict[str, Any]], T], database: str | None,
+                      options: dict[str, Any]) -> T:
+    try:
+        return open_(conn_params(settings, database, **options))
+    except Exception as exc:  # either driver's OperationalError; anything else is no authentication failure
+        if not refreshed_after(settings, exc):
+            raise
+    return open_(conn_params(settings, database, **options))
+
+
+def connect(settings: Settings, database: str | None = None, **options: Any) -> connection:
+    """A new psycopg2 connection as the application role (:func:`conn_params`).
 
     On an authentication failure with ``SFMLOPS_PG_SECRET_ARN`` set, the secret is read again (it may
     have been rotated since start-up) and the connection retried once with the new credentials.
@@ -43,13 +78,26 @@ def connect(settings: Settings, database: str | None = None, **options: object) 
     """
     import psycopg2
 
-    options = {"connect_timeout": 5, "application_name": "sfmlops", **options}
+    return _connect_retrying(settings, lambda params: psycopg2.connect(**params), database, options)
+
+
+def connect_psycopg(settings: Settings, open_: Callable[..., T], **options: Any) -> T:
+    """A new psycopg 3 connection, ``open_(**params)`` (``psycopg.Connection.connect`` or a subclass's), as the
+    application role (:func:`conn_params`), with :func:`connect`'s re-read of a rotated secret."""
+    return _connect_retrying(settings, lambda params: open_(**params), None, options)
+
+
+async def aconnect_psycopg(settings: Settings, open_: Callable[..., Awaitable[T]], **options: Any) -> T:
+    """:func:`connect_psycopg` for asyncio: ``await open_(**params)`` (``psycopg.AsyncConnection.connect`` or a
+    subclass's); the secret is re-read in a worker thread (it calls Secrets Manager)."""
+    import asyncio
+
     try:
-        return psycopg2.connect(**settings.pg_params(database), **options)
-    except psycopg2.OperationalError as exc:
-        if not is_auth_failure(exc) or not settings.refresh_pg_secret():
+        return await open_(**conn_params(settings, **options))
+    except Exception as exc:  # either driver's OperationalError: see _connect_retrying
+        if not await asyncio.to_thread(refreshed_after, settings, exc):
             raise
-    return psycopg2.connect(**settings.pg_params(database), **options)
+    return await open_(**conn_params(settings, **options))
 
 
 @contextmanager
@@ -99,14 +147,15 @@ ROLE_GRANTS: dict[str, dict[str, object]] = {
     "api": {
         "write": ("{table_api_clients}", "{table_api_keys}", "{table_api_keys}_version", "{table_training_jobs}",
                   "{table_accuracy}",  # live accuracy: POST /v1/accuracy/score writes the scores
-                  "{table_alerts}"),  # Alertmanager's webhook (POST /v1/alerts/webhook) records alerts
+                  "{table_alerts}",  # Alertmanager's webhook (POST /v1/alerts/webhook) records alerts
+                  "{table_planning}"),  # planning uploads (POST /v1/planning, /v1/planning/csv)
         "read": ("{table_forecasts}", "{table_forecasts}_runs", "{table_stores}", "{table_sales}"),
         "create": False,
     },
     # Ray jobs: training reads sales and stores; the batch forecast writes forecasts and their runs.
     "ray": {
         "write": ("{table_forecasts}", "{table_forecasts}_runs", "{table_forecasts}_run_seq"),
-        "read": ("{table_sales}", "{table_stores}"),
+        "read": ("{table_sales}", "{table_stores}", "{table_planning}"),  # the plan: known-future inputs of the forecast
         "create": False,
     },
     # The Spark ingestion: sales, dead letters, the ledger and the staging template; its per-query staging
@@ -116,11 +165,24 @@ ROLE_GRANTS: dict[str, dict[str, object]] = {
         "read": ("{table_stores}",),
         "create": True,
     },
+    # The Airflow DAGs (MWAA's sfmlops_postgres connection): the ingest and forecast checks, the drift cool-down.
+    "dags": {
+        "write": (),
+        "read": ("{table_sales}", "{table_dead_letter}", "{table_stores}", "{table_forecasts}", "{table_training_jobs}"),
+        "create": False,
+    },
+    # The monitoring exporter on the Ray head (app/monitoring/exporter.py): what it reads at every scrape.
+    "monitoring": {
+        "write": (),
+        "read": ("{table_sales}", "{table_stores}", "{table_forecasts}", "{table_ledger}", "{table_training_jobs}",
+                 "{table_accuracy}"),
+        "create": False,
+    },
 }
 WRITE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"  # no TRUNCATE/DDL: staging tables belong to the spark role
 
 
-def _existing(cur, names: list[str], kinds: str) -> list[str]:  # noqa: ANN001 - psycopg2 cursor
+def _existing(cur, names: list[str], kinds: str) -> list[str]:  # psycopg2 cursor
     """Those of ``names`` that exist in the current schema as relations of ``kinds`` (pg_class relkinds)."""
     cur.execute(
         "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind = ANY(%s)"
@@ -132,10 +194,10 @@ def _existing(cur, names: list[str], kinds: str) -> list[str]:  # noqa: ANN001 -
 
 def granted_relations(settings: Settings, component: str, access: str) -> list[str]:
     """The relation names of ``ROLE_GRANTS[component][access]`` for these settings."""
-    return [name.format(**table_names(settings)) for name in ROLE_GRANTS[component][access]]  # type: ignore[union-attr]
+    return [name.format(**table_names(settings)) for name in cast("tuple[str, ...]", ROLE_GRANTS[component][access])]
 
 
-def grant_role(conn, settings: Settings, component: str, role: str) -> dict[str, list[str]]:  # noqa: ANN001
+def grant_role(conn, settings: Settings, component: str, role: str) -> dict[str, list[str]]:
     """Grant ``role`` exactly what ``component`` needs (``ROLE_GRANTS``) on the tables present now; run again
     after migrations that add tables. Returns ``{"write": [...], "read": [...], "sequences": [...]}``.
 

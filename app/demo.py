@@ -27,7 +27,7 @@ console = Console(stderr=True)
 WEEKLY_DAG = "sales_train_weekly"
 
 
-def step(title: str, fn: Callable[[], Any]) -> Any:  # noqa: ANN401 - whatever the step returns
+def step(title: str, fn: Callable[[], Any]) -> Any:  # whatever the step returns
     console.rule(f"[b]{title}")
     t0 = time.monotonic()
     result = fn()
@@ -126,7 +126,7 @@ def run(settings: Settings, rossmann_dir: Path | None, terraform: bool = True, t
     data = step("data", lambda: prepare(settings, rossmann_dir=rossmann_dir))
     load_stores_table(settings)
     summary["data"] = f"{data.source}: {data.rows:,} rows, {data.stores:,} stores"
-    summary["produce"] = step("produce: replay the history into Kafka", lambda: produce(settings, "replay"))
+    summary["produce"] = step("produce: replay the history into Kafka", lambda: produce(settings))
     summary["ingest"] = step("ingest: Spark Structured Streaming -> Postgres", lambda: ingest(settings, trigger="available-now", echo=True))
     step("API (uvicorn, for the UI and scripts)", lambda: ApiServer(settings).start())
     if gw:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from app.ingest.schema import FIELDS, FLAG_FIELDS, INT32_MAX, SCHEMA_VERSION, STATE_HOLIDAYS, validate_row
@@ -60,7 +61,7 @@ def ensure_topic(settings: Settings, topic: str | None = None, partitions: int |
     return {"topic": name, "partitions": count, "created": created}
 
 
-def make_producer(settings: Settings, **overrides: Any):  # noqa: ANN201 - kafka.KafkaProducer
+def make_producer(settings: Settings, **overrides: Any):  # kafka.KafkaProducer
     """A durable KafkaProducer: acks=all, idempotence (ordering per key), bounded retries, batching.
 
     Batches of ``producer_batch_bytes`` per partition, ``producer_linger_ms`` and ``producer_compression``
@@ -213,7 +214,7 @@ def encode_frame(
     return values, errors
 
 
-def _days(sales: pd.DataFrame, start: dt.date | None, end: dt.date | None) -> list[tuple[dt.date, pd.DataFrame]]:
+def _days(sales: pd.DataFrame, start: dt.date | str | None, end: dt.date | str | None) -> list[tuple[dt.date, pd.DataFrame]]:
     frame = sales
     if start is not None:
         frame = frame[frame["date"] >= str(start)]
@@ -223,28 +224,14 @@ def _days(sales: pd.DataFrame, start: dt.date | None, end: dt.date | None) -> li
     return [(day.date(), group) for day, group in frame.groupby("date", sort=True)]
 
 
-def produce(
-    settings: Settings,
-    mode: Mode = "replay",
-    start: dt.date | str | None = None,
-    end: dt.date | str | None = None,
-    *,
-    sales: pd.DataFrame | None = None,
-    stores: Iterable[int] | None = None,
-    topic: str | None = None,
-    interval_s: float = 10.0,
-    max_days: int | None = None,
-    progress: bool = True,
-    on_day: Callable[[dt.date, int], None] | None = None,
-) -> dict:
-    """Publish sales rows to Kafka.
+@dataclass(frozen=True)
+class ProduceConfig:
+    """What one ``produce`` run sends and how (``sfmlops produce`` builds one from its options).
 
-    Args:
-        settings: The settings (bootstrap servers, topic, partitions, retention).
+    Attributes:
         mode: ``replay`` (a date range, fast) or ``live`` (one day per ``interval_s``, dated today).
-        start: First source day (inclusive); default the first day of the data.
+        start: First source day (inclusive, a date or ``YYYY-MM-DD``); default the first day of the data.
         end: Last source day (inclusive); default the last day of the data.
-        sales: Canonical sales frame; default :func:`app.data.load_dataset`.
         stores: Only these store ids (default all).
         topic: Topic override (default ``settings.kafka_topic``).
         interval_s: Live mode: seconds between days.
@@ -252,115 +239,170 @@ def produce(
         progress: Show a rich progress bar.
         on_day: Called after each day is handed to the producer, with (source day, rows).
 
-    Returns:
-        Summary: ``mode, topic, days, sent, failed, invalid, seconds, rate`` (rows/s acknowledged).
+    Raises:
+        ValueError: an unknown mode, a date that is not ``YYYY-MM-DD``, or ``start`` after ``end``.
     """
-    if mode not in ("replay", "live"):
-        raise ValueError(f"mode must be 'replay' or 'live', got {mode!r}")
-    if sales is None:
-        from app.data import load_dataset
 
-        sales, _ = load_dataset(settings)
-    if stores is not None:
-        sales = sales[sales["store"].isin(list(stores))]
-    start_d = dt.date.fromisoformat(start) if isinstance(start, str) else start
-    end_d = dt.date.fromisoformat(end) if isinstance(end, str) else end
-    if start_d and end_d and start_d > end_d:
-        raise ValueError(f"start {start_d} is after end {end_d}")
-    days = _days(sales, start_d, end_d)
-    if max_days is not None:
-        days = days[:max_days]
-    if not days:
-        raise ValueError(f"no rows between {start_d} and {end_d}")
-    name = topic or settings.kafka_topic
+    mode: Mode = "replay"
+    start: dt.date | str | None = None
+    end: dt.date | str | None = None
+    stores: Iterable[int] | None = None
+    topic: str | None = None
+    interval_s: float = 10.0
+    max_days: int | None = None
+    progress: bool = True
+    on_day: Callable[[dt.date, int], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("replay", "live"):
+            raise ValueError(f"mode must be 'replay' or 'live', got {self.mode!r}")
+        start, end = (dt.date.fromisoformat(v) if isinstance(v, str) else v for v in (self.start, self.end))
+        if start and end and start > end:
+            raise ValueError(f"start {start} is after end {end}")
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+        if self.stores is not None:
+            object.__setattr__(self, "stores", tuple(self.stores))
+
+
+def produce(settings: Settings, config: ProduceConfig | None = None, *, sales: pd.DataFrame | None = None) -> dict:
+    """Publish sales rows to Kafka.
+
+    Args:
+        settings: The settings (bootstrap servers, topic, partitions, retention, producer tuning).
+        config: What to send and how (default: replay every day of the data, with a progress bar).
+        sales: Canonical sales frame; default :func:`app.data.load_dataset`.
+
+    Returns:
+        Summary: ``mode, topic, days, first_day, last_day, sent, failed, invalid, seconds, rate`` (rows/s
+        acknowledged), ``processes, partitions, errors``.
+    """
+    config = config or ProduceConfig()
+    days = _select_days(settings, config, sales)
+    name = config.topic or settings.kafka_topic
     meta = ensure_topic(settings, name)
     partition_of = _KeyPartitions(range(meta["partitions"]))
-    counts = {"sent": 0, "failed": 0, "invalid": 0}
-    errors: list[str] = []
     total = sum(len(g) for _, g in days)
-    processes = _process_count(settings, mode, meta["partitions"], total, on_day)
-
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    processes = _process_count(settings, config.mode, meta["partitions"], total, config.on_day)
+    bar = _progress_bar() if config.progress else None
+    label = f"{config.mode} -> {name}"
     began = time.perf_counter()
-    today = dt.datetime.now(dt.UTC).date()
     if processes > 1:
-        frame = _concat([g for _, g in days])
-        values, invalid_errors = encode_frame(frame, today, settings.ingest_max_future_days)
-        keys = [str(s).encode() for s in frame["store"].tolist()]
-        counts["invalid"] = sum(v is None for v in values)
-        errors += invalid_errors
-        sent = _produce_parallel(settings, name, keys, values, partition_of, processes, bar, total, f"{mode} -> {name}")
-        counts["sent"], counts["failed"] = sent["sent"], sent["failed"]
-        errors += sent["errors"][: max(0, 5 - len(errors))]
+        counts = _send_forked(settings, name, days, partition_of, processes, bar, total, label)
     else:
-        from kafka.errors import KafkaError
-
-        producer = make_producer(settings)
-
-        def _ok(_meta: object) -> None:
-            counts["sent"] += 1
-
-        def _err(exc: BaseException) -> None:
-            counts["failed"] += 1
-            if len(errors) < 5:
-                errors.append(repr(exc))
-
-        if bar is not None:
-            bar.start()
-            task = bar.add_task(f"{mode} -> {name}", total=total)
-        try:
-            for i, (day, group) in enumerate(days):
-                day_started = time.perf_counter()
-                live_day = dt.datetime.now(dt.UTC).date() if mode == "live" else None
-                values, invalid_errors = encode_frame(group, live_day or today, settings.ingest_max_future_days, live_day)
-                for message in invalid_errors:
-                    if len(errors) < 5:
-                        errors.append(message)
-                for store, value in zip(group["store"].tolist(), values, strict=True):
-                    if value is None:
-                        counts["invalid"] += 1
-                        continue
-                    key = str(store).encode()
-                    try:
-                        future = producer.send(name, key=key, value=value, partition=partition_of(key))
-                    except KafkaError as exc:
-                        _err(exc)
-                        continue
-                    future.add_callback(_ok).add_errback(_err)
-                if bar is not None:
-                    bar.update(task, advance=len(group))
-                if on_day is not None:
-                    on_day(day, len(group))
-                if mode == "live" and i < len(days) - 1:
-                    producer.flush()
-                    time.sleep(max(0.0, interval_s - (time.perf_counter() - day_started)))
-            producer.flush()
-        finally:
-            producer.close(timeout=30)
-            if bar is not None:
-                bar.stop()
+        counts = _send_days(settings, config, name, days, partition_of, bar, total, label)
     seconds = time.perf_counter() - began
     summary = {
-        "mode": mode,
+        "mode": config.mode,
         "topic": name,
         "days": len(days),
         "first_day": str(days[0][0]),
         "last_day": str(days[-1][0]),
-        **counts,
+        "sent": counts["sent"],
+        "failed": counts["failed"],
+        "invalid": counts["invalid"],
         "seconds": round(seconds, 3),
         "rate": round(counts["sent"] / seconds, 1) if seconds > 0 else 0.0,
         "processes": processes,
         "partitions": meta["partitions"],
-        "errors": errors,
+        "errors": counts["errors"],
     }
     from app.monitoring.metrics import push_producer
 
     push_producer(settings, summary)  # sent / failed / rate to the Pushgateway (monitoring/README.md)
     return summary
+
+
+def _select_days(settings: Settings, config: ProduceConfig, sales: pd.DataFrame | None) -> list[tuple[dt.date, pd.DataFrame]]:
+    """The source days to send, oldest first, each with its rows (the stores, range and day limit of ``config``)."""
+    if sales is None:
+        from app.data import load_dataset
+
+        sales, _ = load_dataset(settings)
+    if config.stores is not None:
+        sales = sales[sales["store"].isin(list(config.stores))]
+    days = _days(sales, config.start, config.end)
+    if config.max_days is not None:
+        days = days[: config.max_days]
+    if not days:
+        raise ValueError(f"no rows between {config.start} and {config.end}")
+    return days
+
+
+def _progress_bar():  # rich.progress.Progress
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+
+
+def _send_forked(
+    settings: Settings, topic: str, days: list[tuple[dt.date, pd.DataFrame]], partition_of: _KeyPartitions,
+    processes: int, bar, total: int, label: str,  # rich Progress or None
+) -> dict:
+    """A replay encoded at once and sent by ``processes`` forked producers: ``{sent, failed, invalid, errors}``."""
+    frame = _concat([g for _, g in days])
+    today = dt.datetime.now(dt.UTC).date()
+    values, errors = encode_frame(frame, today, settings.ingest_max_future_days)
+    keys = [str(s).encode() for s in frame["store"].tolist()]
+    sent = _produce_parallel(settings, topic, keys, values, partition_of, processes, bar, total, label)
+    errors += sent["errors"][: max(0, 5 - len(errors))]
+    return {"sent": sent["sent"], "failed": sent["failed"], "invalid": sum(v is None for v in values), "errors": errors}
+
+
+def _send_days(
+    settings: Settings, config: ProduceConfig, topic: str, days: list[tuple[dt.date, pd.DataFrame]],
+    partition_of: _KeyPartitions, bar, total: int, label: str,  # rich Progress or None
+) -> dict:
+    """Day by day from one producer (live mode re-dates each day to today and waits ``interval_s`` between days):
+    ``{sent, failed, invalid, errors}``."""
+    from kafka.errors import KafkaError
+
+    counts: dict[str, Any] = {"sent": 0, "failed": 0, "invalid": 0, "errors": []}
+    errors: list[str] = counts["errors"]
+
+    def _ok(_meta: object) -> None:
+        counts["sent"] += 1
+
+    def _err(exc: BaseException) -> None:
+        counts["failed"] += 1
+        if len(errors) < 5:
+            errors.append(repr(exc))
+
+    today = dt.datetime.now(dt.UTC).date()
+    producer = make_producer(settings)
+    if bar is not None:
+        bar.start()
+        task = bar.add_task(label, total=total)
+    try:
+        for i, (day, group) in enumerate(days):
+            day_started = time.perf_counter()
+            live_day = dt.datetime.now(dt.UTC).date() if config.mode == "live" else None
+            values, invalid_errors = encode_frame(group, live_day or today, settings.ingest_max_future_days, live_day)
+            errors.extend(invalid_errors[: max(0, 5 - len(errors))])
+            for store, value in zip(group["store"].tolist(), values, strict=True):
+                if value is None:
+                    counts["invalid"] += 1
+                    continue
+                key = str(store).encode()
+                try:
+                    future = producer.send(topic, key=key, value=value, partition=partition_of(key))
+                except KafkaError as exc:
+                    _err(exc)
+                    continue
+                future.add_callback(_ok).add_errback(_err)
+            if bar is not None:
+                bar.update(task, advance=len(group))
+            if config.on_day is not None:
+                config.on_day(day, len(group))
+            if config.mode == "live" and i < len(days) - 1:
+                producer.flush()
+                time.sleep(max(0.0, config.interval_s - (time.perf_counter() - day_started)))
+        producer.flush()
+    finally:
+        producer.close(timeout=30)
+        if bar is not None:
+            bar.stop()
+    return counts
 
 
 #: Below this many rows a replay runs in one process (starting more costs more than it saves).
@@ -388,7 +430,7 @@ def _process_count(
 
 def _send_group(
     settings: Settings, topic: str, keys: list[bytes], values: list, partitions: list[int], group: list[int],
-    handed, report,  # noqa: ANN001 - multiprocessing.Value and Connection
+    handed, report,  # multiprocessing.Value and Connection
 ) -> None:
     """Child process: send the records of the partitions in ``group`` in order, then report the counts."""
     from kafka.errors import KafkaError
@@ -430,7 +472,7 @@ def _send_group(
 
 def _produce_parallel(
     settings: Settings, topic: str, keys: list[bytes], values: list, partition_of: _KeyPartitions, processes: int,
-    bar, total: int, label: str,  # noqa: ANN001 - rich Progress or None
+    bar, total: int, label: str,  # rich Progress or None
 ) -> dict:
     """Send with ``processes`` forked producers, each owning every ``processes``-th partition (so each key,
     and the order of its records, stays with one producer); the parent shows the progress."""

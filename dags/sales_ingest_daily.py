@@ -35,6 +35,7 @@ from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOper
 from airflow.sdk import DAG, TriggerRule, chain, task
 
 from sfmlops_dag_utils.assets import SALES
+from sfmlops_dag_utils.metrics import outcome_callbacks
 
 DAG_ID = "sales_ingest_daily"
 SCHEDULE = "0 2 * * *"
@@ -89,7 +90,7 @@ with DAG(
         print(f"ingest summary: {summary}")
         return summary
 
-    @task(retries=0)
+    @task(retries=0, **outcome_callbacks(DAG_ID, "ingest"))  # a misconfigured EMR run is a failed ingest too
     def emr_job_spec() -> dict[str, Any]:
         """Resolve the EMR Serverless job run (application, role, code location, packages) from configuration."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -117,6 +118,8 @@ with DAG(
         wait_for_completion=True,
         deferrable=True,
         execution_timeout=timedelta(hours=2),
+        # the job run's outcome -> Pushgateway (job sfmlops_dag): IngestionFailed fires on a failed run
+        **outcome_callbacks(DAG_ID, "ingest"),
     )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, retries=0, outlets=[SALES])

@@ -45,7 +45,7 @@ TRAINING_TIMEOUT = timedelta(hours=6)
 API_CONN_ID = "{{ ti.xcom_pull(task_ids='submit_training', key='api_conn_id') }}"
 
 
-def _api():  # noqa: ANN202 - SfmlopsApi, imported lazily
+def _api():  # SfmlopsApi, imported lazily
     from sfmlops_dag_utils.api import SfmlopsApi
     from sfmlops_dag_utils.config import run_config
 

@@ -52,8 +52,13 @@ def add_sources(target: Path) -> None:
         shutil.copy2(ROOT / "app" / "monitoring" / name, target / "app" / "monitoring" / name)
     # the live accuracy of POST/GET /v1/accuracy (standard library and SQL only; registry for the backtest tag name)
     (target / "app" / "forecasting").mkdir(exist_ok=True)
-    for name in ("__init__.py", "horizons.py", "live_accuracy.py", "registry.py"):
+    for name in ("__init__.py", "horizons.py", "live_accuracy.py", "registry.py", "planning.py"):
         shutil.copy2(ROOT / "app" / "forecasting" / name, target / "app" / "forecasting" / name)
+    # the planning routes' rules: the sales rows' checks and column names (standard library only)
+    for package in ("data", "ingest"):
+        (target / "app" / package).mkdir(exist_ok=True)
+        for name in ("__init__.py", "schema.py"):
+            shutil.copy2(ROOT / "app" / package / name, target / "app" / package / name)
     # the job vocabulary the API's job routes import (standard library and httpx only)
     shutil.copytree(ROOT / "app" / "common", target / "app" / "common", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.md"), dirs_exist_ok=True)
     shutil.copy2(ROOT / "lambda" / "handler.py", target / "handler.py")

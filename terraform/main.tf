@@ -25,9 +25,11 @@ locals {
       SFMLOPS_BUCKET_MLFLOW      = module.storage.bucket_names["mlflow"]
       SFMLOPS_BUCKET_CODE        = module.storage.bucket_names["code"]
       SFMLOPS_KAFKA_TOPIC        = var.kafka_topic
-      SFMLOPS_PG_HOST            = var.create_database ? module.database[0].address : var.local_endpoints.pg_host
-      SFMLOPS_PG_PORT            = tostring(var.create_database ? module.database[0].port : var.local_endpoints.pg_port)
-      SFMLOPS_PG_SECRET_ARN      = lookup(local.db_role_secret_arns, "api", null)
+      # The streaming job commits its progress for this group (MSK's lag metrics; the alarm watches it too).
+      SFMLOPS_KAFKA_CONSUMER_GROUP = var.kafka_consumer_group
+      SFMLOPS_PG_HOST              = var.create_database ? module.database[0].address : var.local_endpoints.pg_host
+      SFMLOPS_PG_PORT              = tostring(var.create_database ? module.database[0].port : var.local_endpoints.pg_port)
+      SFMLOPS_PG_SECRET_ARN        = lookup(local.db_role_secret_arns, "api", null)
       # Ray jobs get their own secrets' ARNs (their instance role may read them; the API's role may not).
       SFMLOPS_JOB_PG_SECRET_ARN          = lookup(local.db_role_secret_arns, "ray", null)
       SFMLOPS_MLFLOW_AUTH_SECRET_ARN     = lookup(local.mlflow_client_secret_arns, "api", null)
@@ -133,8 +135,10 @@ module "ray" {
   image_id               = var.ray_image_id
   min_workers            = var.ray_min_workers
   max_workers            = var.ray_max_workers
-  # The head scrapes the exporter, the Pushgateway and Ray's own metrics and remote-writes them to AMP.
-  head_setup_commands = var.create_monitoring ? module.monitoring[0].prometheus_agent_head_commands : []
+  # The head runs the Pushgateway and the exporter, and the agent that scrapes them and Ray and remote-writes to AMP;
+  # only the head reads the exporter's database secret (the monitoring role).
+  head_setup_commands = var.create_monitoring ? module.monitoring[0].head_setup_commands : []
+  head_secret_arns    = var.create_monitoring ? compact([lookup(local.db_role_secret_arns, "monitoring", null)]) : []
   tags                = var.tags
 }
 
@@ -210,7 +214,15 @@ module "monitoring" {
   db_instance_id       = var.create_database ? element(split(":", module.database[0].arn), 6) : null
   kafka_cluster_name   = var.create_kafka ? module.kafka[0].cluster_name : null
   kafka_topic          = var.kafka_topic
+  kafka_consumer_group = var.kafka_consumer_group
   emr_application_id   = var.create_spark ? module.spark[0].application_id : null
+  # The exporter on the Ray head: the app's settings, the monitoring role's database secret, the job-code zip
+  # (app.jobs.package uploads it to Settings.job_code_key of the code bucket).
+  job_code_uri = "s3://${module.storage.bucket_names["code"]}/ray/job.zip"
+  exporter_environment = { for k, v in merge(
+    { for k, v in local.app_environment : k => v if !contains(["SFMLOPS_PG_SECRET_ARN", "SFMLOPS_JOB_PG_SECRET_ARN", "SFMLOPS_MLFLOW_AUTH_SECRET_ARN", "SFMLOPS_JOB_MLFLOW_AUTH_SECRET_ARN"], k) },
+    { SFMLOPS_PG_SECRET_ARN = lookup(local.db_role_secret_arns, "monitoring", null) },
+  ) : k => v if v != null }
   remote_write_role_arns_by_name = merge(
     var.create_ray ? { ray_head = module.ray[0].head_role_arn, ray_worker = module.ray[0].worker_role_arn } : {},
     var.create_api ? { api = module.api[0].role_arn } : {},

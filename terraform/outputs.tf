@@ -144,15 +144,15 @@ output "wildcard_reasons" {
 }
 
 output "monitoring" {
-  description = "Alert SNS topic, AMP workspace and remote-write URL, alarm names, dashboard, the Ray head's Prometheus agent parameter and start commands (null when create_monitoring = false)."
+  description = "Alert SNS topic, AMP workspace and remote-write URL, alarm names, dashboard, the Ray head's Prometheus agent parameter and monitoring commands (null when create_monitoring = false)."
   value = var.create_monitoring ? {
     sns_topic_arn        = module.monitoring[0].sns_topic_arn
     amp_workspace_id     = module.monitoring[0].amp_workspace_id
     amp_remote_write_url = module.monitoring[0].amp_remote_write_url
     alarm_names          = module.monitoring[0].alarm_names
     dashboard_name       = module.monitoring[0].dashboard_name
-    # the Ray head's Prometheus agent: its config in SSM and the commands that fetch it and start the agent
+    # the Ray head: the agent's config in SSM, and the commands that start the Pushgateway, the exporter and the agent
     prometheus_agent_parameter_name = module.monitoring[0].prometheus_agent_parameter_name
-    prometheus_agent_head_commands  = module.monitoring[0].prometheus_agent_head_commands
+    head_setup_commands             = module.monitoring[0].head_setup_commands
   } : null
 }

@@ -179,6 +179,17 @@ variable "kafka_topic" {
   description = "Topic of daily store rows."
 }
 
+variable "kafka_consumer_group" {
+  type        = string
+  default     = "sfmlops-ingest"
+  description = "Consumer group the streaming job commits its progress for (SFMLOPS_KAFKA_CONSUMER_GROUP; the default is the app's): MSK's consumer-lag metrics and alarm."
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]{1,249}$", var.kafka_consumer_group))
+    error_message = "kafka_consumer_group: ASCII letters, digits, '.', '_' and '-' only (CloudWatch drops lag metrics of groups with other characters)."
+  }
+}
+
 variable "kafka_broker_instance_type" {
   type        = string
   default     = "kafka.m7g.large"

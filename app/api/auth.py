@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psycopg2
+import psycopg
 
 from app.api import db
 from app.api.errors import ApiError
@@ -60,7 +60,7 @@ class Client:
 
 def hash_key(settings: Settings, key: str) -> str:
     """The stored form of ``key``: hex HMAC-SHA256 keyed with ``settings.api_key_pepper``."""
-    pepper = settings.api_key_pepper.get_secret_value().encode()
+    pepper = settings.require_api_key_pepper().get_secret_value().encode()
     return hmac.digest(pepper, key.encode(), hashlib.sha256).hex()  # one-shot: OpenSSL's HMAC, no hmac object
 
 
@@ -173,7 +173,7 @@ def _current_version(settings: Settings) -> int:
             with db.connection(settings) as conn, conn.cursor() as cur:
                 cur.execute(f"SELECT version FROM {version_table(settings)}")
                 row = cur.fetchone()
-        except psycopg2.errors.UndefinedTable as exc:
+        except psycopg.errors.UndefinedTable as exc:
             raise _not_migrated(settings, exc) from exc
         version = int(row[0]) if row else 0
         _store_version(ident, started, version)
@@ -182,8 +182,6 @@ def _current_version(settings: Settings) -> int:
 
 async def _read_version(settings: Settings, ident: str) -> int:
     """Read the key-set version on the async pool and store it, stamped with the time the read started."""
-    import psycopg
-
     started = time.monotonic()
     try:
         row = await db.read_one(settings, f"SELECT version FROM {version_table(settings)}", {})

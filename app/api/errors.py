@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -104,7 +105,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def _new_request_id(scope: dict[str, Any]) -> str:
+def _new_request_id(scope: MutableMapping[str, Any]) -> str:
     event = scope.get("aws.event")
     rid = ((event.get("requestContext") or {}).get("requestId") if isinstance(event, dict) else None) or ""
     if not rid:
@@ -116,7 +117,7 @@ def _new_request_id(scope: dict[str, Any]) -> str:
     return str(rid) if rid and _REQUEST_ID_RE.match(str(rid)) else uuid.uuid4().hex
 
 
-def scope_request_id(scope: dict[str, Any]) -> str:
+def scope_request_id(scope: MutableMapping[str, Any]) -> str:
     """The id of the request in an ASGI scope, assigned on first use and kept in ``scope["state"]``."""
     state = scope.setdefault("state", {})
     rid = state.get("request_id")

@@ -21,7 +21,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg2.extras
+from psycopg.types.json import Jsonb
 
 from app.api import db
 from app.api.auth import Client
@@ -43,6 +43,7 @@ MESSAGE_CHARS = 2000
 TRAIN_ALL = "ray_cluster/jobs/train_all.py"
 TRAIN_STORE = "ray_cluster/jobs/train_store.py"
 FORECAST = "ray_cluster/jobs/forecast.py"
+NOOP = "app.jobs.noop"  #: the test job (kind=noop), run as ``python -m``
 #: Settings passed to the job as SFMLOPS_* env vars (addresses only; secrets come from the Ray nodes' env,
 #: or from the database secret's ARN, which the nodes' role may read).
 JOB_ENV_SETTINGS = (
@@ -92,31 +93,30 @@ def job_env(settings: Settings) -> dict[str, str]:
 
 
 def build_submission(settings: Settings, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Entrypoint and runtime_env for one job request (see ``ray_cluster/jobs/`` for the options)."""
+    """Entrypoint and runtime_env for one job request (see ``ray_cluster/jobs/`` and :mod:`app.jobs.noop` for the
+    options); the entrypoint is a shell line of shlex-quoted arguments."""
     kind, store, noop_seconds = payload["kind"], payload.get("store"), payload.get("noop_seconds") or 0
     stores = ",".join(str(int(s)) for s in payload.get("stores") or [])
-    options = ""
+    options: list[str] = []
     if stores:
-        options += f" --stores {stores}"
+        options += ["--stores", stores]
     if payload.get("lgbm_rounds"):
-        options += f" --lgbm-rounds {int(payload['lgbm_rounds'])}"
+        options += ["--lgbm-rounds", str(int(payload["lgbm_rounds"]))]
     if payload.get("max_steps"):
-        options += f" --max-steps {int(payload['max_steps'])}"
+        options += ["--max-steps", str(int(payload["max_steps"]))]
     if payload.get("neural") is False:
-        options += " --no-neural"
-    if kind == "noop":
-        script = (
-            "import json,time; print('sfmlops noop job', flush=True); "
-            f"time.sleep({int(noop_seconds)}); print(json.dumps({{'ok': True, 'seconds': {int(noop_seconds)}}}))"
-        )
-        return f"python -c {shlex.quote(script)}", {"env_vars": job_env(settings)}
+        options += ["--no-neural"]
     runtime_env = {"working_dir": working_dir(settings), "env_vars": job_env(settings)}
+    if kind == "noop":
+        # Locally the package is installed where Ray runs (no job zip needed); on AWS it comes with the job zip.
+        env = runtime_env if settings.profile != "local" else {"env_vars": runtime_env["env_vars"]}
+        return shlex.join(["python", "-m", NOOP, "--seconds", str(int(noop_seconds))]), env
     if kind == "store":
-        return f"python {TRAIN_STORE} --store {int(store)}{options}", runtime_env  # type: ignore[arg-type]
+        return shlex.join(["python", TRAIN_STORE, "--store", str(int(store)), *options]), runtime_env  # type: ignore[arg-type]
     if kind == "forecast":
         days = int(payload.get("days") or settings.horizon_days)
-        return f"python {FORECAST} --days {days}" + (f" --stores {stores}" if stores else ""), runtime_env
-    return f"python {TRAIN_ALL}{options}", runtime_env
+        return shlex.join(["python", FORECAST, "--days", str(days), *(["--stores", stores] if stores else [])]), runtime_env
+    return shlex.join(["python", TRAIN_ALL, *options]), runtime_env
 
 
 def request_hash(payload: dict[str, Any]) -> str:
@@ -200,19 +200,19 @@ def refresh(settings: Settings, ray: RayJobsClient, job: dict[str, Any]) -> dict
                     exit_code=info.get("driver_exit_code"),
                     log_tail="\n".join(logs.strip().splitlines()[-20:])[-LOG_TAIL_CHARS:],
                 )
-            updates["result"] = psycopg2.extras.Json(result)
+            updates["result"] = Jsonb(result)
     cols = ", ".join(f"{k} = %s" for k in updates)
     with db.connection(settings) as conn, db.cursor(conn) as cur:
         # Only move forward: never overwrite a state another request already finalised.
         cur.execute(
-            f"UPDATE {settings.table_training_jobs} SET {cols} WHERE id = %s AND state IN %s RETURNING *",
-            [*updates.values(), job["id"], ACTIVE_STATES],
+            f"UPDATE {settings.table_training_jobs} SET {cols} WHERE id = %s AND state = ANY(%s) RETURNING *",
+            [*updates.values(), job["id"], list(ACTIVE_STATES)],
         )
         row = cur.fetchone()
         if row is None:
             cur.execute(f"SELECT * FROM {settings.table_training_jobs} WHERE id = %s", (job["id"],))
-            row = cur.fetchone()
-    return dict(row)
+            row = db.one_row(cur)
+    return row
 
 
 def job_id_for(settings: Settings, client: Client, idempotency_key: str | None) -> str:
@@ -252,7 +252,7 @@ def _send(settings: Settings, ray: RayJobsClient, job_id: str, *, fresh: bool) -
             " WHERE j.id = %s",
             (job_id,),
         )
-        row = dict(cur.fetchone())
+        row = db.one_row(cur)
         client_name = row.pop("client_name")
         if row["state"] != JobState.SUBMITTING:
             return row
@@ -301,7 +301,7 @@ def _send(settings: Settings, ray: RayJobsClient, job_id: str, *, fresh: bool) -
                 " WHERE id = %s AND state = 'SUBMITTING' RETURNING *",
                 (outcome, message, now, finished, job_id),
             )
-            row = dict(cur.fetchone())
+            row = db.one_row(cur)
     if error is not None:
         raise error
     return row
@@ -351,9 +351,9 @@ def submit(
             existing = None
         if existing is None:
             cur.execute(
-                f"SELECT count(*) AS n FROM {t} WHERE client_id = %s AND state IN %s", (client.id, ACTIVE_STATES)
+                f"SELECT count(*) AS n FROM {t} WHERE client_id = %s AND state = ANY(%s)", (client.id, list(ACTIVE_STATES))
             )
-            if cur.fetchone()["n"] >= settings.api_max_concurrent_jobs:
+            if db.one_row(cur)["n"] >= settings.api_max_concurrent_jobs:
                 raise ApiError(
                     429,
                     f"Too many unfinished training jobs: the limit is {settings.api_max_concurrent_jobs} per client "
@@ -365,7 +365,7 @@ def submit(
                 f"SELECT count(*) AS n, min(created_at) AS oldest FROM {t} WHERE client_id = %s AND created_at > %s",
                 (client.id, since),
             )
-            window = cur.fetchone()
+            window = db.one_row(cur)
             if window["n"] >= settings.api_max_jobs_per_hour:
                 retry = max(1, int((window["oldest"] - since).total_seconds()) + 1)
                 raise ApiError(
@@ -385,14 +385,14 @@ def submit(
                     client.id,
                     payload["kind"],
                     payload.get("store"),
-                    psycopg2.extras.Json(payload),
+                    Jsonb(payload),
                     entrypoint,
                     job_id,
                     idempotency_key,
                     digest,
                 ),
             )
-            row = dict(cur.fetchone())
+            row = db.one_row(cur)
     if existing is not None:
         if existing["state"] != JobState.SUBMITTING:
             return existing, False

@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from app.api import db
 from app.api.errors import error_response, error_responses, install_error_handlers, scope_request_id
 from app.api.limits import RateLimiter
-from app.api.routes import accuracy, alerts, forecasts, health, models, stores_ui, training_jobs
+from app.api.routes import accuracy, alerts, forecasts, health, models, planning, stores_ui, training_jobs
 from app.config import Settings, get_settings
 from app.monitoring.metrics import RequestMetrics, metrics_endpoint
 
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ``SFMLOPS_API_ROOT_PATH=/<stage>`` (the ``$default`` stage needs nothing).
     """
     settings = settings or get_settings()
+    settings.require_api_key_pepper()  # bad config fails at start-up, naming the setting
     app = FastAPI(
         title="sfmlops API",
         version=API_VERSION,
@@ -129,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "`X-Request-ID`, and a 5xx message says only what failed (the details are logged under that id)."
         ),
         root_path=settings.api_root_path,
+        lifespan=db.lifespan,  # closes the async database pools of its loop at shutdown
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_minute, settings.api_heavy_rate_limit_per_minute)
@@ -145,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_serves_metrics:  # Prometheus scrapes it (local stack); on Lambda metrics are remote-written
         app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(accuracy.router, responses=limited)
+    app.include_router(planning.router, responses=limited)
     app.add_middleware(ApiMiddleware, max_bytes=settings.api_max_body_bytes)  # metrics, request id, body limit
     return app
 

@@ -140,7 +140,7 @@ def run(
     }
 
 
-def register(app) -> None:  # noqa: ANN001 - typer.Typer
+def register(app) -> None:  # typer.Typer
     """Add ``accuracy`` to a typer ``bench`` app: ``sfmlops bench accuracy [--stores 1,2] [--origins 3] ...``."""
     import json
 

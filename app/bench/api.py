@@ -56,7 +56,7 @@ RATES = (200, 500, 1000)
 
 
 # --- the lean baseline ---------------------------------------------------------------------------------
-def lean_app(settings: Settings | None = None, model: str | None = None, version: str | None = None):  # noqa: ANN201 - uvicorn factory
+def lean_app(settings: Settings | None = None, model: str | None = None, version: str | None = None):  # uvicorn factory
     """FastAPI + a psycopg 3 async pool, the route's statement, nothing else (env: BENCH_LEAN_*)."""
     from contextlib import asynccontextmanager
 
@@ -72,7 +72,7 @@ def lean_app(settings: Settings | None = None, model: str | None = None, version
     pool = AsyncConnectionPool("", kwargs={**s.pg_params(), "autocommit": True}, min_size=4, max_size=4, open=False)
 
     @asynccontextmanager
-    async def lifespan(_app):  # noqa: ANN001, ANN202
+    async def lifespan(_app):
         await pool.open(wait=True)
         yield
         await pool.close()
@@ -191,7 +191,7 @@ def _stores_served(settings: Settings, version: str) -> list[int]:
         if not cur.fetchone()[0]:
             return []
         cur.execute(
-            f"SELECT DISTINCT store FROM {settings.table_forecasts} WHERE model_name = %s AND model_version = %s",  # noqa: S608
+            f"SELECT DISTINCT store FROM {settings.table_forecasts} WHERE model_name = %s AND model_version = %s",
             (settings.model_name, version),
         )
         return sorted(r[0] for r in cur.fetchall())

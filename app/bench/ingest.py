@@ -243,7 +243,7 @@ def run(
         local_checkpoint: Checkpoints in a local folder even when the S3 emulator is configured.
     """
     from app.db import apply_migrations, connect
-    from app.produce import produce
+    from app.produce import ProduceConfig, produce
 
     sales, stores = _dataset(settings, rossmann_dir)
     if limit_rows:
@@ -270,7 +270,7 @@ def run(
 
     rows = len(sales)
     try:
-        produced = produce(bench, "replay", sales=sales, progress=False)
+        produced = produce(bench, ProduceConfig(progress=False), sales=sales)
         copy_seconds = _copy_baseline(bench, sales, f"bench_{tag}_copy")
 
         def checkpoint(name: str) -> str:

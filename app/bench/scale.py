@@ -227,12 +227,19 @@ def submit_train_job(
         raise RuntimeError(f"ray job {sub_id} printed no train_all result:\n{logs[-3000:]}")
     info = client.get_job_info(sub_id)
     wall = (info.end_time - info.start_time) / 1000.0 if info.end_time and info.start_time else float("nan")
-    tasks = []
-    if info.job_id:
-        for t in list_tasks(address=jobs_url, filters=[("job_id", "=", info.job_id)], limit=10000, detail=True,
-                            raise_on_missing_output=False):
-            if t.type == "NORMAL_TASK":
-                tasks.append({"name": t.name, "node_id": t.node_id, "state": t.state})
+    tasks: list[dict[str, Any]] = []
+    # Task events reach the GCS asynchronously (flushed about once a second per worker): on a loaded machine the
+    # last tasks can be missing or still RUNNING right after the job ended, so ask again for a little while.
+    expected, settle = int(result.get("tasks") or 0), time.monotonic() + 30
+    while info.job_id:
+        tasks = [{"name": t.name, "node_id": t.node_id, "state": t.state}
+                 for t in list_tasks(address=jobs_url, filters=[("job_id", "=", info.job_id)], limit=10000,
+                                     detail=True, raise_on_missing_output=False)
+                 if t.type == "NORMAL_TASK"]
+        settled = len(tasks) >= expected and all(t["state"] in ("FINISHED", "FAILED") for t in tasks)
+        if settled or time.monotonic() > settle:
+            break
+        time.sleep(1)
     return JobRun(result=result, job_id=info.job_id or sub_id, wall_s=round(wall, 2), tasks=tasks, peak_rss=peaks)
 
 
@@ -431,7 +438,7 @@ def run(
     return lines
 
 
-def register(app) -> None:  # noqa: ANN001 - typer.Typer
+def register(app) -> None:  # typer.Typer
     """Add ``scale`` to a typer ``bench`` app: ``sfmlops bench scale [--sizes 1,4,16] [--rounds 100] ...``."""
     import typer
 

@@ -84,7 +84,7 @@ def run(
     return result
 
 
-def register(app) -> None:  # noqa: ANN001 - typer.Typer
+def register(app) -> None:  # typer.Typer
     """Add ``train`` to a typer ``bench`` app: ``sfmlops bench train [--stores 1,2] [--neural] ...``."""
     import json
 

@@ -86,7 +86,7 @@ def push_text(base_url: str | None, job: str, grouping_key: Mapping[str, str], t
         url, data=text.encode(), method="PUT", headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310 - a configured http(s) URL
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # a configured http(s) URL
             return 200 <= resp.status < 300
     except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, timeouts: report, never fail the task
         log.warning("metrics push of %s %s to %s failed: %s", job, dict(grouping_key), base_url, exc)

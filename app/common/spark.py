@@ -3,10 +3,14 @@
 Used by the local path (``app.ingest.resolve_jars`` passes :data:`PGJDBC_VERSION` to Maven as
 ``-Dpgjdbc.version`` for ``spark_jobs/pom.xml``), by ``spark_jobs/package.py`` (the EMR ``spark-submit`` line)
 and by the daily DAG's EMR Serverless job (``sparkSubmitParameters``; this file is vendored into the DAG
-bundle by ``make dags-vendor``). Standard library only.
+bundle by ``make dags-vendor``). Also the parser of the Kafka source's offsets in query progress (the driver's
+metrics and its consumer-group commits). Standard library only.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 #: PgJDBC, the executors' staging writer and the driver's commits.
 PGJDBC_VERSION = "42.7.8"
@@ -30,3 +34,14 @@ def spark_packages(spark_version: str = EMR_SPARK_VERSION) -> str:
 def emr_submit_parameters(code_uri: str, spark_version: str = EMR_SPARK_VERSION) -> str:
     """``sparkSubmitParameters`` of the EMR Serverless job run whose job file and ``app.zip`` are under ``code_uri``."""
     return f"--packages {spark_packages(spark_version)} --py-files {code_uri.rstrip('/')}/app.zip"
+
+
+def kafka_offsets(value: object) -> dict[str, dict[str, int]]:
+    """The Kafka source's offsets of a query progress (``startOffset`` / ``endOffset`` / ``latestOffset``: the JSON
+    text ``{"topic": {"partition": offset}}``, or that JSON already parsed, as pyspark versions differ) as
+    ``{topic: {partition: offset}}``; empty for null or anything unparsable."""
+    try:
+        data: Any = json.loads(value) if isinstance(value, str) else value
+        return {str(t): {str(p): int(o) for p, o in parts.items()} for t, parts in (data or {}).items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}

@@ -1,7 +1,9 @@
 """Batch forecast: the champion's forecasts for every store for the next N days into ``{table_forecasts}``.
 
-Known-future inputs of days after the data are projected from the recent past (the real system would read
-them from the promotion calendar and the store opening plan):
+The known-future inputs of a (store, day) come from the planning data (``{table_planning}``, the newest
+version's row: :mod:`app.forecasting.planning`) where the business uploaded them, and are projected from the
+recent past everywhere else; each forecast row records which (``inputs`` = ``plan`` | ``projected``), and the
+API returns it with the forecast. The projection (:func:`project_future_inputs`):
 
 * ``open``: 1 when the store was open on at least half of the same weekday in the last 8 weeks;
 * ``promo``: Rossmann promotions run on a two-week cycle, so a day copies ``promo`` from 14 days (or a
@@ -59,6 +61,76 @@ def project_future_inputs(sales: pd.DataFrame, days: int, start: pd.Timestamp | 
     return grid
 
 
+def with_projected_inputs(rows: pd.DataFrame, history: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    """``rows`` (a canonical sales frame of days from ``start`` on) with the known-future inputs that
+    :func:`project_future_inputs` projects from ``history`` in place of their own: what a forecast without
+    planning data sees (``sfmlops evaluate --projected-inputs``). Other columns (``sales``...) are kept.
+
+    Raises:
+        ValueError: a store of ``rows`` has no history.
+    """
+    start = pd.Timestamp(start)
+    days = int((rows["date"].max() - start).days) + 1
+    future = project_future_inputs(history, max(days, 1), start=start)
+    inputs = ["day_of_week", "open", "promo", "state_holiday", "school_holiday"]
+    keys = rows.drop(columns=[c for c in inputs if c in rows.columns]).astype({"store": "int64"})
+    out = keys.merge(future.astype({"store": "int64"}), on=["store", "date"], how="left", validate="one_to_one")
+    missing = out["open"].isna()
+    if missing.any():
+        raise ValueError(f"{int(missing.sum())} row(s) of store(s) {sorted(out.loc[missing, 'store'].unique().tolist())[:10]} have no history"
+                         f" to project inputs from (or are dated before {start.date()})")
+    return out.astype(dict.fromkeys(("day_of_week", "open", "promo", "school_holiday"), "int8"))
+
+
+def load_plan(settings: Settings, first: pd.Timestamp, last: pd.Timestamp, stores: list[int] | None = None) -> pd.DataFrame:
+    """The planning data of the days ``first..last`` (of ``stores``): the newest version's row per (store, date).
+
+    Returns:
+        Frame with ``store, date, open, promo, state_holiday, school_holiday, version`` (empty without a plan).
+
+    Raises:
+        RuntimeError: the planning table does not exist (the migrations were not applied).
+    """
+    import psycopg2
+
+    from app.db import connect
+    from app.forecasting.planning import read_plan
+
+    conn = connect(settings)
+    try:
+        rows = read_plan(conn, settings, pd.Timestamp(first).date(), pd.Timestamp(last).date(), stores)
+    except psycopg2.errors.UndefinedTable as exc:
+        raise RuntimeError(
+            f"planning table {settings.table_planning!r} (SFMLOPS_TABLE_PLANNING) does not exist: run `sfmlops up` to apply the migrations"
+        ) from exc
+    finally:
+        conn.close()
+    plan = pd.DataFrame(rows, columns=["store", "date", "open", "promo", "state_holiday", "school_holiday", "version"])
+    plan["date"] = pd.to_datetime(plan["date"])
+    return plan.astype({"store": "int32", "open": "int8", "promo": "int8", "state_holiday": "object", "school_holiday": "int8"})
+
+
+def apply_plan(future: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
+    """``future`` (projected inputs, :func:`project_future_inputs`) with the inputs of ``plan`` wherever it has the
+    (store, date), and an ``inputs`` column: ``plan`` for those rows, ``projected`` for the others.
+
+    Rows of ``plan`` outside ``future``'s (store, date) grid are ignored.
+    """
+    out = future.copy()
+    cols = ["open", "promo", "state_holiday", "school_holiday"]
+    if plan.empty:
+        out["inputs"] = "projected"
+        return out
+    keys = out[["store", "date"]].astype({"store": "int64"})
+    planned = plan[["store", "date", *cols]].astype({"store": "int64"}).assign(date=pd.to_datetime(plan["date"]).dt.normalize())
+    merged = keys.merge(planned, on=["store", "date"], how="left", validate="one_to_one")  # in the order of ``keys``
+    hit = merged["open"].notna().to_numpy()
+    for col in cols:
+        out.loc[hit, col] = merged.loc[hit, col].astype(out[col].dtype).to_numpy()
+    out["inputs"] = np.where(hit, "plan", "projected")
+    return out
+
+
 def load_model(settings: Settings, model_uri: str | None = None, stores: list[int] | None = None) -> tuple[Any, dict[str, str]]:
     """Load the champion (or ``model_uri``) as the python object behind the pyfunc, with its identity.
 
@@ -85,7 +157,7 @@ def load_model(settings: Settings, model_uri: str | None = None, stores: list[in
                 mv = None
         try:
             mv = mv or client.get_model_version_by_alias(settings.model_name, CHAMPION)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise RuntimeError(
                 f"registered model {settings.model_name!r} has no '{CHAMPION}' alias at {settings.mlflow_uri}: train first"
             ) from exc
@@ -98,23 +170,31 @@ def load_model(settings: Settings, model_uri: str | None = None, stores: list[in
 
 
 def write_forecasts(settings: Settings, frame: pd.DataFrame, ident: dict[str, str]) -> int:
-    """Upsert forecast rows into ``{table_forecasts}`` (idempotent per model name, version, store, date)."""
+    """Upsert forecast rows into ``{table_forecasts}`` (idempotent per model name, version, store, date).
+
+    ``frame`` has ``store, date, value, lower, upper`` and optionally ``inputs`` (``plan`` | ``projected``, the
+    default).
+    """
     from psycopg2.extras import execute_values
 
     from app.db import connect
 
     sql = (
-        f"INSERT INTO {settings.table_forecasts} (model_name, model_version, store, date, value, lower, upper, run_id, forecast_run) VALUES %s "
-        "ON CONFLICT (model_name, model_version, store, date) DO UPDATE SET value = EXCLUDED.value, lower = EXCLUDED.lower,"
-        " upper = EXCLUDED.upper, run_id = EXCLUDED.run_id, forecast_run = EXCLUDED.forecast_run, created_at = now()"
+        f"INSERT INTO {settings.table_forecasts} (model_name, model_version, store, date, value, lower, upper, run_id, forecast_run, inputs)"
+        " VALUES %s ON CONFLICT (model_name, model_version, store, date) DO UPDATE SET value = EXCLUDED.value, lower = EXCLUDED.lower,"
+        " upper = EXCLUDED.upper, run_id = EXCLUDED.run_id, forecast_run = EXCLUDED.forecast_run, inputs = EXCLUDED.inputs,"
+        " created_at = now()"
     )
+    # Which inputs each row used (apply_plan); a frame without the column was forecast from projected inputs.
+    labels = frame["inputs"] if "inputs" in frame.columns else pd.Series("projected", index=frame.index)
     with connect(settings) as conn, conn.cursor() as cur:
         # One run number per call, stamped on every row in this one transaction (the API serves a store's newest run).
         cur.execute("SELECT nextval(%s)", (f"{settings.table_forecasts}_run_seq",))
         run = cur.fetchone()[0]
         rows = [
-            (ident["model_name"], ident["model_version"], int(r.store), r.date.date(), float(r.value), float(r.lower), float(r.upper), ident["run_id"], run)
-            for r in frame.itertuples(index=False)
+            (ident["model_name"], ident["model_version"], int(r.store), r.date.date(), float(r.value), float(r.lower), float(r.upper), ident["run_id"], run,
+             label)
+            for r, label in zip(frame.itertuples(index=False), labels, strict=True)
         ]
         execute_values(cur, sql, rows, page_size=5000)
     conn.close()
@@ -132,6 +212,9 @@ def forecast(
 ) -> dict[str, Any]:
     """Forecast every store (or ``stores``) for the ``days`` days after the sales data and store them.
 
+    The known-future inputs are the planning data's where ``{table_planning}`` has the (store, day), projected
+    elsewhere (:func:`apply_plan`); each row's ``inputs`` says which.
+
     Args:
         settings: Settings (MLflow, Postgres, table names, ``horizon_days`` as default ``days``).
         days: Horizon in days.
@@ -142,7 +225,8 @@ def forecast(
         version_label: Value of ``model_version`` in the table (default: the registry version).
 
     Returns:
-        Summary: rows written, stores, first/last date, model identity, seconds.
+        Summary: rows written, stores, first/last date, model identity, ``plan_rows``/``projected_rows`` (how
+        many rows used planned / projected inputs), seconds.
     """
     from app.forecasting.data import load_training_data
 
@@ -158,7 +242,11 @@ def forecast(
         raise ValueError("none of the requested stores is known to the model")
     start = max(sales["date"].max(), model.train_end) + pd.Timedelta(days=1)
     future = project_future_inputs(sales, days, start=start)
+    plan = load_plan(settings, start, start + pd.Timedelta(days=days - 1), sorted(int(s) for s in future["store"].unique()) if stores else None)
+    future = apply_plan(future, plan)
     pred = model.predict(None, future)
+    labels = future[["store", "date", "inputs"]].astype({"store": "int64"})
+    pred = pred.merge(labels, on=["store", "date"], how="left", validate="one_to_one")
     written = write_forecasts(settings, pred, ident) if write else 0
     return {
         **ident,
@@ -168,6 +256,8 @@ def forecast(
         "first_date": str(pred["date"].min().date()),
         "last_date": str(pred["date"].max().date()),
         "days": days,
+        "plan_rows": int((pred["inputs"] == "plan").sum()),
+        "projected_rows": int((pred["inputs"] == "projected").sum()),
         "source": used,
         "seconds": round(time.perf_counter() - t0, 2),
     }

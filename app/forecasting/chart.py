@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
 
 
-def _frame(cur: Any, sql: str, params: tuple[Any, ...]) -> pd.DataFrame:  # noqa: ANN401 - psycopg2 cursor
+def _frame(cur: Any, sql: str, params: tuple[Any, ...]) -> pd.DataFrame:  # psycopg2 cursor
     """The rows of one query as a DataFrame (through the cursor: pandas warns on a raw DBAPI connection)."""
     import pandas as pd
 

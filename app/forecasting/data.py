@@ -25,7 +25,7 @@ STORES_SELECT = (
 Source = Literal["auto", "postgres", "dataset"]
 
 
-def _copy(conn, sql: str) -> pd.DataFrame:  # noqa: ANN001 - psycopg2 connection
+def _copy(conn, sql: str) -> pd.DataFrame:  # psycopg2 connection
     buf = io.StringIO()
     with conn.cursor() as cur:
         cur.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", buf)
@@ -134,7 +134,7 @@ def load_training_data(
         try:
             sales, stores_df = read_sharded(settings, shards, stores, run) if shards > 1 else read_postgres(settings, stores)
             used = "postgres"
-        except Exception as exc:  # noqa: BLE001 - fall back only in auto mode
+        except Exception as exc:  # fall back only in auto mode
             if source == "postgres":
                 raise
             log.warning("reading %s from PostgreSQL failed (%s); using the prepared dataset", settings.table_sales, exc)

@@ -87,7 +87,7 @@ def store_types(settings: Settings) -> pd.Series:
     conn = connect(settings)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT store, store_type FROM {settings.table_stores}")  # noqa: S608 - name from settings
+            cur.execute(f"SELECT store, store_type FROM {settings.table_stores}")  # name from settings
             rows = cur.fetchall()
     finally:
         conn.close()
@@ -138,11 +138,20 @@ def score(model: Any, actuals: pd.DataFrame, source: str = "actuals", types: pd.
     }
 
 
-def evaluate(settings: Settings, path: str | Path, model_uri: str | None = None) -> dict[str, Any]:
+def evaluate(settings: Settings, path: str | Path, model_uri: str | None = None, projected_inputs: bool = False) -> dict[str, Any]:
     """Evaluate the champion (or ``model_uri``) on the Kaggle-format CSV at ``path``.
 
+    Args:
+        settings: Settings.
+        path: The actuals file.
+        model_uri: A model URI instead of the champion.
+        projected_inputs: Also score the forecast from the inputs the batch forecast projects when it has no
+            planning data (:func:`app.forecasting.batch.with_projected_inputs`, from the sales up to the model's
+            training end) instead of the file's true inputs: what the planning data are worth (issue 17.5).
+
     Returns:
-        :func:`score`'s answer and ``model_version``.
+        :func:`score`'s answer and ``model_version`` (and ``projected_inputs``: ``rmspe``, ``mae``, ``rows``,
+        ``horizon_buckets`` of that forecast).
 
     Raises:
         EvaluationError: for missing/invalid columns (named), unknown stores, overlapping dates.
@@ -159,4 +168,20 @@ def evaluate(settings: Settings, path: str | Path, model_uri: str | None = None)
     except DataValidationError as exc:
         raise EvaluationError(str(exc)) from exc
     model, ident = load_model(settings, model_uri)
-    return {**score(model, actuals, source=str(path), types=store_types(settings)), "model_version": ident["model_version"]}
+    types = store_types(settings)
+    result = {**score(model, actuals, source=str(path), types=types), "model_version": ident["model_version"]}
+    if projected_inputs:
+        from app.forecasting.batch import with_projected_inputs
+        from app.forecasting.data import load_training_data
+
+        sales, _, _ = load_training_data(settings, stores=sorted({int(s) for s in actuals["store"].unique()}))
+        history = sales[sales["date"] <= model.train_end]
+        if history.empty:
+            raise EvaluationError(f"no sales up to the model's training end {model.train_end.date()} to project the inputs from")
+        try:
+            projected = with_projected_inputs(actuals, history, model.train_end + pd.Timedelta(days=1))
+        except ValueError as exc:
+            raise EvaluationError(str(exc)) from exc
+        scored = score(model, projected, source=f"{path} (projected inputs)", types=types)
+        result["projected_inputs"] = {k: scored[k] for k in ("rmspe", "mae", "rows", "horizon_buckets")}
+    return result

@@ -92,11 +92,11 @@ def score(
     model_name = model_name or settings.model_name
     f, s, a = settings.table_forecasts, settings.table_sales, settings.table_accuracy
     with conn.cursor() as cur:
-        cur.execute(f"SELECT DISTINCT model_version FROM {f} WHERE model_name = %s", (model_name,))  # noqa: S608
+        cur.execute(f"SELECT DISTINCT model_version FROM {f} WHERE model_name = %s", (model_name,))
         stored = sorted(str(r[0]) for r in cur.fetchall())
     known = (backtest or backtest_rmspe_from_registry(settings))(model_name) if stored else {}
     sql = (
-        f"WITH runs AS (SELECT model_version, forecast_run, min(date) - 1 AS cutoff FROM {f}"  # noqa: S608 - names from settings
+        f"WITH runs AS (SELECT model_version, forecast_run, min(date) - 1 AS cutoff FROM {f}"  # names from settings
         f"  WHERE model_name = %(m)s GROUP BY model_version, forecast_run),"
         f" rows AS (SELECT f.model_version, f.date, {sql_case('(f.date - r.cutoff)')} AS bucket, s.sales::float8 AS sales, f.value"
         f"  FROM {f} f JOIN runs r ON r.model_version = f.model_version AND r.forecast_run = f.forecast_run"
@@ -132,7 +132,7 @@ def current_version(settings: Settings, conn: connection, model_name: str) -> st
     """The version of the newest batch-forecast run of ``model_name`` (what the API serves), or None."""
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT model_version FROM {settings.table_forecasts} WHERE model_name = %s"  # noqa: S608
+            f"SELECT model_version FROM {settings.table_forecasts} WHERE model_name = %s"
             " ORDER BY forecast_run DESC, created_at DESC LIMIT 1",
             (model_name,),
         )
@@ -192,7 +192,7 @@ def drift_status(settings: Settings, conn: connection, model_name: str | None = 
     with conn.cursor() as cur:
         # the newest `keep` scored days of each version, pooled over their buckets
         cur.execute(
-            f"WITH d AS (SELECT model_version, date, sqrt(sum(rmspe * rmspe * rows_scored) / sum(rows_scored)) AS rmspe,"  # noqa: S608
+            f"WITH d AS (SELECT model_version, date, sqrt(sum(rmspe * rmspe * rows_scored) / sum(rows_scored)) AS rmspe,"
             f"  sum(rows_scored)::int AS n, max(backtest_rmspe) AS bt,"
             f"  row_number() OVER (PARTITION BY model_version ORDER BY date DESC) AS k"
             f"  FROM {a} WHERE model_name = %s AND rows_scored > 0 AND rmspe IS NOT NULL GROUP BY model_version, date)"
@@ -201,7 +201,7 @@ def drift_status(settings: Settings, conn: connection, model_name: str | None = 
         )
         daily = cur.fetchall()
         cur.execute(
-            f"WITH d AS (SELECT model_version, date, dense_rank() OVER (PARTITION BY model_version ORDER BY date DESC) AS k"  # noqa: S608
+            f"WITH d AS (SELECT model_version, date, dense_rank() OVER (PARTITION BY model_version ORDER BY date DESC) AS k"
             f"  FROM {a} WHERE model_name = %s AND rows_scored > 0 AND rmspe IS NOT NULL GROUP BY model_version, date)"
             f" SELECT a.model_version, a.bucket, sqrt(sum(a.rmspe * a.rmspe * a.rows_scored) / sum(a.rows_scored))"
             f" FROM {a} a JOIN d ON d.model_version = a.model_version AND d.date = a.date AND d.k <= %s"

@@ -177,6 +177,33 @@ class NeuralForecaster:
         out["available_mask"] = ok.astype("float32")
         return out
 
+    @staticmethod
+    def static_frame(stores: pd.DataFrame, ids: Any) -> pd.DataFrame:
+        """The static store features of the stores ``ids`` (missing competition distances: the median)."""
+        static = F.store_static_features(stores).reset_index()
+        static["competition_distance"] = static["competition_distance"].fillna(static["competition_distance"].median())
+        return static[static["unique_id"].isin(ids)][["unique_id", *NEURAL_STAT_EXOG]]
+
+    def nhits_kwargs(self) -> dict[str, Any]:
+        """NHITS' keyword arguments besides ``h`` and ``loss`` (what the fit and a Tune trial both build it from)."""
+        return {
+            "input_size": int(self.input_size),
+            "futr_exog_list": NEURAL_FUTR_EXOG,
+            "stat_exog_list": NEURAL_STAT_EXOG,
+            "scaler_type": "robust",
+            "max_steps": int(self.max_steps),
+            "batch_size": int(self.batch_size),
+            "windows_batch_size": int(self.windows_batch_size),
+            "learning_rate": float(self.learning_rate),
+            "random_seed": self.seed,
+            "alias": self.alias,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": False,
+            "enable_checkpointing": False,
+            "accelerator": "cpu",
+        }
+
     def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> NeuralForecaster:
         """Fit on ``history`` (long frame, targets known) and the stores frame."""
         import torch
@@ -188,28 +215,8 @@ class NeuralForecaster:
         torch.set_num_threads(self.num_threads)
         self.train_end = history["ds"].max()
         df = self._frame(history)
-        static = F.store_static_features(stores).reset_index()
-        static["competition_distance"] = static["competition_distance"].fillna(static["competition_distance"].median())
-        self.static_df = static[static["unique_id"].isin(df["unique_id"].unique())][["unique_id", *NEURAL_STAT_EXOG]]
-        model = NHITS(
-            h=self.h,
-            input_size=self.input_size,
-            futr_exog_list=NEURAL_FUTR_EXOG,
-            stat_exog_list=NEURAL_STAT_EXOG,
-            loss=MAE(),
-            scaler_type="robust",
-            max_steps=self.max_steps,
-            batch_size=self.batch_size,
-            windows_batch_size=self.windows_batch_size,
-            learning_rate=self.learning_rate,
-            random_seed=self.seed,
-            alias=self.alias,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            logger=False,
-            enable_checkpointing=False,
-            accelerator="cpu",
-        )
+        self.static_df = self.static_frame(stores, df["unique_id"].unique())
+        model = NHITS(h=self.h, loss=MAE(), **self.nhits_kwargs())
         self.nf = NeuralForecast(models=[model], freq="D")
         self.nf.fit(df=df, static_df=self.static_df)
         self.history_df = df[df["ds"] > self.train_end - pd.Timedelta(days=self.input_size + 2 * F.DISTANCE_CAP)].reset_index(drop=True)
@@ -257,7 +264,7 @@ class BaselineModel:
     alias: str = "median_dow_promo"
     history: pd.DataFrame | None = field(default=None, repr=False)
 
-    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> BaselineModel:  # noqa: ARG002
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> BaselineModel:
         from app.forecasting.baselines import BASELINES
 
         if self.alias not in BASELINES:
@@ -311,7 +318,7 @@ class StatsForecaster:
             return [AutoETS(season_length=self.season_length, model="ANA", alias="base")]
         raise ValueError(f"unknown statsforecast model {self.model!r} (ses or ets)")
 
-    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> StatsForecaster:  # noqa: ARG002
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> StatsForecaster:
         """Fit every store of ``history``; its forecasts of the ``h`` days after it are computed here."""
         from statsforecast import StatsForecast
 

@@ -56,6 +56,7 @@ class TrainConfig:
             :mod:`app.forecasting.distributed`; its task then only coordinates and reserves no CPU).
         neural: Backtest the neuralforecast (NHITS) candidate.
         max_steps: Its training steps (default: the model's).
+        nhits_params: Extra :class:`~app.forecasting.models.NeuralForecaster` arguments (the neural search's best).
         per_store: Backtest the local per-store statsforecast family (``per_store_model``).
         per_store_model: ``ses`` (seasonal exponential smoothing) or ``ets`` (AutoETS).
         calib_windows: Backtest origins before the scored one (every candidate; they fit the ensemble's weights
@@ -64,9 +65,10 @@ class TrainConfig:
             candidate of its own (:mod:`app.forecasting.ensemble`).
         shard_stores: Stores per task of a per-store family.
         threads: Threads (and so CPUs per task) of LightGBM / torch.
-        tune_trials: Ray Tune trials of the LightGBM candidate's parameters before its backtest (0: no search;
-            :mod:`app.forecasting.tune`: scored on the calibration origin, never the scored window).
-        tune_time_budget_s: Time budget of that search (None: none); Tune starts no trial after it.
+        tune_trials: Ray Tune trials of each tuned candidate's parameters (LightGBM; NHITS through neuralforecast's
+            ``AutoNHITS``) before the backtest (0: no search; :mod:`app.forecasting.tune`: scored on the
+            calibration origin, never the scored window).
+        tune_time_budget_s: Time budget of each search (None: none); Tune starts no trial after it.
         log_mlflow: Log to MLflow at all (False for offline experiments and the benchmark baseline).
         register: Register the model and run the champion gate (needs ``log_mlflow``).
         run_name: MLflow run name.
@@ -84,6 +86,7 @@ class TrainConfig:
     lgbm_workers: int = 1
     neural: bool = True
     max_steps: int | None = None
+    nhits_params: dict[str, Any] = field(default_factory=dict, hash=False)
     per_store: bool = True
     per_store_model: str = "ses"
     calib_windows: int = 1
@@ -132,6 +135,7 @@ class TrainConfig:
             nn: dict[str, Any] = {"h": self.horizon, "num_threads": self.threads}
             if self.max_steps is not None:
                 nn["max_steps"] = int(self.max_steps)
+            nn.update(self.nhits_params)
             out.append(Candidate("nhits", "nhits", nn, cpus=self.threads))
         if self.per_store:
             name = self.per_store_model
@@ -176,6 +180,7 @@ class TrainResult:
     ensemble_weights: dict[str, float] = field(default_factory=dict)
     interval_metrics: dict[str, float] = field(default_factory=dict)
     tune: Any = None  # app.forecasting.tune.TuneOutcome when the LightGBM parameters were searched
+    tune_nhits: Any = None  # the same for the neural candidate
 
 
 # --- stages -----------------------------------------------------------------------------------------------
@@ -222,7 +227,8 @@ def run_backtest(
     for task, out in zip(tasks, outcomes, strict=True):
         if not out.ok and task.candidate.name not in failed:
             failed[task.candidate.name] = {"candidate": task.candidate.name, "task": out.label, "error": out.error or ""}
-    parts, seconds = [], {}
+    parts: list[Any] = []
+    seconds: dict[str, float] = {}
     for task, out in zip(tasks, outcomes, strict=True):
         if out.ok and task.candidate.name not in failed:
             parts.append(out.value["forecasts"])
@@ -299,12 +305,14 @@ def run_stages(settings: Settings, config: TrainConfig, executor: Any = None, pr
     data = load(settings, config, executor, progress)
     seconds["data"] = round(time.perf_counter() - t0, 2)
 
-    tuned = None
-    if config.tune_trials > 0 and config.lgbm:  # the LightGBM candidate gets the best trial's parameters
+    searches: dict[str, Any] = {}
+    if config.tune_trials > 0 and (config.lgbm or config.neural):  # the candidates get the best trials' parameters
         from app.forecasting.tune import tune_stage
 
-        config, tuned = tune_stage(settings, config, data, progress)
-        seconds["tune"] = round(tuned.seconds, 2)
+        config, outcomes = tune_stage(settings, config, data, progress)
+        searches = {o.model: o for o in outcomes}
+        for o in outcomes:
+            seconds[o.prefix] = round(o.seconds, 2)
 
     t0 = time.perf_counter()
     refs = (executor.put(data.long), executor.put(data.stores))  # once; every task gets the references
@@ -340,7 +348,8 @@ def run_stages(settings: Settings, config: TrainConfig, executor: Any = None, pr
     return TrainResult(
         config=config, data=data, backtest=bt, short=short, best=best, failures=failures, model=model, wrapper=wrapper,
         future=future, forecast=forecast, seconds=seconds, tasks=n_tasks, executor=getattr(executor, "name", "local"),
-        champion=cand, ensemble_weights=weights, interval_metrics=interval_metrics, tune=tuned,
+        champion=cand, ensemble_weights=weights, interval_metrics=interval_metrics,
+        tune=searches.get("lgbm"), tune_nhits=searches.get("nhits"),
     )
 
 
@@ -350,7 +359,7 @@ def summarize(result: TrainResult) -> dict[str, Any]:
     rmspe = float(bt.metrics[result.best]["rmspe"])
     median = float(bt.metrics[MEDIAN_BASELINE]["rmspe"])
     short_table = result.short.table() if result.short is not None else pd.DataFrame()
-    extra = {"tune": result.tune.summary()} if result.tune is not None else {}
+    extra = {o.prefix: o.summary() for o in (result.tune, result.tune_nhits) if o is not None}
     return {**extra,
         "source": result.data.source,
         "rows": int(len(result.data.sales)),
@@ -404,10 +413,11 @@ def train(settings: Settings, config: TrainConfig | None = None, executor: Any =
 
         progress.start("log")
         summary["run_id"] = log_training_run(settings, result, summary)
-        if result.tune is not None:
-            from app.forecasting.tune import log_to_mlflow
+        from app.forecasting.tune import log_to_mlflow
 
-            log_to_mlflow(settings, summary["run_id"], result.tune)
+        for outcome in (result.tune, result.tune_nhits):
+            if outcome is not None:
+                log_to_mlflow(settings, summary["run_id"], outcome)
     if config.register:
         from app.forecasting.registry import register_and_gate
 
@@ -420,7 +430,7 @@ def train(settings: Settings, config: TrainConfig | None = None, executor: Any =
 
 def config_params(config: TrainConfig) -> dict[str, Any]:
     """The config as flat MLflow params."""
-    out = {k: v for k, v in asdict(config).items() if k not in ("tags", "lgbm_params", "stores", "run_name")}
+    out = {k: v for k, v in asdict(config).items() if k not in ("tags", "lgbm_params", "nhits_params", "stores", "run_name")}
     out["stores"] = len(config.stores) if config.stores else "all"
     return out
 

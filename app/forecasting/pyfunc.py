@@ -56,7 +56,7 @@ class SalesForecaster(mlflow.pyfunc.PythonModel):
             )
         return out
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ARG002
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """Forecast the rows of ``model_input``; see the module docstring."""
         frame = self.check_input(pd.DataFrame(model_input))
         long = F.to_long(frame)

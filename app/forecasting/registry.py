@@ -11,7 +11,10 @@ an all-store model.
 
 **Gate.** A newly registered version takes its scope's champion alias only when its backtest RMSPE is lower
 than the current holder's (read from that version's ``backtest_rmspe`` tag); otherwise it takes the
-challenger alias. The read-compare-set runs under a PostgreSQL advisory lock keyed by the model name
+challenger alias. A holder whose model artifacts are gone (its ``MLmodel`` is not in the artifact folder
+MLflow lists for the version: an emptied bucket, an emulator restarted without S3 persistence) is no
+champion: nobody can load it, so the new version takes the alias and its reason says why
+(:func:`missing_model`). The read-compare-set runs under a PostgreSQL advisory lock keyed by the model name
 (:func:`gate_lock`), so two trainings that finish together are gated one after the other and the better
 model holds the alias whatever the finish order.
 """
@@ -38,6 +41,8 @@ SCOPE_STORES_TAG = "scope_stores"
 SCOPE_ALL = "all"
 #: First key of the gate's advisory lock (the second is ``hashtext(model name)``).
 GATE_LOCK_NAMESPACE = 0x5F6A7E
+#: The file every MLflow model folder holds (its flavors): a version without it cannot be loaded.
+MODEL_FILE = "MLmodel"
 #: Longest ``scope_stores`` tag value (MLflow limits tag values; the hash in ``scope`` is the identity).
 _SCOPE_STORES_MAX = 4000
 
@@ -100,6 +105,24 @@ def _holder(client: Any, name: str, alias: str) -> tuple[str | None, float | Non
     return str(mv.version), value, version_scope(client, mv)
 
 
+def missing_model(client: Any, name: str, version: str) -> str | None:
+    """Why version ``version`` of ``name`` cannot be loaded: the artifact folder MLflow gives for it (one
+    listing, no download) has no ``MLmodel``. None when it has one, and when the listing itself fails (a
+    store that does not answer says nothing about the artifacts: the holder is kept, with a warning)."""
+    from mlflow.artifacts import list_artifacts
+
+    uri = None
+    try:
+        uri = client.get_model_version_download_uri(name, version)
+        files = list_artifacts(artifact_uri=uri) or []
+    except Exception as exc:  # noqa: BLE001 - MLflow and the artifact stores raise many kinds; none proves absence
+        log.warning("could not list the artifacts of %s v%s (%s): %s; kept as a champion", name, version, uri, exc)
+        return None
+    if any(f.path.rsplit("/", 1)[-1] == MODEL_FILE for f in files):
+        return None
+    return f"no {MODEL_FILE} under {uri}"
+
+
 def champion_gate(client: Any, name: str, version: str, new_rmspe: float, scope: str = SCOPE_ALL) -> dict[str, Any]:
     """Alias ``version`` of ``name`` as its scope's champion if it beats the current one, else as challenger.
 
@@ -122,9 +145,10 @@ def champion_gate(client: Any, name: str, version: str, new_rmspe: float, scope:
     client.set_model_version_tag(name, version, SCOPE_TAG, scope)
     prev_version, prev_rmspe, prev_scope = _holder(client, name, champion_alias)
     foreign = prev_version is not None and prev_scope != scope
+    lost = missing_model(client, name, prev_version) if prev_version is not None and not foreign else None
     # Compared at the tag's precision: the champion's RMSPE is read back from its 6-decimal tag, so an
     # identical retrain (0.0998818 vs the tag's 0.099882) must be a tie, not a win.
-    wins = prev_version is None or foreign or prev_rmspe is None or round(new_rmspe, 6) < round(prev_rmspe, 6)
+    wins = prev_version is None or foreign or lost is not None or prev_rmspe is None or round(new_rmspe, 6) < round(prev_rmspe, 6)
     alias = champion_alias if wins else challenger_alias
     client.set_registered_model_alias(name, alias, version)
     prev_text = f"{prev_rmspe:.4f}" if prev_rmspe is not None else "nan"
@@ -132,6 +156,8 @@ def champion_gate(client: Any, name: str, version: str, new_rmspe: float, scope:
         reason = f"no current {champion_alias}"
     elif foreign:
         reason = f"{champion_alias} v{prev_version} has scope {prev_scope or 'unknown'}, not {scope}: replaced"
+    elif lost is not None:
+        reason = f"{champion_alias} v{prev_version} cannot be loaded ({lost}): replaced as if there were no {champion_alias}"
     else:
         reason = f"new {new_rmspe:.4f} {'<' if wins else '>='} {champion_alias} v{prev_version} {prev_text}"
     if scope == SCOPE_ALL:
@@ -147,7 +173,7 @@ def champion_gate(client: Any, name: str, version: str, new_rmspe: float, scope:
         "scope": scope,
         "version": str(version),
         "new_rmspe": float(new_rmspe),
-        "champion_rmspe": None if foreign else prev_rmspe,
+        "champion_rmspe": None if foreign or lost is not None else prev_rmspe,
         "previous_champion": prev_version,
         "reason": reason,
     }

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.common.jobs import INGEST_SUMMARY_PREFIX, ingest_summary
 from app.common.spark import PGJDBC_VERSION
-from app.config import PROJECT_ROOT, settings_env  # noqa: F401 - settings_env is part of this module's API
+from app.config import PROJECT_ROOT, settings_env  # settings_env is part of this module's API
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
@@ -166,10 +166,10 @@ def start(settings: Settings, log_path: Path | None = None, **job_opts: Any) -> 
     as long as the job should.
     """
     argv, env = build_command(settings, **job_opts)
-    out = open(log_path, "ab") if log_path else subprocess.PIPE  # noqa: SIM115 - owned by the Popen
+    out = open(log_path, "ab") if log_path else subprocess.PIPE  # owned by the Popen
     return subprocess.Popen(
         argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT,
-        preexec_fn=_die_with_caller(os.getpid()),  # noqa: PLW1509 - only async-signal-safe calls
+        preexec_fn=_die_with_caller(os.getpid()),  # only async-signal-safe calls
     )
 
 

@@ -118,7 +118,7 @@ def build_session(settings: Settings, app_name: str = "sfmlops-sales-stream") ->
     return spark
 
 
-def json_schema():  # noqa: ANN201 - pyspark type
+def json_schema():  # pyspark type
     """The explicit schema of a record, plus the corrupt-record column."""
     from pyspark.sql import types as T
 
@@ -363,7 +363,7 @@ class _Batches:
 
         self.metrics = ingest_metrics(settings, topic)  # pushed to the Pushgateway after each batch
 
-    def conn(self):  # noqa: ANN201
+    def conn(self):
         from app.db import connect
 
         if self._conn is None or self._conn.closed:
@@ -420,6 +420,97 @@ class _Batches:
         self.metrics.batch(
             rows, rejected, result["upserted"], t_stage - started.timestamp(), t_commit - t_stage, self.stats["last_commit"] - t_commit
         )
+
+
+class GroupOffsets:
+    """Commits the end offsets of each committed micro-batch to Kafka for ``settings.kafka_consumer_group``.
+
+    Monitoring only. Spark's Kafka source keeps its progress in the checkpoint and commits nothing to Kafka, so
+    Kafka itself (MSK's per-group ``MaxOffsetLag`` and its alarm, ``kafka-consumer-groups.sh``) would see no
+    consumer group. The checkpoint and the database ledger stay the source of truth: the group's offsets are
+    never read back, and a commit that fails is printed and never fails the job.
+
+    The commit goes through the driver JVM's Kafka admin client (kafka-clients, which the Kafka source brings)
+    with the source's own connection options (``--kafka-option kafka.*``, e.g. MSK's IAM authentication), so it
+    needs nothing on EMR that the job lacks. The group has no members (the source's consumers use their own
+    generated groups), which is what committing offsets for it needs.
+    """
+
+    TIMEOUT_S = 10
+
+    def __init__(self, spark: SparkSession, settings: Settings, kafka_options: dict[str, str]) -> None:
+        self.group = settings.kafka_consumer_group
+        self._jvm: Any = spark.sparkContext._jvm
+        self._config = {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "client.id": "sfmlops-ingest-group-offsets",
+            **{key.removeprefix("kafka."): value for key, value in kafka_options.items() if key.startswith("kafka.")},
+        }
+        self._admin: Any = None
+        self._lock = threading.Lock()  # the listener's thread and the driver's main thread both commit
+
+    def commit(self, end_offset: object) -> bool:
+        """Commit a progress' end offsets (:func:`app.common.spark.kafka_offsets`' input) for the group."""
+        from app.common.spark import kafka_offsets
+
+        offsets = kafka_offsets(end_offset)
+        if not offsets:
+            return False
+        with self._lock:
+            return self._commit(offsets)
+
+    def _commit(self, offsets: dict[str, dict[str, int]]) -> bool:
+        jvm = self._jvm
+        try:
+            if self._admin is None:
+                props = jvm.java.util.Properties()
+                for key, value in self._config.items():
+                    props.setProperty(key, str(value))
+                self._admin = jvm.org.apache.kafka.clients.admin.AdminClient.create(props)
+            partitions = jvm.java.util.HashMap()
+            for topic, parts in offsets.items():
+                for partition, offset in parts.items():
+                    partitions.put(jvm.org.apache.kafka.common.TopicPartition(topic, int(partition)),
+                                   jvm.org.apache.kafka.clients.consumer.OffsetAndMetadata(int(offset)))
+            result = self._admin.alterConsumerGroupOffsets(self.group, partitions)
+            result.all().get(self.TIMEOUT_S, jvm.java.util.concurrent.TimeUnit.SECONDS)
+            return True
+        except Exception as exc:  # noqa: BLE001 - py4j/Kafka errors: monitoring never fails the job
+            print(f"consumer group {self.group}: committing {offsets} to Kafka failed (monitoring only): {exc}", flush=True)
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._admin is not None:
+                try:
+                    self._admin.close()
+                except Exception:  # noqa: BLE001 - the JVM may be stopping
+                    pass
+                self._admin = None
+
+
+def progress_listener(metrics: Any, offsets: GroupOffsets) -> Any:  # IngestMetrics or its stand-in
+    """A pyspark ``StreamingQueryListener``: after each micro-batch (its progress comes once the batch committed),
+    the source's offsets go to the metrics (:meth:`app.monitoring.metrics.IngestMetrics.progress`, pushed) and its
+    end offsets to the consumer group (:class:`GroupOffsets`)."""
+    from pyspark.sql.streaming import StreamingQueryListener
+
+    class _Progress(StreamingQueryListener):
+        def onQueryStarted(self, event: Any) -> None:  # pyspark's names
+            pass
+
+        def onQueryProgress(self, event: Any) -> None:
+            for source in event.progress.sources:
+                metrics.progress(source.endOffset, source.latestOffset)
+                offsets.commit(source.endOffset)
+
+        def onQueryIdle(self, event: Any) -> None:
+            pass
+
+        def onQueryTerminated(self, event: Any) -> None:
+            pass
+
+    return _Progress()
 
 
 def die_with_parent() -> None:
@@ -515,7 +606,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         key, value = item.split("=", 1)
         reader = reader.option(key, value)
     handler = _Batches(settings, args.topic, lock)
-    spark.streams.addListener(handler.metrics.listener())  # per-partition offsets / consumer lag to the Pushgateway
+    # after each micro-batch: per-partition offsets / lag to the Pushgateway, end offsets to the consumer group
+    group = GroupOffsets(spark, settings, dict(item.split("=", 1) for item in args.kafka_option))
+    spark.streams.addListener(progress_listener(handler.metrics, group))
     writer = reader.load().writeStream.foreachBatch(handler).option("checkpointLocation", location)
     writer = writer.trigger(availableNow=True) if args.trigger == "available-now" else writer.trigger(processingTime=args.interval)
     started = time.time()
@@ -575,6 +668,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         )
         handler.close()
         time.sleep(delay)
+    # The last progress' end offsets once more, now: its listener event may still be queued when the query ends.
+    last_progress = current[-1].lastProgress if current else None
+    for source in last_progress.sources if last_progress is not None else []:
+        group.commit(source.endOffset)
     if error is None and args.trigger == "available-now":
         with transaction(settings) as conn:
             sink.drop_staging(conn, settings, handler.query_id)
@@ -596,6 +693,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if error is not None:
         print(f"ingest failed: {failure_hint(settings, str(error))}", file=sys.stderr, flush=True)
     spark.stop()
+    group.close()
     lock.close()
     if error is not None:
         raise SystemExit(1)

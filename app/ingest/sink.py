@@ -52,7 +52,7 @@ def staging_table(settings: Settings, query_id: str) -> str:
     return f"{settings.table_ingest_staging[:50]}_{digest}"
 
 
-def ensure_staging(conn, settings: Settings, query_id: str) -> str:  # noqa: ANN001 - psycopg2 connection
+def ensure_staging(conn, settings: Settings, query_id: str) -> str:  # psycopg2 connection
     """(Re)create the query's staging table from the template; returns its name.
 
     Only the driver holding the query's :class:`DriverLock` calls this, at its start: nothing staged
@@ -67,21 +67,21 @@ def ensure_staging(conn, settings: Settings, query_id: str) -> str:  # noqa: ANN
     return name
 
 
-def drop_staging(conn, settings: Settings, query_id: str) -> None:  # noqa: ANN001
+def drop_staging(conn, settings: Settings, query_id: str) -> None:
     """Drop the query's staging table (at a clean end of the query)."""
     with conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {staging_table(settings, query_id)}")
     conn.commit()
 
 
-def known_stores(conn, settings: Settings) -> list[int]:  # noqa: ANN001
+def known_stores(conn, settings: Settings) -> list[int]:
     """Store ids in the stores table."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT store FROM {settings.table_stores} ORDER BY store")
         return [row[0] for row in cur.fetchall()]
 
 
-def begin_batch(conn, settings: Settings, query_id: str, batch_id: int) -> bool:  # noqa: ANN001
+def begin_batch(conn, settings: Settings, query_id: str, batch_id: int) -> bool:
     """Returns False if the batch is already committed; otherwise clears leftovers of a crashed attempt.
 
     The caller holds the query's :class:`DriverLock` (the only driver of this staging table)."""
@@ -164,7 +164,7 @@ def _partition_sql(settings: Settings, stage: str, batch_id: int, partition: int
 
 
 def commit_partition(
-    conn,  # noqa: ANN001 - psycopg2 connection
+    conn,  # psycopg2 connection
     settings: Settings,
     query_id: str,
     batch_id: int,
@@ -226,7 +226,7 @@ def commit_partition(
     return {"committed": True, "upserted": upserted, "dead_lettered": dead}
 
 
-def staged_partitions(conn, settings: Settings, query_id: str, batch_id: int) -> dict[tuple[str, int], tuple[int, int]]:  # noqa: ANN001
+def staged_partitions(conn, settings: Settings, query_id: str, batch_id: int) -> dict[tuple[str, int], tuple[int, int]]:
     """``{(topic, partition): (rows, rejected)}`` of the staged batch (one scan of the staging table)."""
     with conn.cursor() as cur:
         cur.execute(
@@ -355,7 +355,7 @@ class DriverLock:
         self.names: list[str] = []
         self._conn = None
 
-    def _connect(self):  # noqa: ANN202 - psycopg2 connection
+    def _connect(self):  # psycopg2 connection
         import os
         import socket
 

@@ -24,24 +24,6 @@ class _NoIngestMetrics:
     def push(self) -> bool:
         return False
 
-    def listener(self) -> Any:
-        from pyspark.sql.streaming import StreamingQueryListener
-
-        class _Quiet(StreamingQueryListener):
-            def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - pyspark's names
-                pass
-
-            def onQueryProgress(self, event: Any) -> None:  # noqa: N802
-                pass
-
-            def onQueryIdle(self, event: Any) -> None:  # noqa: N802
-                pass
-
-            def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
-                pass
-
-        return _Quiet()
-
 
 def ingest_metrics(settings: Settings, topic: str) -> Any:
     """The streaming driver's :class:`app.monitoring.metrics.IngestMetrics` (a no-op without prometheus-client)."""

@@ -83,7 +83,7 @@ class SfmlopsCollector(Collector):
         stores = GaugeMetricFamily("sfmlops_forecast_stores", "Stores in the stores table (denominator of the missing ratio)", labels=[])
         with self._cursor() as cur:
             cur.execute(
-                f"SELECT store, extract(epoch FROM now() - max(created_at)) FROM {s.table_forecasts}"  # noqa: S608 - identifiers from validated settings
+                f"SELECT store, extract(epoch FROM now() - max(created_at)) FROM {s.table_forecasts}"  # identifiers from validated settings
                 " WHERE model_name = %s GROUP BY store",
                 (s.model_name,),
             )
@@ -96,7 +96,7 @@ class SfmlopsCollector(Collector):
                          WHERE f.model_name = %s AND f.date >= anchor.d AND f.date < anchor.d + %s
                          GROUP BY f.store HAVING count(DISTINCT f.date) = %s)
                 SELECT count(*), count(*) FILTER (WHERE c.store IS NULL)
-                  FROM {s.table_stores} st LEFT JOIN covered c ON c.store = st.store""",  # noqa: S608
+                  FROM {s.table_stores} st LEFT JOIN covered c ON c.store = st.store""",
                 (s.model_name, s.forecast_coverage_days, s.forecast_coverage_days),
             )
             total, lacking = cur.fetchone()
@@ -119,7 +119,7 @@ class SfmlopsCollector(Collector):
         )
         with self._cursor() as cur:
             cur.execute(
-                f"SELECT topic, count(*), sum(rows_in), sum(rows_valid), sum(rows_rejected), sum(rows_upserted),"  # noqa: S608
+                f"SELECT topic, count(*), sum(rows_in), sum(rows_valid), sum(rows_rejected), sum(rows_upserted),"
                 f" extract(epoch FROM max(committed_at)) FROM {s.table_ledger} GROUP BY topic"
             )
             for topic, n, rows_in, valid, rejected, upserted, newest in cur.fetchall():
@@ -151,19 +151,19 @@ class SfmlopsCollector(Collector):
             if not _exists(cur, s.table_training_jobs):
                 return
             cur.execute(
-                f"SELECT kind, extract(epoch FROM now() - min(started_at)) FROM {s.table_training_jobs}"  # noqa: S608
+                f"SELECT kind, extract(epoch FROM now() - min(started_at)) FROM {s.table_training_jobs}"
                 " WHERE state = 'RUNNING' AND started_at IS NOT NULL GROUP BY kind"
             )
             for kind, seconds in cur.fetchall():
                 running.add_metric([kind], float(seconds))
-            cur.execute(f"SELECT kind, state, count(*) FROM {s.table_training_jobs} GROUP BY kind, state")  # noqa: S608
+            cur.execute(f"SELECT kind, state, count(*) FROM {s.table_training_jobs} GROUP BY kind, state")
             for kind, state, n in cur.fetchall():
                 jobs.add_metric([kind, state], float(n))
             cur.execute(
                 f"""SELECT DISTINCT ON (kind, state) kind, state, extract(epoch FROM finished_at),
                            extract(epoch FROM finished_at - started_at)
                       FROM {s.table_training_jobs} WHERE finished_at IS NOT NULL
-                     ORDER BY kind, state, finished_at DESC"""  # noqa: S608
+                     ORDER BY kind, state, finished_at DESC"""
             )
             for kind, state, at, seconds in cur.fetchall():
                 finished.add_metric([kind, state], float(at))
@@ -205,7 +205,7 @@ class SfmlopsCollector(Collector):
                           FROM {s.table_accuracy} WHERE rmspe IS NOT NULL GROUP BY model_name, model_version, date)
                 SELECT model_name, model_version, max(rmspe) FILTER (WHERE n = 1), max(backtest),
                        count(*) FILTER (WHERE n <= %s AND rmspe > backtest * (1 + %s)) >= %s
-                  FROM daily GROUP BY model_name, model_version""",  # noqa: S608
+                  FROM daily GROUP BY model_name, model_version""",
                 (s.accuracy_drift_days, s.accuracy_drift_margin, s.accuracy_drift_days),
             )
             for model, version, rmspe, bt, drifting in cur.fetchall():
@@ -217,7 +217,7 @@ class SfmlopsCollector(Collector):
             cur.execute(
                 f"""SELECT DISTINCT ON (model_name, model_version, bucket) model_name, model_version, bucket, rmspe
                       FROM {s.table_accuracy} WHERE rmspe IS NOT NULL
-                     ORDER BY model_name, model_version, bucket, date DESC"""  # noqa: S608
+                     ORDER BY model_name, model_version, bucket, date DESC"""
             )
             for model, version, name, rmspe in cur.fetchall():
                 bucket.add_metric([model, version, name], float(rmspe))

@@ -20,12 +20,13 @@ Only prometheus-client is imported here: the module ships in the Lambda package 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from app.common.spark import kafka_offsets
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
@@ -173,10 +174,11 @@ class IngestMetrics:
         self.last_batch.labels(t).set_to_current_time()
         return self.push()
 
-    def progress(self, end_offset: str | None, latest_offset: str | None) -> bool:
-        """Record a query progress' source offsets (Spark's JSON ``{"topic": {"partition": offset}}``) and push."""
-        end = _offsets(end_offset).get(self.topic, {})
-        latest = _offsets(latest_offset).get(self.topic, {})
+    def progress(self, end_offset: object, latest_offset: object) -> bool:
+        """Record a query progress' source offsets (Spark's ``{"topic": {"partition": offset}}``, see
+        :func:`app.common.spark.kafka_offsets`) and push (the job's query listener calls it)."""
+        end = kafka_offsets(end_offset).get(self.topic, {})
+        latest = kafka_offsets(latest_offset).get(self.topic, {})
         if not end:
             return False
         for partition, offset in end.items():
@@ -187,37 +189,6 @@ class IngestMetrics:
 
     def push(self) -> bool:
         return push(self.settings, self.registry, self.JOB, {"topic": self.topic})
-
-    def listener(self) -> Any:
-        """A pyspark ``StreamingQueryListener`` that feeds :meth:`progress` (``spark.streams.addListener``)."""
-        from pyspark.sql.streaming import StreamingQueryListener
-
-        metrics = self
-
-        class _Listener(StreamingQueryListener):
-            def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - pyspark's names
-                pass
-
-            def onQueryProgress(self, event: Any) -> None:  # noqa: N802
-                for source in event.progress.sources:
-                    metrics.progress(source.endOffset, source.latestOffset)
-
-            def onQueryIdle(self, event: Any) -> None:  # noqa: N802
-                pass
-
-            def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
-                pass
-
-        return _Listener()
-
-
-def _offsets(text: str | None) -> dict[str, dict[str, int]]:
-    """Spark's Kafka offsets JSON as ``{topic: {partition: offset}}`` (empty for null/unparsable)."""
-    try:
-        data = json.loads(text) if text else {}
-        return {str(t): {str(p): int(o) for p, o in parts.items()} for t, parts in data.items()}
-    except (ValueError, TypeError, AttributeError):
-        return {}
 
 
 def push_producer(settings: Settings, summary: dict[str, Any]) -> bool:

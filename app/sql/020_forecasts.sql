@@ -26,3 +26,9 @@ CREATE SEQUENCE IF NOT EXISTS {table_forecasts}_run_seq OWNED BY {table_forecast
 -- The route's lookup: equality on (model, version, store), the newest run first, then its days in order,
 -- all from this one index (no casts, no sort).
 CREATE INDEX IF NOT EXISTS {table_forecasts}_serve_idx ON {table_forecasts} (model_name, model_version, store, forecast_run, date);
+
+-- Which known-future inputs a forecast row used (issue 17.5): 'plan' - the store's newest planning data for that
+-- day ({table_planning}, 060_planning.sql), 'projected' - projected from the recent past
+-- (app/forecasting/batch.py). Rows written before planning data existed were all projected.
+ALTER TABLE {table_forecasts} ADD COLUMN IF NOT EXISTS inputs text NOT NULL DEFAULT 'projected'
+    CHECK (inputs IN ('plan', 'projected'));

@@ -46,8 +46,12 @@ CREATE INDEX IF NOT EXISTS {table_training_jobs}_client_created_idx
     ON {table_training_jobs} (client_id, created_at DESC);
 
 -- Key-set version: bumped (in the revoking transaction) whenever a key is revoked, deleted or moved, or a
--- client renamed or deleted. Every API process re-reads it about once a second and drops its key cache when
--- it changed, so a revocation takes effect everywhere within about a second (SFMLOPS_API_AUTH_RECHECK_S).
+-- client renamed or deleted. Each API process tags the keys it has validated with the version they were
+-- validated under and trusts only those of the version it last read (app/api/auth.py). With
+-- R = SFMLOPS_API_AUTH_RECHECK_S (default 1 s) it trusts a read for R from the moment the read started; a
+-- request that finds the read older than R/2 starts a re-read in the background (one at a time) and is
+-- answered with the known version, one that finds it older than R waits for the re-read. So a revoked key is
+-- refused everywhere at most R after the revoking commit, and no request waits for this table under load.
 CREATE TABLE IF NOT EXISTS {table_api_keys}_version (
     id       boolean PRIMARY KEY DEFAULT true CHECK (id),
     version  bigint NOT NULL DEFAULT 0

@@ -110,7 +110,7 @@ def api_token(address: str, password_file: Path, timeout_s: float = 30) -> str:
         headers={"Content-Type": "application/json"}, method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # loopback
             return str(json.loads(resp.read())["access_token"])
     except urllib.error.HTTPError as exc:
         raise StackError(f"airflow: {address}/auth/token refused user {ADMIN_USER}: {exc.code} {exc.read()[:200]!r}") from exc
@@ -132,7 +132,7 @@ class Airflow(Service):
         return f"http://{self.settings.bind_host}:{self.settings.airflow_port}"
 
     @property
-    def airflow_home(self):  # noqa: ANN201 - Path
+    def airflow_home(self):  # Path
         return self.settings.state_dir / "airflow"
 
     def prepare(self) -> None:
@@ -163,7 +163,7 @@ class Airflow(Service):
 
     def healthy(self) -> bool:
         # Airflow 3: /api/v2/monitor/health (no auth) reports each component; all four must be healthy
-        with urllib.request.urlopen(f"{self.address}/api/v2/monitor/health", timeout=3) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"{self.address}/api/v2/monitor/health", timeout=3) as resp:  # loopback
             body = json.loads(resp.read())
         return all((body.get(part) or {}).get("status") == "healthy" for part in COMPONENTS)
 

@@ -56,7 +56,7 @@ class Emulator(Service):
 
     def healthy(self) -> bool:
         url = f"{self.address}/_localstack/health"
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=5) as resp:  # loopback
             body = json.loads(resp.read() or b"{}")
         return resp.status == 200 and "services" in body
 

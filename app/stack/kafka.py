@@ -14,7 +14,7 @@ from app.stack.base import Service, StackError, tcp_open
 POM = PROJECT_ROOT / "app" / "stack" / "maven" / "kafka-pom.xml"
 
 
-def resolve_jars(settings) -> Path:  # noqa: ANN001
+def resolve_jars(settings) -> Path:
     """Download (once) the broker jars for ``settings.kafka_version`` into the cache; return the folder."""
     target = settings.cache_dir / "jars" / f"kafka-{settings.kafka_version}"
     marker = target / ".complete"
@@ -30,7 +30,7 @@ def resolve_jars(settings) -> Path:  # noqa: ANN001
         f"-Dmaven.repo.local={settings.cache_dir / 'm2'}",
         f"-DoutputDirectory={target}",
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise StackError(f"resolving Kafka {settings.kafka_version} jars failed:\n{(result.stdout + result.stderr)[-1500:]}")
     marker.touch()
@@ -107,7 +107,7 @@ class Kafka(Service):
             self._java(), "-Xmx256m", "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
             "-t", cluster_id, "-c", str(self.config_file),
         ]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{(result.stdout + result.stderr)[-1500:]}")
 

@@ -131,7 +131,7 @@ class Postgres(Service):
             str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
             "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
         ]
-        result = subprocess.run(  # noqa: S603 - fixed argv
+        result = subprocess.run(  # fixed argv
             cmd, capture_output=True, text=True, user=user[0] if user else None, group=user[1] if user else None,
             extra_groups=[] if user else None, check=False,
         )
@@ -152,7 +152,7 @@ class Postgres(Service):
     def expected_cmd_fragment(self) -> str:
         return str(self.data_dir)
 
-    def superuser_conn(self, dbname: str = "postgres"):  # noqa: ANN201
+    def superuser_conn(self, dbname: str = "postgres"):
         import psycopg2
 
         # Peer authentication on the private socket (see hba_conf): no password exists for the superuser.

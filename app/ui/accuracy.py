@@ -150,7 +150,7 @@ def _live(api: ApiClient) -> None:
                f" {status.get('window')} bad days in a row flag drift (the daily DAG then retrains).")
 
 
-def accuracy_view(api: ApiClient, settings: Settings) -> None:  # noqa: ARG001 - the views' signature
+def accuracy_view(api: ApiClient, settings: Settings) -> None:  # the views' signature
     """Backtest evaluation of a version (by horizon bucket, store type, worst stores) and live accuracy."""
     st.header("Accuracy")
     st.subheader("Backtest evaluation")

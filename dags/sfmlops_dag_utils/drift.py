@@ -32,18 +32,18 @@ COOLDOWN_STATES = ("SUBMITTING", "PENDING", "RUNNING", "SUCCEEDED")
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-def score_accuracy(api: Any) -> dict[str, Any]:  # noqa: ANN401 - SfmlopsApi
+def score_accuracy(api: Any) -> dict[str, Any]:  # SfmlopsApi
     """Score the stored forecasts against the new actuals; returns the API's answer (``status`` inside)."""
     return api.request("POST", "/v1/accuracy/score", json={})
 
 
-def _scope(kind: Any, stores: Any) -> tuple[str, tuple[int, ...]]:  # noqa: ANN401 - JSON values
+def _scope(kind: Any, stores: Any) -> tuple[str, tuple[int, ...]]:  # JSON values
     """A training's scope: its kind and its set of stores (empty = every store)."""
     return str(kind or "all"), tuple(sorted({int(s) for s in stores or []}))
 
 
 def recent_training(
-    conn: Any, table: str, body: dict[str, Any], cooldown_days: int, now: datetime | None = None  # noqa: ANN401 - DB-API connection
+    conn: Any, table: str, body: dict[str, Any], cooldown_days: int, now: datetime | None = None  # DB-API connection
 ) -> dict[str, Any] | None:
     """The newest job of ``body``'s scope that started in the last ``cooldown_days`` and did not fail, or None.
 
@@ -99,12 +99,12 @@ def retraining_decision(
 
 
 def retrain_on_drift(
-    api: Any,  # noqa: ANN401 - SfmlopsApi
+    api: Any,  # SfmlopsApi
     status: dict[str, Any],
     body: dict[str, Any],
     idempotency_key: str,
     enabled: bool = True,
-    recent: Any = None,  # noqa: ANN401 - a callable () -> recent_training(...) result, called only on drift
+    recent: Any = None,  # a callable () -> recent_training(...) result, called only on drift
     cooldown_days: int = 0,
 ) -> dict[str, Any]:
     """Submit ``body`` as a training job when :func:`retraining_decision` says so.

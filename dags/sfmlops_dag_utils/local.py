@@ -55,7 +55,7 @@ def run_logged(argv: list[str], env: dict[str, str], cwd: Path, timeout_s: int, 
     log(f"running: {shlex.join(argv)}")
     tail: deque[str] = deque(maxlen=40)
     lines: list[str] = []
-    proc = subprocess.Popen(  # noqa: S603 - argv built from configuration
+    proc = subprocess.Popen(  # argv built from configuration
         argv, cwd=str(cwd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     timed_out = threading.Event()

@@ -9,7 +9,7 @@ push that fails is logged and never fails the task.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -48,6 +48,25 @@ def task_metrics(dag: str, task: str, kind: str, started: float | None = None) -
         outcome = "succeeded"
     finally:
         push(dag, task, kind, outcome, max(0.0, time.time() - began), rows)
+
+
+def outcome_callbacks(dag: str, kind: str) -> dict[str, Callable[[Any], None]]:
+    """``on_success_callback`` / ``on_failure_callback`` that push the task's outcome, for an operator whose work
+    runs elsewhere and which :func:`task_metrics` cannot wrap (``sales_ingest_daily.ingest_aws``: the EMR Serverless
+    job run; a failed run, or one the operator could not start, pushes ``failed``). Use as ``Operator(...,
+    **outcome_callbacks(DAG_ID, "ingest"))``. Seconds: since the task instance started (its first try when
+    deferred); the failure callback runs once the last try failed. A push never fails the callback."""
+
+    def callback(outcome: str) -> Callable[[Any], None]:
+        def push_outcome(context: Any) -> None:  # Airflow's task context (a mapping)
+            ti = context.get("ti") or context.get("task_instance")
+            start = getattr(ti, "start_date", None)
+            seconds = max(0.0, time.time() - start.timestamp()) if isinstance(start, datetime) else 0.0
+            push(dag, str(getattr(ti, "task_id", "unknown")), kind, outcome, seconds)
+
+        return push_outcome
+
+    return {"on_success_callback": callback("succeeded"), "on_failure_callback": callback("failed")}
 
 
 def job_seconds(job: dict[str, Any]) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from _common import emit, run  # noqa: I001 - sets sys.path first
+from _common import emit, run  # sets sys.path first
 
 
 def forecast_job(days: int | None, stores: list[int] | None, source: str) -> dict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from _common import emit, setup  # noqa: I001 - sets sys.path first
+from _common import emit, setup  # sets sys.path first
 
 
 def parse_lgbm_params(items: list[str]) -> dict:
@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--lgbm-workers", type=int, default=None, help="Ray Train workers per LightGBM fit (default SFMLOPS_TRAIN_LGBM_WORKERS, 1)"
     )
-    parser.add_argument("--tune-trials", type=int, default=None, help="Ray Tune trials of the LightGBM parameters (default SFMLOPS_TRAIN_TUNE_TRIALS, 0: none)")
+    parser.add_argument(
+        "--tune-trials", type=int, default=None,
+        help="Ray Tune trials of each tuned candidate: LightGBM, and NHITS unless --no-neural (default SFMLOPS_TRAIN_TUNE_TRIALS, 0: none)",
+    )
     parser.add_argument(
         "--tune-time-budget-s", type=float, default=None, help="Time budget of the search (default SFMLOPS_TRAIN_TUNE_TIME_BUDGET_S, 0: none)"
     )

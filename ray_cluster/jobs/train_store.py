@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from _common import emit, setup  # noqa: I001 - sets sys.path first
+from _common import emit, setup  # sets sys.path first
 
 
-def train_store_job(store: int, days: int | None, lgbm_rounds: int | None, source: str, write: bool, in_driver: bool):  # noqa: ANN201
+def train_store_job(store: int, days: int | None, lgbm_rounds: int | None, source: str, write: bool, in_driver: bool):
     from app.config import get_settings
     from app.forecasting.batch import forecast
     from app.forecasting.executor import make_executor

@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 def terraform_roles(tf_dir: Path) -> dict[str, dict[str, str]]:
     """The ``database_roles`` output of the applied configuration in ``tf_dir``."""
     env = {**os.environ, "TF_CLI_CONFIG_FILE": os.environ.get("TF_CLI_CONFIG_FILE", str(ROOT / "terraform" / "terraformrc"))}
-    out = subprocess.run(  # noqa: S603 - fixed argv
+    out = subprocess.run(  # fixed argv
         ["terraform", f"-chdir={tf_dir}", "output", "-json", "database_roles"],
         capture_output=True, text=True, env=env, check=False,
     )

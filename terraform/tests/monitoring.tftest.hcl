@@ -41,6 +41,8 @@ variables {
   kafka_cluster_name   = "sfmlops-prod-msk"
   kafka_broker_count   = 3
   emr_application_id   = "00fabc123"
+  job_code_uri         = "s3://sfmlops-prod-code/ray/job.zip"
+  exporter_environment = { SFMLOPS_PROFILE = "aws", SFMLOPS_PG_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-monitoring" }
   remote_write_role_arns_by_name = {
     ray_head   = "arn:aws:iam::123456789012:role/sfmlops-prod-ray-head"
     ray_worker = "arn:aws:iam::123456789012:role/sfmlops-prod-ray-worker"
@@ -185,5 +187,34 @@ run "null_inputs_skip_their_alarms" {
   assert {
     condition     = length(output.alarm_names) == 0 && length(aws_iam_role_policy.remote_write) == 0 && length(aws_iam_role_policy.prometheus_agent_read) == 0
     error_message = "Without resources to watch there are no alarms and no role policies."
+  }
+}
+
+run "ray_head_starts_pushgateway_exporter_and_agent" {
+  command = apply
+
+  module {
+    source = "./modules/monitoring"
+  }
+
+  assert {
+    condition     = length(output.head_setup_commands) == 7 && strcontains(output.head_setup_commands[0], "echo '${var.pushgateway_sha256}  pushgateway-1.11.1.linux-amd64.tar.gz' | sha256sum -c")
+    error_message = "The head fetches the Pushgateway release and checks its pinned sha256."
+  }
+  assert {
+    condition     = strcontains(output.head_setup_commands[1], "restart pushgateway $HOME/sfmlops-monitoring/pushgateway-1.11.1.linux-amd64/pushgateway --web.listen-address=127.0.0.1:9091 ")
+    error_message = "The Pushgateway listens on the agent's pushgateway target."
+  }
+  assert {
+    condition     = strcontains(output.head_setup_commands[2], "aws s3 cp s3://sfmlops-prod-code/ray/job.zip ") && strcontains(output.head_setup_commands[2], "'kafka-python==3.0.12'")
+    error_message = "The head fetches the job-code zip and the exporter's packages."
+  }
+  assert {
+    condition     = strcontains(output.head_setup_commands[3], "SFMLOPS_BIND_HOST='127.0.0.1' SFMLOPS_EXPORTER_PORT='9188' SFMLOPS_PG_SECRET_ARN='arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-monitoring' SFMLOPS_PROFILE='aws' ") && endswith(output.head_setup_commands[3], "python3 -m app.monitoring.exporter")
+    error_message = "The exporter runs with the given settings on the agent's exporter target."
+  }
+  assert {
+    condition     = strcontains(output.head_setup_commands[5], "--name ${aws_ssm_parameter.prometheus_agent.name} ") && strcontains(output.head_setup_commands[6], "restart prometheus-agent prometheus --enable-feature=agent ")
+    error_message = "The agent reads its config from this module's SSM parameter and starts in agent mode."
   }
 }

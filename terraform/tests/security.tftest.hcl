@@ -261,8 +261,8 @@ run "components_have_their_own_secrets_and_the_ray_head_tags_only_its_nodes" {
 
   # --- a database role and secret per component, none of them the master -----------------------
   assert {
-    condition     = length(distinct(values(output.database_role_secret_arns))) == 4 && length(distinct([for r in values(output.database_roles) : r.username])) == 4
-    error_message = "The API, Ray, Spark and MLflow need a database role and secret each."
+    condition     = length(distinct(values(output.database_role_secret_arns))) == 6 && length(distinct([for r in values(output.database_roles) : r.username])) == 6
+    error_message = "The API, Ray, Spark, MLflow, the DAGs and the monitoring exporter need a database role and secret each."
   }
   assert {
     condition     = !contains(values(output.database_role_secret_arns), output.database_secret_arn) && !contains([for r in values(output.database_roles) : r.username], "sfmlops_admin")

@@ -16,7 +16,6 @@ import pytest
 from app.config import PROJECT_ROOT
 
 EVENTS = Path(__file__).parent / "events"
-SQL_DIR = PROJECT_ROOT / "app" / "sql"
 
 
 class LambdaContext:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 
 import psycopg2
 import pytest
-from apitest_support import SQL_DIR
+from isolated_support import drop_isolated, isolated_settings
 
 from app.config import Settings
 from app.db import connect
@@ -15,8 +16,10 @@ from app.db import connect
 
 # --- integration fixtures -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def api_settings(request: pytest.FixtureRequest) -> Settings:
-    """Settings of the running local stack (the shared ``stack`` fixture when present), schema applied.
+def api_settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings of the running local stack (the shared ``stack`` fixture when present) with every table of this
+    session's own (``isolated_support``: clients, keys, jobs, forecasts, ...; migrated, dropped at the end), so the
+    jobs and keys the API tests create never reach the tables a user's stack serves.
 
     Test-only knobs: noop jobs enabled, small limits so that 429 is reachable.
     """
@@ -24,20 +27,18 @@ def api_settings(request: pytest.FixtureRequest) -> Settings:
         base: Settings = request.getfixturevalue("stack")
     except pytest.FixtureLookupError:
         base = Settings()
-    settings = base.model_copy(
-        update={"api_test_jobs": True, "api_max_concurrent_jobs": 2, "api_max_jobs_per_hour": 50, "api_max_body_bytes": 4096}
-    )
     try:
-        conn = connect(settings)
+        connect(base).close()
     except psycopg2.OperationalError as exc:
-        pytest.fail(f"Postgres not reachable at {settings.pg_host}:{settings.pg_port}: {exc}")
-    names = settings.model_dump()
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(81726354)")  # the migrator's lock (app.db.apply_migrations)
-        cur.execute((SQL_DIR / "030_api.sql").read_text().format(**names))
-        cur.execute((SQL_DIR / "020_forecasts.sql").read_text().format(**names))
-    conn.close()
-    return settings
+        pytest.fail(f"Postgres not reachable at {base.pg_host}:{base.pg_port}: {exc}")
+    settings = isolated_settings(
+        base, "api", api_test_jobs=True, api_max_concurrent_jobs=2, api_max_jobs_per_hour=50, api_max_body_bytes=4096
+    )
+    yield settings
+    from app.api import db as api_db
+
+    api_db.close_pools()
+    drop_isolated(settings)
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +55,7 @@ def _champion_model():
     import pandas as pd
 
     class Model(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        def predict(self, context, model_input, params=None):
             out = pd.DataFrame({"store": model_input["store"], "date": model_input["date"]})
             out["value"] = 100.0 * model_input["store"] + model_input["open"]
             out["lower"] = out["value"] - 5

@@ -10,12 +10,11 @@ so a re-read in flight is visible in ``pg_stat_activity`` while requests are ans
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 import pytest
-from apitest_support import SQL_DIR, assert_error_shape, h
+from apitest_support import assert_error_shape, h
 from fastapi.testclient import TestClient
 
 from app.api import auth
@@ -28,26 +27,9 @@ HANG_GUARD_S = 60.0  # bounds a request that waits for the locked table (the old
 
 
 @pytest.fixture
-def own_keys(api_settings: Settings) -> Iterator[Settings]:
-    """Settings with key, client and job tables of this test only (migrated), dropped afterwards."""
-    tag = f"t{uuid.uuid4().hex[:8]}"
-    settings = api_settings.model_copy(
-        update={
-            "table_api_clients": f"{tag}_api_clients",
-            "table_api_keys": f"{tag}_api_keys",
-            "table_training_jobs": f"{tag}_training_jobs",
-            "api_auth_recheck_s": RECHECK_S,
-        }
-    )
-    with psycopg2.connect(settings.pg_dsn()) as conn, conn.cursor() as cur:
-        cur.execute((SQL_DIR / "030_api.sql").read_text().format(**settings.model_dump()))
-    conn.close()
-    yield settings
-    with psycopg2.connect(settings.pg_dsn()) as conn, conn.cursor() as cur:
-        for table in (settings.table_training_jobs, f"{settings.table_api_keys}_version", settings.table_api_keys, settings.table_api_clients):
-            cur.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-        cur.execute(f"DROP FUNCTION IF EXISTS {settings.table_api_keys}_bump_version()")
-    conn.close()
+def own_keys(api_settings: Settings, isolated_tables) -> Settings:  # the factory fixture
+    """Settings with every table (keys, clients, jobs, ...) of this test only (migrated), dropped afterwards."""
+    return isolated_tables(api_settings, "key", api_auth_recheck_s=RECHECK_S)
 
 
 def _age(settings: Settings, seconds: float) -> None:
@@ -69,7 +51,7 @@ def _blocked_rereads(settings: Settings) -> int:
     return n
 
 
-def _wait(predicate, what: str) -> None:  # noqa: ANN001
+def _wait(predicate, what: str) -> None:
     import time
 
     deadline = time.monotonic() + HANG_GUARD_S

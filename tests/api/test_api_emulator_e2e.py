@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from isolated_support import table_env
 
 from app.common.jobs import FINISHED_STATES
 from app.config import PROJECT_ROOT, Settings
@@ -58,6 +59,7 @@ def gateway(api_settings: Settings, lambda_zip: Path) -> str:
         "SFMLOPS_RAY_ADDRESS": s.ray_jobs_url,
         "SFMLOPS_MLFLOW_TRACKING_URI": s.mlflow_uri,
         "SFMLOPS_API_TEST_JOBS": "true",
+        **table_env(s),  # the session's own tables
     }
     fn = lam.create_function(
         FunctionName=name, Runtime="python3.11", Role=role, Handler="handler.handler", Timeout=30, MemorySize=512,

@@ -71,7 +71,7 @@ def test_latest_batch_forecast_of_a_store(serving: Settings, keys: dict[str, str
     body = resp.json()
     assert (body["model_name"], body["model_version"], body["run_id"], body["store"]) == (serving.model_name, "2", "mlflow-run-2", 1)
     assert _dates(body) == [str(START + timedelta(days=k)) for k in range(7)]
-    assert body["points"][0] == {"date": "2015-06-14", "value": 1200.0, "lower": 1190.0, "upper": 1210.0}
+    assert body["points"][0] == {"date": "2015-06-14", "value": 1200.0, "lower": 1190.0, "upper": 1210.0, "inputs": "projected"}
     # the JSON Postgres renders is exactly the documented schema
     from app.api.routes.forecasts import StoreForecast
 

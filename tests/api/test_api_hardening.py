@@ -26,6 +26,7 @@ import psycopg2.extras
 import pytest
 from apitest_support import assert_error_shape, h, wait_for
 from fastapi.testclient import TestClient
+from isolated_support import table_env
 
 from app.api.main import create_app
 from app.api.ray_jobs import RayJobsClient
@@ -276,7 +277,7 @@ def _hash(settings: Settings, key: str) -> str:
 def api_process(api_settings: Settings) -> Iterator[str]:
     """A real ``uvicorn`` API process of the same stack on a free port; its base URL."""
     port = free_port()
-    env = {**os.environ, "SFMLOPS_API_PORT": str(port)}
+    env = {**os.environ, **table_env(api_settings), "SFMLOPS_API_PORT": str(port)}  # the session's own tables
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "app.api.main:create_app", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning"],
@@ -314,7 +315,7 @@ def test_revocation_takes_effect_in_other_processes_within_about_a_second(api_se
             assert api.get("/v1/training-jobs", headers=h(key)).status_code == 200
         out = subprocess.run(
             [sys.executable, "-m", "app.cli", "api-key", "revoke", name],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, **table_env(api_settings)},
         )
         assert out.returncode == 0 and "revoked 1 key" in out.stdout + out.stderr, out.stdout + out.stderr
         revoked_after: dict[str, float] = {}

@@ -86,7 +86,7 @@ def test_api_conforms_to_its_schema(api_schema, fuzz_key: str, fuzz_settings: Se
         @hypothesis.settings(
             max_examples=25, deadline=None, database=None, suppress_health_check=list(hypothesis.HealthCheck)
         )
-        def run(case) -> None:  # noqa: ANN001
+        def run(case) -> None:
             case.call_and_validate(headers={"X-API-Key": fuzz_key}, checks=CHECKS)
 
         try:
@@ -120,5 +120,5 @@ def _assert_no_real_work(fuzz_settings: Settings, name: str) -> None:
     finally:
         ray.close()
     assert set(kinds) <= {"noop"}, kinds
-    assert all(e.startswith("python -c ") and "sfmlops noop job" in e for e in on_ray), on_ray
+    assert all(e.startswith("python -m app.jobs.noop --seconds ") for e in on_ray), on_ray
     assert sum(kinds.values()) == len(on_ray)

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from apitest_support import assert_error_shape, h, invoke, load_lambda_handler, make_event, wait_for
 from fastapi.testclient import TestClient
+from isolated_support import table_env
 
 from app.api.main import create_app
 from app.common.jobs import FINISHED_STATES
@@ -234,6 +235,7 @@ def test_submit_through_the_lambda_handler(monkeypatch: pytest.MonkeyPatch, api_
         "SFMLOPS_API_KEY_PEPPER": api_settings.api_key_pepper.get_secret_value(),
         "SFMLOPS_RAY_ADDRESS": api_settings.ray_jobs_url,
         "SFMLOPS_API_TEST_JOBS": "true",
+        **table_env(api_settings),  # the session's own tables
     }
     handler = load_lambda_handler(monkeypatch, env)
     idem = f"lambda-{uuid.uuid4().hex}"

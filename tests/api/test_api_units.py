@@ -23,7 +23,13 @@ def test_entrypoints_match_the_ray_job_scripts() -> None:
     entry, _ = jobs_service.build_submission(s, {"kind": "store", "store": 17})
     assert entry == "python ray_cluster/jobs/train_store.py --store 17"
     entry, env = jobs_service.build_submission(s, {"kind": "noop", "noop_seconds": 3})
-    assert entry.startswith("python -c ") and "time.sleep(3)" in entry and "working_dir" not in env
+    assert entry == "python -m app.jobs.noop --seconds 3" and "working_dir" not in env
+    _, env = jobs_service.build_submission(s.model_copy(update={"profile": "aws"}), {"kind": "noop"})
+    assert env["working_dir"] == "s3://sfmlops-code/ray/job.zip"  # on AWS the module comes with the job zip
+    entry, _ = jobs_service.build_submission(s, {"kind": "forecast", "days": 5, "stores": [2, 3]})
+    assert entry == "python ray_cluster/jobs/forecast.py --days 5 --stores 2,3"
+    entry, _ = jobs_service.build_submission(s, {"kind": "all", "stores": [1, 2], "neural": False})
+    assert entry == "python ray_cluster/jobs/train_all.py --stores 1,2 --no-neural"
 
 
 def test_working_dir_override_and_job_env_without_secrets() -> None:
@@ -206,7 +212,7 @@ def test_chunked_oversized_body_is_413_before_auth_and_every_response_has_a_requ
 
     app = create_app(settings(api_max_body_bytes=2048, pg_port=1, ray_address="http://127.0.0.1:1"))
 
-    def chunks():  # noqa: ANN202
+    def chunks():
         for _ in range(5):
             yield b"x" * 1000
 

@@ -46,7 +46,7 @@ else:
         return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
     @pytest.fixture(scope="session")
-    def dagbag():  # noqa: ANN201 - airflow.dag_processing.dagbag.BundleDagBag
+    def dagbag():  # airflow.dag_processing.dagbag.BundleDagBag
         """The DAGs parsed as Airflow 3 parses a DAG bundle: the bundle's root (``dags/``, which holds
         ``sfmlops_dag_utils``) on ``sys.path``, as the dag-processor and the task runner put it (and MWAA)."""
         from airflow.dag_processing.dagbag import BundleDagBag

@@ -24,39 +24,30 @@ ROOT = Path(__file__).resolve().parents[2]
 SLICE_STORES = [1, 2, 3, 4, 5, 6]
 #: ... and the weekly DAG trains on, forecasts and checks (store 6 is ingested but left out on purpose).
 TRAIN_STORES = [1, 2, 3, 4, 5]
-_TABLES = ("sales", "stores", "dead", "ledger", "stage", "forecasts")
 
 
-def isolated_settings(base, tmp_path: Path):  # noqa: ANN001, ANN201 - app.config.Settings
-    """``base`` with a fresh topic, tables (migrated), checkpoint, model name and job-code key."""
-    from app.db import apply_migrations
+def isolated_settings(base, tmp_path: Path):  # app.config.Settings
+    """``base`` with every table of its own (migrated), a fresh topic, checkpoint, model name and job-code key."""
+    from isolated_support import isolated_settings as isolated
 
     tag = uuid.uuid4().hex[:8]
-    settings = base.model_copy(update={
-        "kafka_topic": f"test-airflow-{tag}",
-        "table_sales": f"taf{tag}_sales",
-        "table_stores": f"taf{tag}_stores",
-        "table_dead_letter": f"taf{tag}_dead",
-        "table_ledger": f"taf{tag}_ledger",
-        "table_ingest_staging": f"taf{tag}_stage",
-        "table_forecasts": f"taf{tag}_forecasts",
-        "ingest_checkpoint": str(tmp_path / "checkpoint"),
-        "model_name": f"test-airflow-{tag}",
-        "mlflow_experiment": f"{base.mlflow_experiment}-airflow-tests",
-        "job_code_key": f"tests/airflow-{tag}.zip",
-    })
-    apply_migrations(settings)
-    return settings
+    return isolated(
+        base,
+        "taf",
+        kafka_topic=f"test-airflow-{tag}",
+        ingest_checkpoint=str(tmp_path / "checkpoint"),
+        model_name=f"test-airflow-{tag}",
+        mlflow_experiment=f"{base.mlflow_experiment}-airflow-tests",
+        job_code_key=f"tests/airflow-{tag}.zip",
+    )
 
 
-def cleanup(settings) -> None:  # noqa: ANN001
+def cleanup(settings) -> None:
     """Drop the slice's tables, registered model, topic and job-code zip (best effort)."""
-    from app.db import transaction
+    from isolated_support import drop_isolated
 
-    prefix = settings.table_sales.rsplit("_", 1)[0]
-    with contextlib.suppress(Exception), transaction(settings) as conn, conn.cursor() as cur:
-        for name in _TABLES:
-            cur.execute(f"DROP TABLE IF EXISTS {prefix}_{name}")
+    with contextlib.suppress(Exception):
+        drop_isolated(settings)
     with contextlib.suppress(Exception):
         from mlflow import MlflowClient
 
@@ -89,18 +80,18 @@ def slice_data() -> tuple[Any, Any, str]:
     return sales, stores[stores["store"].isin(SLICE_STORES)].reset_index(drop=True), source
 
 
-def prepare_slice(settings) -> dict[str, Any]:  # noqa: ANN001
+def prepare_slice(settings) -> dict[str, Any]:
     """Load the slice's stores, publish its sales to the slice's topic and the job code to S3.
 
     Returns what the DAG test expects: rows and days sent, the last day, the stores.
     """
     from app.data.load import load_stores_table
     from app.jobs import package as job_package
-    from app.produce import produce
+    from app.produce import ProduceConfig, produce
 
     sales, stores, source = slice_data()
     load_stores_table(settings, stores)
-    summary = produce(settings, "replay", sales=sales, progress=False)
+    summary = produce(settings, ProduceConfig(progress=False), sales=sales)
     print(f"produced {len(sales)} rows of stores {SLICE_STORES} ({source}) to {settings.kafka_topic}: {summary}")
     zip_path = job_package.build(ROOT / "build" / f"job-{settings.job_code_key.rsplit('/', 1)[-1]}")
     job_package.upload(settings, zip_path)
@@ -116,7 +107,7 @@ def prepare_slice(settings) -> dict[str, Any]:  # noqa: ANN001
 
 
 @contextlib.contextmanager
-def api_server(settings) -> Iterator[tuple[str, str]]:  # noqa: ANN001
+def api_server(settings) -> Iterator[tuple[str, str]]:
     """The real API under uvicorn on a free loopback port, and a fresh key; yields ``(base_url, key)``."""
     from app.api.auth import issue_key
     from app.config import settings_env
@@ -127,7 +118,7 @@ def api_server(settings) -> Iterator[tuple[str, str]]:  # noqa: ANN001
     key = issue_key(settings, f"airflow-e2e-{uuid.uuid4().hex[:8]}")
     url = f"http://{settings.bind_host}:{port}"
     env = {**os.environ, **settings_env(settings), **settings.aws_env()}
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+    proc = subprocess.Popen(  # fixed argv
         [sys.executable, "-m", "uvicorn", "app.api.main:create_app", "--factory", "--host", settings.bind_host,
          "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
@@ -136,7 +127,7 @@ def api_server(settings) -> Iterator[tuple[str, str]]:  # noqa: ANN001
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2):  # noqa: S310 - loopback
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2):  # loopback
                     break
             except Exception:  # noqa: BLE001 - booting
                 if proc.poll() is not None or time.monotonic() > deadline:

@@ -55,8 +55,8 @@ def test_no_variable_connection_or_network_use_at_parse_time(monkeypatch: pytest
 
     calls: list[str] = []
 
-    def forbid(name):  # noqa: ANN001, ANN202
-        def _raise(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def forbid(name):
+        def _raise(*args, **kwargs):
             calls.append(name)
             raise AssertionError(f"{name} called while parsing the DAG files")
 

@@ -18,7 +18,7 @@ EXPECT = os.environ.get("SFMLOPS_DRIFTTEST_EXPECT")
 @pytest.mark.integration
 @pytest.mark.skipif(not EXPECT, reason="run through tests/dags/test_live_accuracy_dag.py (its API and data)")
 def test_score_accuracy_then_retrain_on_drift_submits_a_training(
-    airflow_db, dagbag, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture  # noqa: ANN001
+    airflow_db, dagbag, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
     expected = json.loads(EXPECT or "{}")
     dag = dagbag.dags["sales_ingest_daily"].partial_subset(["score_accuracy", "retrain_on_drift"], include_upstream=False)
@@ -46,7 +46,7 @@ def test_decision_without_drift_or_when_switched_off() -> None:
     from sfmlops_dag_utils.drift import retrain_on_drift
 
     class NoCalls:
-        def submit_training(self, body, key):  # noqa: ANN001, ANN201
+        def submit_training(self, body, key):
             raise AssertionError("no training may be submitted")
 
     calm = {"drift": False, "current_version": "3", "reason": "version 3: 1 of the last 3 scored day(s) above 0.1200"}
@@ -56,7 +56,7 @@ def test_decision_without_drift_or_when_switched_off() -> None:
     assert off["retrain"] is False and off["reason"].startswith("drift, but retrain_on_drift is off")
 
 
-def test_the_daily_dag_scores_accuracy_after_the_quality_check_then_decides(dagbag) -> None:  # noqa: ANN001
+def test_the_daily_dag_scores_accuracy_after_the_quality_check_then_decides(dagbag) -> None:
     daily = dagbag.dags["sales_ingest_daily"]
     assert daily.get_task("score_accuracy").upstream_task_ids == {"data_quality"}
     assert daily.get_task("retrain_on_drift").upstream_task_ids == {"score_accuracy"}

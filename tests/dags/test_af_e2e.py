@@ -66,7 +66,7 @@ def test_daily_dag_moves_new_kafka_records_into_sales(airflow_db, dagbag, expect
 
 def test_weekly_dag_trains_forecasts_and_reports(airflow_db, dagbag, expected: dict[str, Any]) -> None:
     dag = dagbag.dags["sales_train_weekly"]
-    dag.get_task("wait_for_training").poke_interval = 5
+    dag.get_task("wait_for_training").poke_interval = 1  # the job takes tens of seconds: poke often, wait less
     days = int(os.environ["SFMLOPS_DAG_FORECAST_DAYS"])
     t0 = time.monotonic()
     dag_run = dag.test()

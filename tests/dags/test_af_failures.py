@@ -49,10 +49,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._answer("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._answer("POST")
 
     def log_message(self, *args: Any) -> None:
@@ -73,14 +73,14 @@ def fake_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
         server.server_close()
 
 
-def _weekly(dagbag):  # noqa: ANN001, ANN202
+def _weekly(dagbag):
     dag = dagbag.dags["sales_train_weekly"]
     for sensor_id in ("wait_for_training", "wait_for_forecast"):
         dag.get_task(sensor_id).poke_interval = 1
     return dag
 
 
-def _states(dag_run) -> dict[str, str]:  # noqa: ANN001
+def _states(dag_run) -> dict[str, str]:
     return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
 
 

@@ -54,7 +54,7 @@ def test_dagbag_and_failing_tasks_without_services(tmp_path: Path) -> None:
     _run("not integration and not slow", _base_env(str(tmp_path)), timeout_s=900)
 
 
-def _stack_env(settings, tmp: str) -> dict[str, str]:  # noqa: ANN001
+def _stack_env(settings, tmp: str) -> dict[str, str]:
     from app.stack.airflow import airflow_env
 
     Path(tmp).mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def _stack_env(settings, tmp: str) -> dict[str, str]:  # noqa: ANN001
 
 
 @pytest.mark.integration
-def test_failing_checks_on_the_real_postgres(stack, tmp_path: Path) -> None:  # noqa: ANN001
+def test_failing_checks_on_the_real_postgres(stack, tmp_path: Path) -> None:
     """Too many dead letters fail the daily DAG's data-quality task; a store short of forecasts fails the
     weekly DAG's forecast check (both against the real Postgres of the stack)."""
     _run("integration and not slow", _stack_env(stack, str(tmp_path)), timeout_s=900)
@@ -73,7 +73,7 @@ def test_failing_checks_on_the_real_postgres(stack, tmp_path: Path) -> None:  # 
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_dags_end_to_end_on_the_stack(stack, tmp_path: Path) -> None:  # noqa: ANN001
+def test_dags_end_to_end_on_the_stack(stack, tmp_path: Path) -> None:
     """dag.test() of both DAGs against the real local stack on an isolated slice of data.
 
     The slice (the full history of a few stores) is produced to a fresh Kafka topic; the daily DAG ingests

@@ -30,7 +30,7 @@ def _package_line(tmp_path: Path) -> list[str]:
     return shlex.split(mod.build(tmp_path, "4.0.2", "s3://my-code/spark")["spark_submit"])
 
 
-def test_emr_submit_parameters_have_the_packages_of_the_spark_submit_line(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+def test_emr_submit_parameters_have_the_packages_of_the_spark_submit_line(monkeypatch, tmp_path: Path) -> None:
     for name, value in AWS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("SFMLOPS_DAG_EMR_SPARK_SUBMIT_PARAMETERS", raising=False)
@@ -46,7 +46,7 @@ def test_emr_submit_parameters_have_the_packages_of_the_spark_submit_line(monkey
     assert run_config().emr_job_spec()["spark_submit_parameters"] == "--py-files s3://x/app.zip"
 
 
-def test_emr_spec_names_the_missing_settings(monkeypatch) -> None:  # noqa: ANN001
+def test_emr_spec_names_the_missing_settings(monkeypatch) -> None:
     monkeypatch.setenv("SFMLOPS_DAG_BACKEND", "aws")
     monkeypatch.delenv("SFMLOPS_DAG_EMR_APPLICATION_ID", raising=False)
     monkeypatch.setenv("SFMLOPS_DAG_EMR_EXECUTION_ROLE_ARN", AWS["SFMLOPS_DAG_EMR_EXECUTION_ROLE_ARN"])

@@ -45,7 +45,7 @@ class Api:
 
 
 @pytest.fixture
-def jobs_table(stack) -> Iterator[tuple[object, str]]:  # noqa: ANN001 - app.config.Settings
+def jobs_table(stack) -> Iterator[tuple[object, str]]:  # app.config.Settings
     from app.db import connect
 
     table = f"tcool{uuid.uuid4().hex[:8]}_training_jobs"
@@ -61,7 +61,7 @@ def jobs_table(stack) -> Iterator[tuple[object, str]]:  # noqa: ANN001 - app.con
         conn.close()
 
 
-def _job(conn, table: str, job_id: str, body: dict, state: str, days_ago: float, started: bool = True) -> None:  # noqa: ANN001
+def _job(conn, table: str, job_id: str, body: dict, state: str, days_ago: float, started: bool = True) -> None:
     created = NOW - timedelta(days=days_ago)
     with conn.cursor() as cur:
         cur.execute(
@@ -72,14 +72,14 @@ def _job(conn, table: str, job_id: str, body: dict, state: str, days_ago: float,
         )
 
 
-def _decide(conn, table: str, body: dict, cooldown: int = 7) -> tuple[dict, Api]:  # noqa: ANN001
+def _decide(conn, table: str, body: dict, cooldown: int = 7) -> tuple[dict, Api]:
     api = Api()
     decision = retrain_on_drift(api, DRIFT, body, "key", True,
                                 recent=lambda: recent_training(conn, table, body, cooldown, now=NOW), cooldown_days=cooldown)
     return decision, api
 
 
-def test_a_training_of_the_same_scope_in_the_cool_down_holds_the_retraining_back(jobs_table) -> None:  # noqa: ANN001
+def test_a_training_of_the_same_scope_in_the_cool_down_holds_the_retraining_back(jobs_table) -> None:
     conn, table = jobs_table
     body = {"kind": "all", "stores": [3, 1, 2], "neural": False}
     first, api = _decide(conn, table, body)
@@ -97,7 +97,7 @@ def test_a_training_of_the_same_scope_in_the_cool_down_holds_the_retraining_back
     assert _decide(conn, table, body)[0]["recent_job"]["id"] == "running"
 
 
-def test_other_scopes_failed_jobs_and_old_jobs_do_not_count(jobs_table) -> None:  # noqa: ANN001
+def test_other_scopes_failed_jobs_and_old_jobs_do_not_count(jobs_table) -> None:
     conn, table = jobs_table
     body = {"kind": "all", "stores": [1, 2, 3]}
     _job(conn, table, "other-stores", {"kind": "all", "stores": [1, 2]}, "SUCCEEDED", days_ago=1)
@@ -117,7 +117,7 @@ def test_other_scopes_failed_jobs_and_old_jobs_do_not_count(jobs_table) -> None:
     assert _decide(conn, table, {"kind": "all"})[0]["recent_job"]["id"] == "every-store"
 
 
-def test_no_drift_reads_nothing_and_a_bad_table_name_is_refused(jobs_table) -> None:  # noqa: ANN001
+def test_no_drift_reads_nothing_and_a_bad_table_name_is_refused(jobs_table) -> None:
     conn, table = jobs_table
 
     def must_not_read() -> None:

@@ -29,7 +29,7 @@ pytestmark = [
 ]
 
 
-def test_stale_version_drifts_and_the_daily_dag_submits_a_retraining(stack, rossmann_dir, tmp_path: Path) -> None:  # noqa: ANN001
+def test_stale_version_drifts_and_the_daily_dag_submits_a_retraining(stack, rossmann_dir, tmp_path: Path) -> None:
     import live_accuracy_support as support
     from e2e_support import api_server
     from test_airflow_suite import AIRFLOW_PY, _stack_env

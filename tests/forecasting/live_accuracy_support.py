@@ -27,38 +27,29 @@ STALE_END = pd.Timestamp("2013-06-30")
 FRESH_BACKTEST_END = pd.Timestamp("2015-03-08")
 
 
-def isolated(base: Any) -> Any:  # noqa: ANN401 - app.config.Settings
-    """``base`` with tables and a model name of this test (migrated)."""
-    from app.db import apply_migrations
+def isolated(base: Any) -> Any:  # app.config.Settings
+    """``base`` with every table (migrated; the daily DAG's retraining cool-down reads the jobs table) and a model
+    name of this test."""
+    from isolated_support import isolated_settings
 
     tag = uuid.uuid4().hex[:8]
-    settings = base.model_copy(update={
-        "table_sales": f"tacc{tag}_sales",
-        "table_stores": f"tacc{tag}_stores",
-        "table_forecasts": f"tacc{tag}_forecasts",
-        "table_accuracy": f"tacc{tag}_accuracy",
-        "table_training_jobs": f"tacc{tag}_training_jobs",  # the daily DAG's retraining cool-down reads it
-        "model_name": f"test-accuracy-{tag}",
-        "mlflow_experiment": f"sfmlops-test-accuracy-{tag}",
-        "accuracy_drift_margin": 0.2,
-        "accuracy_drift_days": 5,
-    })
-    apply_migrations(settings)
-    return settings
+    return isolated_settings(
+        base,
+        "tacc",
+        model_name=f"test-accuracy-{tag}",
+        mlflow_experiment=f"sfmlops-test-accuracy-{tag}",
+        accuracy_drift_margin=0.2,
+        accuracy_drift_days=5,
+    )
 
 
-def cleanup(settings: Any) -> None:  # noqa: ANN401
+def cleanup(settings: Any) -> None:
     """Drop the test's tables (and the views/sequences that go with them), its registered model and its runs."""
     import contextlib
 
-    from app.db import transaction
+    from isolated_support import drop_isolated
 
-    prefix = settings.table_sales.rsplit("_", 1)[0]
-    with transaction(settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT relname, relkind FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
-                    " AND relname LIKE %s AND relkind IN ('r', 'v')", (prefix + "\\_%",))
-        for name, kind in cur.fetchall():
-            cur.execute(f"DROP {'VIEW' if kind == 'v' else 'TABLE'} IF EXISTS {name} CASCADE")
+    drop_isolated(settings)
     with contextlib.suppress(Exception):
         from mlflow import MlflowClient
 
@@ -82,7 +73,7 @@ def _median(long: pd.DataFrame, history_end: pd.Timestamp, start: pd.Timestamp) 
     return median_store_weekday_promo(hist, fut)
 
 
-def build(settings: Any, sales: pd.DataFrame, stores: pd.Series | None = None) -> dict[str, Any]:  # noqa: ANN401
+def build(settings: Any, sales: pd.DataFrame, stores: pd.Series | None = None) -> dict[str, Any]:
     """Load the actuals, register both versions (each with a run of its backtest metrics and breakdown, store
     types from ``stores``), store their forecasts (fresh first, stale last).
 

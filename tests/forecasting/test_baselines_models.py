@@ -15,7 +15,7 @@ from app.forecasting.pyfunc import OUTPUT_COLUMNS, SalesForecaster
 
 
 @pytest.fixture()
-def tiny(make_sales, make_stores):  # noqa: ANN001, ANN201
+def tiny(make_sales, make_stores):
     long = F.to_long(make_sales(28, 2))
     cutoff = long["ds"].min() + pd.Timedelta(days=20)
     return split(long, cutoff, 7), make_stores(2)
@@ -46,7 +46,7 @@ def test_backtest_cutoffs_and_split(make_sales) -> None:
     assert hist["ds"].max() < fut["ds"].min() and len(fut) == 7
 
 
-def _lgbm_setup(make_sales, make_stores, days: int = 140):  # noqa: ANN001, ANN202
+def _lgbm_setup(make_sales, make_stores, days: int = 140):
     long = F.to_long(make_sales(days, 3))
     cutoff = long["ds"].max() - pd.Timedelta(days=14)
     hist, fut = split(long, cutoff, 14)

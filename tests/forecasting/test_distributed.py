@@ -6,10 +6,9 @@ inside a real Ray job on the local cluster (``ray.init`` from a plain process ca
 
 from __future__ import annotations
 
-import uuid
-
 import pandas as pd
 import pytest
+from isolated_support import drop_isolated, isolated_settings
 
 from app.config import Settings
 
@@ -19,9 +18,8 @@ META_ONLY = 50
 
 
 @pytest.fixture(scope="module")
-def pg_slice(stack: Settings, rossmann_dir) -> Settings:  # noqa: ANN001
+def pg_slice(stack: Settings, rossmann_dir) -> Settings:
     """The stack's settings with sales/stores tables of this module (the history of :data:`SALES_STORES`)."""
-    from app import db
     from app.data import SALES_FILE, load_dataset, prepare
     from app.data.load import load_sales_table, load_stores_table
 
@@ -29,19 +27,13 @@ def pg_slice(stack: Settings, rossmann_dir) -> Settings:  # noqa: ANN001
         prepare(stack, rossmann_dir)
     sales, stores = load_dataset(stack)
     sales = sales[sales["store"].isin(SALES_STORES)]
-    tag = uuid.uuid4().hex[:8]
-    s = stack.model_copy(update={"table_sales": f"tdist{tag}_sales", "table_stores": f"tdist{tag}_stores"})
-    with db.transaction(stack) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {s.table_stores} (LIKE {stack.table_stores} INCLUDING ALL)")
-        cur.execute(f"CREATE TABLE {s.table_sales} (LIKE {stack.table_sales} INCLUDING ALL)")
+    s = isolated_settings(stack, "tdist")
     try:
         load_stores_table(s, stores[stores["store"].isin([*SALES_STORES, META_ONLY])])
         load_sales_table(s, sales)
         yield s
     finally:
-        with db.transaction(stack) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {s.table_sales}")
-            cur.execute(f"DROP TABLE IF EXISTS {s.table_stores}")
+        drop_isolated(s)
 
 
 # --- sharded reads -------------------------------------------------------------------------------------
@@ -144,7 +136,7 @@ def test_two_train_workers_see_every_row_and_match_one_worker(pg_slice: Settings
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_train_job_with_two_lgbm_workers_and_sharded_reads(pg_slice: Settings, mlflow_test_settings: Settings, monkeypatch) -> None:  # noqa: ANN001
+def test_train_job_with_two_lgbm_workers_and_sharded_reads(pg_slice: Settings, mlflow_test_settings: Settings, monkeypatch) -> None:
     """The training job end to end with ``--lgbm-workers 2`` and 3 read shards (Ray tasks) equals the job's
     single-process run (``--in-driver``, one COPY) within 1 % RMSPE on the same rows.
 

@@ -47,7 +47,7 @@ class _MedianModel:
         return median_store_weekday_promo(self.history, long)
 
 
-def test_score_on_real_actuals_reports_buckets_store_types_and_worst_stores(real_data) -> None:  # noqa: ANN001
+def test_score_on_real_actuals_reports_buckets_store_types_and_worst_stores(real_data) -> None:
     from app.forecasting.features import to_long
     from app.forecasting.pyfunc import SalesForecaster
 
@@ -77,7 +77,7 @@ def test_score_on_real_actuals_reports_buckets_store_types_and_worst_stores(real
 
 
 @pytest.mark.integration
-def test_training_run_logs_the_breakdown_to_mlflow(small_dataset) -> None:  # noqa: ANN001
+def test_training_run_logs_the_breakdown_to_mlflow(small_dataset) -> None:
     """A small real training (3 real stores, LightGBM only) logs RMSPE by bucket, store type and worst stores."""
     import json
 
@@ -96,6 +96,6 @@ def test_training_run_logs_the_breakdown_to_mlflow(small_dataset) -> None:  # no
     assert worst == {f"{prefix}.worst_store.{s}" for s in (1, 2, 3)}
     assert any(k.startswith(f"{prefix}.store_type.") for k in metrics)
     path = MlflowClient().download_artifacts(summary["run_id"], "backtest/breakdown.json")
-    readable = json.loads(open(path).read())  # noqa: SIM115
+    readable = json.loads(open(path).read())
     assert readable["horizon_buckets"] == pytest.approx({b: metrics[f"{prefix}.bucket.{b}"] for b in readable["horizon_buckets"]})
     assert [w["store"] for w in readable["worst_stores"]] == sorted((1, 2, 3), key=lambda s: -metrics[f"{prefix}.worst_store.{s}"])

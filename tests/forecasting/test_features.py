@@ -1,4 +1,5 @@
-"""Feature preparation on the real shared data and on hand-made frames: gaps, closed days, no leakage."""
+"""Feature preparation on the chain (the real shared data, else its synthetic stand-in: ``conftest.chain``) and on
+hand-made frames: gaps, closed days, no leakage."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from app.forecasting import features as F
 from app.forecasting.batch import project_future_inputs
 
 
-def test_long_format_on_real_data(real_long: pd.DataFrame) -> None:
-    assert len(real_long) == 963_689
-    assert real_long["unique_id"].nunique() == 1115
+def test_long_format_on_the_chain(chain, chain_long: pd.DataFrame) -> None:  # conftest.Chain
+    real_long = chain_long
+    assert len(real_long) == chain.rows
+    assert real_long["unique_id"].nunique() == chain.n_stores
     assert list(real_long.columns[:3]) == ["unique_id", "ds", "y"]
     assert set(real_long["state_holiday"].unique()) <= {0, 1, 2, 3}
     assert not real_long.duplicated(["unique_id", "ds"]).any()
@@ -20,14 +22,15 @@ def test_long_format_on_real_data(real_long: pd.DataFrame) -> None:
     assert (real_long.loc[real_long["open"] == 0, "y"] == 0).all()
 
 
-def test_fill_gaps_marks_inserted_days(real_long: pd.DataFrame) -> None:
+def test_fill_gaps_marks_inserted_days(chain, chain_long: pd.DataFrame) -> None:
+    real_long = chain_long
     dense = F.fill_gaps(real_long)
     days = (real_long["ds"].max() - real_long["ds"].min()).days + 1
-    assert len(dense) == 1115 * days
-    assert int(dense["available"].sum()) == 963_689
+    assert len(dense) == chain.n_stores * days
+    assert int(dense["available"].sum()) == chain.rows
     inserted = dense[dense["available"] == 0]
-    # 180 stores lack 2014-07-01..2014-12-31 (184 days), one store lacks one day.
-    assert inserted.groupby("unique_id").size().value_counts().to_dict() == {184: 180, 1: 1}
+    # Kaggle: 180 stores lack 2014-07-01..2014-12-31 (184 days), one store lacks one day (synthetic: 2 and 1).
+    assert inserted.groupby("unique_id").size().value_counts().to_dict() == chain.gaps
     gap = inserted[inserted["unique_id"] == inserted["unique_id"].iloc[0]]
     assert gap["ds"].min() >= pd.Timestamp("2014-07-01") or len(gap) == 1
     assert inserted["y"].isna().all()
@@ -56,7 +59,8 @@ def test_event_distances_by_hand(make_sales) -> None:
     assert ev["dow"].tolist()[:7] == [1, 2, 3, 4, 5, 6, 7]
 
 
-def test_store_stats_and_features_do_not_leak_future_targets(real_long: pd.DataFrame, real_data) -> None:
+def test_store_stats_and_features_do_not_leak_future_targets(chain_long: pd.DataFrame) -> None:
+    real_long = chain_long
     cutoff = real_long["ds"].max() - pd.Timedelta(days=48)
     hist = real_long[real_long["ds"] <= cutoff]
     stats = F.fit_store_stats(hist)
@@ -74,10 +78,10 @@ def test_store_stats_and_features_do_not_leak_future_targets(real_long: pd.DataF
     pd.testing.assert_frame_equal(ev1, ev2)
 
 
-def test_static_and_dated_store_features(real_data) -> None:
-    _, stores = real_data
+def test_static_and_dated_store_features(chain) -> None:
+    stores = chain.stores
     static = F.store_static_features(stores)
-    assert len(static) == 1115 and static.index.is_unique
+    assert len(static) == chain.n_stores and static.index.is_unique
     assert set(static["store_type"].unique()) == {0, 1, 2, 3}
     frame = pd.DataFrame({"unique_id": [2, 2, 1], "ds": pd.to_datetime(["2015-04-01", "2015-05-01", "2015-04-01"])})
     dated = F.dated_store_features(frame, stores)
@@ -139,14 +143,14 @@ def test_pad_panel_projects_openings_and_promo_cycle(make_sales) -> None:
     assert (extra["state_holiday"] == 0).all() and (extra["available"] == 1).all()
 
 
-def test_lgbm_forecast_at_every_horizon_uses_nothing_after_the_cutoff(real_long: pd.DataFrame, real_data) -> None:
+def test_lgbm_forecast_at_every_horizon_uses_nothing_after_the_cutoff(chain, chain_long: pd.DataFrame) -> None:
     """Perturbing every sale after the cutoff (the forecast window included) changes no forecast of a 7-day
     and of a 48-day backtest window."""
     from app.forecasting.plan import Candidate, Task, run_task
 
-    _, stores = real_data
+    stores = chain.stores
     ids = [1, 2, 3, 4]
-    long = real_long[real_long["unique_id"].isin(ids)]
+    long = chain_long[chain_long["unique_id"].isin(ids)]
     st = stores[stores["store"].isin(ids)]
     cutoff = long["ds"].max() - pd.Timedelta(days=48)
     scrambled = long.copy()

@@ -24,7 +24,7 @@ JOB_EXCLUDES = [
 
 
 @pytest.fixture(scope="module")
-def fc_stack(stack: Settings, rossmann_dir, mlflow_cleaner):  # noqa: ANN001, ANN201
+def fc_stack(stack: Settings, rossmann_dir, mlflow_cleaner):
     """The stack with the prepared dataset present, a model name and an MLflow experiment of its own (so the
     gate starts empty); every model named after it and the experiment's runs are removed afterwards."""
     from app.data import SALES_FILE, prepare
@@ -141,7 +141,7 @@ def test_gate_better_model_moves_champion(fc_stack: Settings) -> None:
 
 
 @pytest.mark.slow
-def test_batch_forecast_idempotent_and_evaluate(fc_stack: Settings, rossmann_dir, tmp_path) -> None:  # noqa: ANN001
+def test_batch_forecast_idempotent_and_evaluate(fc_stack: Settings, rossmann_dir, tmp_path) -> None:
     from app import db
 
     # A forecasts table of its own: the user's table (and what the API serves from it) is left alone.
@@ -155,7 +155,7 @@ def test_batch_forecast_idempotent_and_evaluate(fc_stack: Settings, rossmann_dir
             cur.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _batch_forecast_idempotent_and_evaluate(settings: Settings, tmp_path) -> None:  # noqa: ANN001
+def _batch_forecast_idempotent_and_evaluate(settings: Settings, tmp_path) -> None:
     from app import db
 
     # Train on data that ends 14 days before the real end, so that the last 14 days are unseen actuals.

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def scenario(stack, real_data):  # noqa: ANN001, ANN201
+def scenario(stack, real_data):
     settings = support.isolated(stack)
     try:
         yield settings, support.build(settings, real_data[0])
@@ -26,14 +26,14 @@ def scenario(stack, real_data):  # noqa: ANN001, ANN201
         support.cleanup(settings)
 
 
-def _score(settings, **kwargs):  # noqa: ANN001, ANN202
+def _score(settings, **kwargs):
     from app.db import transaction
 
     with transaction(settings) as conn:
         return L.score(settings, conn, **kwargs)
 
 
-def test_stale_version_drifts_fresh_one_does_not_and_scores_match_the_metrics(scenario) -> None:  # noqa: ANN001
+def test_stale_version_drifts_fresh_one_does_not_and_scores_match_the_metrics(scenario) -> None:
     settings, versions = scenario
     fresh, stale = versions["fresh"], versions["stale"]
     out = _score(settings)  # backtest RMSPEs read from the registry tags
@@ -61,7 +61,7 @@ def test_stale_version_drifts_fresh_one_does_not_and_scores_match_the_metrics(sc
     assert status["drift"] is True and f"version {stale['version']}: live RMSPE above" in status["reason"]
 
 
-def test_scoring_is_idempotent_and_since_limits_the_days(scenario) -> None:  # noqa: ANN001
+def test_scoring_is_idempotent_and_since_limits_the_days(scenario) -> None:
     from app.db import transaction
 
     settings, versions = scenario
@@ -77,7 +77,7 @@ def test_scoring_is_idempotent_and_since_limits_the_days(scenario) -> None:  # n
     assert late["first_date"] == "2015-05-30" and late["written"] == 2 * 14
 
 
-def test_fresh_version_current_no_drift_and_unknown_backtest_never_flags(scenario) -> None:  # noqa: ANN001
+def test_fresh_version_current_no_drift_and_unknown_backtest_never_flags(scenario) -> None:
     settings, versions = scenario
     fresh = versions["fresh"]
     from app.db import transaction
@@ -94,7 +94,7 @@ def test_fresh_version_current_no_drift_and_unknown_backtest_never_flags(scenari
     assert status["drift"] is False and status["reason"].startswith(f"version {fresh['version']}: ")
 
 
-def test_model_without_forecasts_scores_nothing(stack) -> None:  # noqa: ANN001
+def test_model_without_forecasts_scores_nothing(stack) -> None:
     settings = support.isolated(stack)
     try:
         out = _score(settings, backtest=lambda name: pytest.fail("no versions to look up"))

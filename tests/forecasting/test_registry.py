@@ -132,14 +132,14 @@ def test_concurrent_gates_leave_the_better_model_champion(mlflow_test_settings: 
             super().__init__()
             self.who = who
 
-        def get_model_version_by_alias(self, name, alias):  # noqa: ANN001, ANN201
+        def get_model_version_by_alias(self, name, alias):
             mv = super().get_model_version_by_alias(name, alias)
             if alias == "champion" and not read[self.who].is_set():
                 read[self.who].set()
                 wait_for(read[other[self.who]])
             return mv
 
-        def set_registered_model_alias(self, name, alias, version):  # noqa: ANN001, ANN201
+        def set_registered_model_alias(self, name, alias, version):
             if self.who == last:
                 wait_for(wrote[other[self.who]])
             super().set_registered_model_alias(name, alias, version)

@@ -44,7 +44,7 @@ def test_fake_config_keeps_cluster_yaml_node_types() -> None:
 
 
 @pytest.fixture()
-def slice_settings(settings, tmp_path):  # noqa: ANN001, ANN201
+def slice_settings(settings, tmp_path):
     """Settings whose state dir's prepared dataset is an 8-store synthetic slice (the job reads it with
     ``--source dataset`` and logs nothing to MLflow: the test needs no service of the stack)."""
     from app.data import prepare
@@ -62,7 +62,7 @@ ARGS = ["--source", "dataset", "--no-neural", "--no-mlflow", "--lgbm-rounds", "1
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_training_job_autoscales_over_fake_nodes_and_equals_single_node(slice_settings, tmp_path) -> None:  # noqa: ANN001
+def test_training_job_autoscales_over_fake_nodes_and_equals_single_node(slice_settings, tmp_path) -> None:
     code = scale.job_code(tmp_path / "code")
     seen: list[int] = []
     with fc.fake_cluster(slice_settings, tmp_path / "ray", min_workers=0, max_workers=2, worker_cpus=1) as head:

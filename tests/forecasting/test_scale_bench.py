@@ -19,7 +19,7 @@ def test_parse_sizes() -> None:
         scale.parse_sizes(" , ")
 
 
-def _bench_tables(settings) -> list[str]:  # noqa: ANN001
+def _bench_tables(settings) -> list[str]:
     from app.db import connect
 
     with connect(settings) as conn, conn.cursor() as cur:
@@ -31,7 +31,7 @@ def _bench_tables(settings) -> list[str]:  # noqa: ANN001
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_bench_scale_small_size_line(settings) -> None:  # noqa: ANN001
+def test_bench_scale_small_size_line(settings) -> None:
     stack = settings  # the running stack's Postgres and Ray (the bench logs nothing to MLflow)
     before = set(_bench_tables(stack))
     lines: list[dict] = []

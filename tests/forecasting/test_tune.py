@@ -48,7 +48,7 @@ def test_config_rejects_bad_tune_values(kwargs: dict, message: str) -> None:
 @pytest.mark.parametrize(
     ("env", "field"), [("SFMLOPS_TRAIN_TUNE_TRIALS", "train_tune_trials"), ("SFMLOPS_TRAIN_TUNE_TIME_BUDGET_S", "train_tune_time_budget_s")]
 )
-def test_bad_tune_settings_fail_at_start_up_naming_the_setting(monkeypatch, env: str, field: str) -> None:  # noqa: ANN001
+def test_bad_tune_settings_fail_at_start_up_naming_the_setting(monkeypatch, env: str, field: str) -> None:
     from typer.testing import CliRunner
 
     from app.cli import app
@@ -119,17 +119,18 @@ def test_outcome_says_when_the_budget_stopped_it() -> None:
     row = {"trial": 0, **dict.fromkeys(TUNED, 1), "rmspe": 0.2, "seconds": 1.0, "status": "done", "error": ""}
     stopped = {**row, "trial": 1, "rmspe": None, "status": "stopped"}
     base = {"budget_s": 3.0, "tune_cutoff": "x", "window_end": "y", "max_concurrent": 2, "cpus_per_trial": 1}
-    early = TuneOutcome(requested=10, trials=[row, stopped], best_params={}, best_rmspe=None, seconds=3.2, **base)
+    early = TuneOutcome(requested=10, trials=[row, stopped], best_params={}, best_score=None, seconds=3.2, **base)
     assert early.done == 1 and early.stopped_early
     assert early.note.startswith("time budget of 3s reached: 1 of 10 trial(s) finished") and "keeps its parameters" in early.note
-    full = TuneOutcome(requested=1, trials=[row], best_params={"num_leaves": 1}, best_rmspe=0.2, seconds=3.5, **base)
+    full = TuneOutcome(requested=1, trials=[row], best_params={"num_leaves": 1}, best_score=0.2, seconds=3.5, **base)
     assert not full.stopped_early and full.summary()["trials"] == 1 and full.summary()["table"][0]["status"] == "done"
+    assert full.summary()["best_rmspe"] == 0.2 and full.prefix == "tune"
 
 
 # --- real searches in Ray jobs -----------------------------------------------------------------------------
 
 
-def _write_dataset(folder, sales: pd.DataFrame, stores: pd.DataFrame) -> None:  # noqa: ANN001
+def _write_dataset(folder, sales: pd.DataFrame, stores: pd.DataFrame) -> None:
     from app.data import SALES_FILE, STORES_FILE
 
     (folder / "data").mkdir(parents=True)
@@ -138,7 +139,7 @@ def _write_dataset(folder, sales: pd.DataFrame, stores: pd.DataFrame) -> None:  
 
 
 @pytest.fixture(scope="module")
-def tune_data(stack: Settings, mlflow_cleaner, tmp_path_factory):  # noqa: ANN001, ANN201
+def tune_data(stack: Settings, mlflow_cleaner, tmp_path_factory):
     """``(plain, scrambled)`` settings: 20 synthetic stores as a prepared dataset each; in ``scrambled`` the
     sales, customers and promotions of every day after the scored window's cutoff are changed at random."""
     from app.data import synthetic
@@ -163,7 +164,7 @@ def tune_data(stack: Settings, mlflow_cleaner, tmp_path_factory):  # noqa: ANN00
 
 
 @pytest.fixture(scope="module")
-def tuned(tune_data):  # noqa: ANN001, ANN201
+def tuned(tune_data):
     """The training job with a search of 4 trials on the plain data, logged to MLflow."""
     from test_integration import _submit
 
@@ -178,7 +179,7 @@ def _scores(summary: dict) -> dict[tuple, float]:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_search_runs_its_trials_and_the_lgbm_candidate_uses_the_best(tune_data, tuned: dict) -> None:  # noqa: ANN001
+def test_search_runs_its_trials_and_the_lgbm_candidate_uses_the_best(tune_data, tuned: dict) -> None:
     import mlflow
     from mlflow import MlflowClient
     from test_integration import _submit
@@ -225,7 +226,7 @@ def test_search_runs_its_trials_and_the_lgbm_candidate_uses_the_best(tune_data, 
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_trials_never_see_the_scored_window(tune_data, tuned: dict) -> None:  # noqa: ANN001
+def test_trials_never_see_the_scored_window(tune_data, tuned: dict) -> None:
     from test_integration import _submit
 
     scrambled = _submit(tune_data[1], f"{COMMON} --no-mlflow {BASE} --tune-trials 4")
@@ -238,7 +239,7 @@ def test_trials_never_see_the_scored_window(tune_data, tuned: dict) -> None:  # 
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_time_budget_stops_the_search_early(tune_data) -> None:  # noqa: ANN001
+def test_time_budget_stops_the_search_early(tune_data) -> None:
     from test_integration import _submit
 
     out = _submit(tune_data[0], f"{COMMON} --no-mlflow --tune-trials 40 --tune-time-budget-s 4")
@@ -247,3 +248,44 @@ def test_time_budget_stops_the_search_early(tune_data) -> None:  # noqa: ANN001
     assert tune["started"] <= 40 and tune["trials"] < 40
     assert tune["stopped_early"] is True and tune["note"].startswith("time budget of 4s reached"), tune["note"]
     assert out["model"] == "lgbm" and out["forecast_rows"] == N_STORES * HORIZON  # the training went on
+
+
+# --- the neural candidate (neuralforecast AutoNHITS on Ray Tune) -------------------------------------------
+
+
+def test_nhits_params_reach_the_neural_candidate() -> None:
+    [nn] = [c for c in TrainConfig(nhits_params={"input_size": 144, "learning_rate": 0.002}, max_steps=7).candidates() if c.kind == "nhits"]
+    model = nn.build()
+    assert (model.input_size, model.learning_rate, model.max_steps) == (144, 0.002, 7)
+    assert model.nhits_kwargs()["input_size"] == 144 and model.nhits_kwargs()["learning_rate"] == 0.002
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_nhits_search_with_auto_nhits_declares_its_cpus_and_asha_ranks_the_trials(tune_data) -> None:
+    from test_integration import _submit
+
+    from app.forecasting.models import NeuralForecaster
+    from app.forecasting.tune import NHITS_TUNED
+
+    out = _submit(
+        tune_data[0],
+        "--source dataset --no-per-store --short-windows 0 --lgbm-rounds 10 --max-steps 8 --threads 1 --no-register --no-mlflow --tune-trials 2",
+    )
+    print("nhits tune:", json.dumps(out["tune_nhits"]), "seconds:", json.dumps(out["seconds"]))  # for the record (-s)
+    nn = out["tune_nhits"]
+    assert nn["model"] == "nhits" and nn["scheduler"] == "asha" and nn["metric"] == "val_loss"
+    assert nn["requested"] == 2 and nn["started"] == 2 and nn["cpus_per_trial"] == 1
+    table = nn["table"]
+    assert {r["status"] for r in table} <= {"done", "pruned"} and any(r["status"] == "done" for r in table)
+    # the candidate's own parameters are the first trial; the search space's values otherwise
+    own = NeuralForecaster()
+    assert {k: table[0][k] for k in NHITS_TUNED} == {k: getattr(own, k) for k in NHITS_TUNED}
+    for r in table:
+        assert r["input_size"] in (HORIZON, 2 * HORIZON, 4 * HORIZON) and 3e-4 <= r["learning_rate"] <= 3e-3
+        assert r["windows_batch_size"] in (128, 256, 512) and r["val_loss"] > 0
+    best = min((r for r in table if r["status"] == "done"), key=lambda r: r["val_loss"])
+    assert nn["best_params"] == {k: best[k] for k in NHITS_TUNED} and nn["best_score"] == best["val_loss"]
+    # the same calibration origin as the LightGBM search, which ran in the same stage
+    assert (nn["tune_cutoff"], nn["window_end"]) == (out["tune"]["tune_cutoff"], out["tune"]["window_end"])
+    assert out["seconds"]["tune_nhits"] > 0 and "nhits" in {r["model"] for r in out["backtest"]["h48"]}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from ingest_helpers import load_stores
+from isolated_support import drop_isolated, isolated_settings
 
 from app.config import PROJECT_ROOT, Settings, get_settings
 
@@ -37,38 +38,21 @@ def rossmann() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def isolated(base: Settings, tmp_path: Path, stores: pd.DataFrame) -> Settings:
-    """Settings with a fresh topic, fresh tables (migrated) and a local checkpoint folder."""
-    from app.db import apply_migrations
-
+    """Settings with every table of their own (migrated, :func:`isolated_support.isolated_settings`), a fresh topic
+    and consumer group (the job commits its offsets there for monitoring: never the stack's group), a local
+    checkpoint folder and the stores loaded."""
     tag = uuid.uuid4().hex[:8]
-    settings = base.model_copy(
-        update={
-            "kafka_topic": f"sales_test_{tag}",
-            "kafka_partitions": 4,
-            "table_sales": f"t{tag}_sales",
-            "table_stores": f"t{tag}_stores",
-            "table_dead_letter": f"t{tag}_dead",
-            "table_ledger": f"t{tag}_ledger",
-            "table_ingest_staging": f"t{tag}_stage",
-            "ingest_checkpoint": str(tmp_path / "checkpoint"),
-            "state_dir": tmp_path / "state",
-        }
+    settings = isolated_settings(
+        base,
+        "t",
+        kafka_topic=f"sales_test_{tag}",
+        kafka_consumer_group=f"sfmlops-test-{tag}",
+        kafka_partitions=4,
+        ingest_checkpoint=str(tmp_path / "checkpoint"),
+        state_dir=tmp_path / "state",
     )
-    apply_migrations(settings)
     load_stores(settings, stores)
     return settings
-
-
-def drop_tables(settings: Settings) -> None:
-    from app.db import transaction
-
-    with transaction(settings) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE %s",
-            (settings.table_sales.split("_")[0] + "_%",),
-        )
-        for (name,) in cur.fetchall():
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 @pytest.fixture
@@ -76,4 +60,16 @@ def ingest_settings(ingest_base: Settings, tmp_path: Path, rossmann) -> Settings
     """Isolated settings for one test; its tables are dropped afterwards."""
     settings = isolated(ingest_base, tmp_path, rossmann[1])
     yield settings
-    drop_tables(settings)
+    drop_isolated(settings)
+    drop_group(settings)
+
+
+def drop_group(settings: Settings) -> None:
+    """Delete the test's consumer group (there is none when no ingest run committed for it)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="sfmlops-test")
+    try:
+        admin.delete_groups([settings.kafka_consumer_group])  # {group: error name} when there was none: fine
+    finally:
+        admin.close()

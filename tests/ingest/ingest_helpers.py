@@ -73,3 +73,38 @@ def load_stores(settings: Settings, stores: pd.DataFrame) -> None:
     buf.seek(0)
     with transaction(settings) as conn, conn.cursor() as cur:
         cur.copy_expert(f"COPY {settings.table_stores} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv)", buf)
+
+
+class PacedReplay:
+    """Replays of ``sales`` in a background thread, so that drivers can be killed while records still arrive.
+
+    The first range is sent one day every ``pace_s`` seconds until :meth:`finish` releases it (its remaining days
+    then go as fast as the broker takes them: the test does not wait out a fixed pace once its kills are done);
+    the further ranges follow unpaced (records sent twice: duplicates across batches).
+    """
+
+    def __init__(self, settings: Settings, sales: pd.DataFrame, ranges: list[tuple[str, str]], pace_s: float) -> None:
+        import threading
+
+        from app.produce import ProduceConfig, produce
+
+        self.release = threading.Event()
+        self.sent: list[dict] = []
+        self.replays = len(ranges)
+
+        def run() -> None:
+            first, *rest = ranges
+            paced = ProduceConfig("replay", *first, progress=False, on_day=lambda _day, _rows: self.release.wait(pace_s))
+            self.sent.append(produce(settings, paced, sales=sales))
+            for start, end in rest:
+                self.sent.append(produce(settings, ProduceConfig("replay", start, end, progress=False), sales=sales))
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def finish(self, timeout_s: float = 600) -> list[dict]:
+        """Release the pace, wait for every replay; returns their summaries (fails if one did not end)."""
+        self.release.set()
+        self.thread.join(timeout=timeout_s)
+        assert not self.thread.is_alive() and len(self.sent) == self.replays, "a replay did not finish"
+        return self.sent

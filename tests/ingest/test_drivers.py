@@ -12,17 +12,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from ingest_helpers import query
+from ingest_helpers import PacedReplay, query
 
 from app import ingest
 from app.config import PROJECT_ROOT, settings_env
-from app.produce import produce
+from app.produce import ProduceConfig, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -93,7 +92,7 @@ def _assert_exact(settings, part, records: int) -> None:
 def test_second_driver_on_a_checkpoint_refuses_and_the_first_stays_exact(ingest_settings, rossmann, tmp_path) -> None:
     s = ingest_settings
     part, start, end = _data(rossmann)
-    sent = produce(s, "replay", start, end, sales=part, progress=False)
+    sent = produce(s, ProduceConfig("replay", start, end, progress=False), sales=part)
     log = tmp_path / "first.log"
     first = ingest.start(s, log_path=log, trigger="processing-time", interval="1 second", max_offsets_per_trigger=40)
     try:
@@ -130,13 +129,7 @@ def _start_command(settings, log: Path, new_session: bool) -> subprocess.Popen:
 def test_killing_the_command_ends_its_driver(ingest_settings, rossmann, tmp_path) -> None:
     s = ingest_settings
     part, start, end = _data(rossmann)
-    sent: list[dict] = []
-
-    def replay() -> None:
-        sent.append(produce(s, "replay", start, end, sales=part, progress=False, on_day=lambda _d, _n: time.sleep(2.0)))
-
-    producer = threading.Thread(target=replay, daemon=True)
-    producer.start()
+    replay = PacedReplay(s, part, [(start, end)], pace_s=2.0)  # still sending while the commands are killed
     log = tmp_path / "ingest.log"
     for how in ("SIGKILL of the command", "SIGKILL of its process group (Airflow timeout)"):
         group = how.startswith("SIGKILL of its process group")
@@ -152,8 +145,8 @@ def test_killing_the_command_ends_its_driver(ingest_settings, rossmann, tmp_path
             command.wait()
         left = _none_left(s)
         assert not left, f"{how} left the driver running: {left}"
-    producer.join(timeout=600)
-    assert not producer.is_alive() and sent and sent[0]["failed"] == 0
+    sent = replay.finish()
+    assert sent[0]["failed"] == 0
 
     summary = ingest.run(s, "available-now", timeout_s=900, log_path=log)
     assert summary["error"] is None

@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import random
 import signal
-import threading
 import time
 
 import pytest
-from ingest_helpers import query
+from ingest_helpers import PacedReplay, query
 
 from app import ingest
-from app.produce import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,17 +29,9 @@ def test_kills_during_replay_then_exactly_once_and_idempotent_rerun(ingest_setti
     part = sales[sales["store"].isin(stores) & sales["date"].isin(days)]
     start, end = str(days[0])[:10], str(days[-1])[:10]
 
-    # Replay in the background, paced so that it is still running while the driver is killed;
-    # the last days are sent twice (a second replay of the same rows: duplicates across batches).
-    sent: list[dict] = []
-
-    def replay() -> None:
-        pace = lambda _day, _rows: time.sleep(3.0)  # noqa: E731
-        sent.append(produce(s, "replay", start, end, sales=part, progress=False, on_day=pace))
-        sent.append(produce(s, "replay", str(days[-5])[:10], end, sales=part, progress=False))
-
-    producer = threading.Thread(target=replay, daemon=True)
-    producer.start()
+    # Replay in the background, paced so that it is still running while the driver is killed (released once the
+    # kills are done); the last days are sent twice (a second replay of the same rows: duplicates across batches).
+    replay = PacedReplay(s, part, [(start, end), (str(days[-5])[:10], end)], pace_s=3.0)
 
     rng = random.Random(4)
     kills = 0
@@ -60,8 +50,8 @@ def test_kills_during_replay_then_exactly_once_and_idempotent_rerun(ingest_setti
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-    producer.join(timeout=600)
-    assert not producer.is_alive() and len(sent) == 2 and all(r["failed"] == 0 for r in sent)
+    sent = replay.finish()
+    assert len(sent) == 2 and all(r["failed"] == 0 for r in sent)
 
     summary = ingest.run(s, "available-now", timeout_s=900, log_path=log)
     assert summary["error"] is None

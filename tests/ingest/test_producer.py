@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from app.ingest.schema import validate_row
-from app.produce import _KeyPartitions, encode_frame, encode_record, produce, to_record
+from app.produce import ProduceConfig, _KeyPartitions, encode_frame, encode_record, produce, to_record
 
 TODAY = dt.date(2015, 6, 13)
 
@@ -69,7 +69,7 @@ def test_parallel_replay_keeps_every_record_and_its_order_per_key(ingest_setting
     stores = sorted(sales["store"].unique())[:40]
     part = sales[sales["store"].isin(stores)].sort_values(["date", "store"]).tail(25_000)
     s = ingest_settings.model_copy(update={"producer_processes": 2})
-    result = produce(s, "replay", sales=part, progress=False)
+    result = produce(s, ProduceConfig(progress=False), sales=part)
     assert result["processes"] == 2 and result["sent"] == len(part) and result["failed"] == 0 == result["invalid"]
 
     consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False, consumer_timeout_ms=10_000)

@@ -19,7 +19,7 @@ from ingest_helpers import load_stores, query
 
 from app import ingest
 from app.config import Settings
-from app.produce import produce
+from app.produce import ProduceConfig, produce
 from app.stack.base import PortInUseError, free_ports
 from app.stack.kafka import Kafka
 from app.stack.postgres import Postgres
@@ -86,7 +86,7 @@ def _restart_during_replay(settings: Settings, rossmann, tmp_path: Path, service
     s = settings
     part, days = _data(rossmann)
     half = len(days) // 2
-    sent = [produce(s, "replay", days[0], days[half - 1], sales=part, progress=False)]
+    sent = [produce(s, ProduceConfig("replay", days[0], days[half - 1], progress=False), sales=part)]
     log = tmp_path / "ingest.log"
     driver = ingest.start(s, log_path=log, trigger="processing-time", interval="1 second", max_offsets_per_trigger=50)
     try:
@@ -99,8 +99,8 @@ def _restart_during_replay(settings: Settings, rossmann, tmp_path: Path, service
         time.sleep(3)  # the driver meets the service down (a batch or an offset fetch fails)
         assert service.start() == "started"
         # The rest of the replay, and its last days again (duplicates across batches).
-        sent.append(produce(s, "replay", days[half], days[-1], sales=part, progress=False))
-        sent.append(produce(s, "replay", days[-5], days[-1], sales=part, progress=False))
+        sent.append(produce(s, ProduceConfig("replay", days[half], days[-1], progress=False), sales=part))
+        sent.append(produce(s, ProduceConfig("replay", days[-5], days[-1], progress=False), sales=part))
         records = sum(r["sent"] for r in sent)
         assert all(r["failed"] == 0 for r in sent)
         deadline = time.monotonic() + 600

@@ -25,14 +25,14 @@ def _cmdline(proc: psutil.Process) -> list[str]:
 
 
 @pytest.mark.skipif(not (AIRFLOW_VENV / "bin" / "airflow").exists(), reason="needs `make airflow-setup`")
-def test_airflow_service_starts_healthy_on_loopback_and_stops_clean(stack, tmp_path) -> None:  # noqa: ANN001
+def test_airflow_service_starts_healthy_on_loopback_and_stops_clean(stack, tmp_path) -> None:
     settings = stack.model_copy(update={"state_dir": tmp_path / "state", "airflow_port": free_port()})
     service = Airflow(settings)
     assert service.start() == "started"
     try:
         pid = service.pid()
         assert pid is not None and service.healthy()
-        with urllib.request.urlopen(f"{service.address}/api/v2/monitor/health", timeout=30) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"{service.address}/api/v2/monitor/health", timeout=30) as resp:  # loopback
             health = json.loads(resp.read())
         assert {part: (health.get(part) or {}).get("status") for part in COMPONENTS} == dict.fromkeys(COMPONENTS, "healthy"), health
         commands = [" ".join(_cmdline(proc)) for proc in process_tree(pid)]
@@ -52,12 +52,12 @@ def test_airflow_service_starts_healthy_on_loopback_and_stops_clean(stack, tmp_p
         # The REST API (v2) wants a bearer token: without one it refuses, with the admin's it lists the
         # DAG bundle's DAGs (the repository's dags/, parsed by the dag-processor).
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"{service.address}/api/v2/dags", timeout=30)  # noqa: S310 - loopback
+            urllib.request.urlopen(f"{service.address}/api/v2/dags", timeout=30)  # loopback
         assert refused.value.code == 401
         request = urllib.request.Request(f"{service.address}/api/v2/dags", headers={"Authorization": f"Bearer {service.token()}"})
         deadline = time.monotonic() + 120
         while True:  # the dag-processor parses the bundle shortly after start
-            with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=30) as resp:  # loopback
                 dag_ids = {d["dag_id"] for d in json.loads(resp.read())["dags"]}
             if {"sales_ingest_daily", "sales_train_weekly"} <= dag_ids or time.monotonic() > deadline:
                 break

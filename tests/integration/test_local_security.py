@@ -7,6 +7,7 @@ own modules; the shared stack is not touched (its emulator is used only to hold 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
@@ -63,7 +64,7 @@ def stack_pids(settings: Settings) -> list[int]:
     return pids
 
 
-def test_private_emulator_listens_on_loopback_only(stack, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_private_emulator_listens_on_loopback_only(stack, tmp_path, monkeypatch) -> None:
     """MiniStack's IoT mTLS broker bound 0.0.0.0:8883 whatever BIND_HOST said."""
     import urllib.request
 
@@ -75,7 +76,7 @@ def test_private_emulator_listens_on_loopback_only(stack, tmp_path, monkeypatch)
     try:
         emulator.start()
         # /_ministack/ready waits for the side listeners (the mTLS one starts after the HTTP port).
-        with urllib.request.urlopen(f"{emulator.address}/_ministack/ready", timeout=30) as resp:  # noqa: S310
+        with urllib.request.urlopen(f"{emulator.address}/_ministack/ready", timeout=30) as resp:
             assert resp.status == 200
         pids = stack_pids(s)
         assert pids == [emulator.pid()]
@@ -88,7 +89,7 @@ def test_private_emulator_listens_on_loopback_only(stack, tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")
-def private_pg(tmp_path_factory, stack) -> Settings:  # noqa: ANN001
+def private_pg(tmp_path_factory, stack) -> Settings:
     """A private PostgreSQL whose application role has a password with every character DSNs trip on."""
     from pydantic import SecretStr
 
@@ -104,7 +105,7 @@ def private_pg(tmp_path_factory, stack) -> Settings:  # noqa: ANN001
     pg.stop()
 
 
-def _refused(**params) -> str:  # noqa: ANN003
+def _refused(**params) -> str:
     with pytest.raises(psycopg2.OperationalError) as exc:
         psycopg2.connect(connect_timeout=5, **params).close()
     return str(exc.value)
@@ -112,7 +113,7 @@ def _refused(**params) -> str:  # noqa: ANN003
 
 def _as_other_user(s: Settings, *args: str) -> subprocess.CompletedProcess:
     """psql run as the OS user ``nobody`` (any local user), without a password."""
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [str(Postgres(s).bin_dir / "psql"), "-X", "-w", "-p", str(s.pg_port), "-d", "postgres", "-Atc", "SELECT current_user", *args],
         user="nobody", capture_output=True, text=True, timeout=60, cwd="/", env={"PATH": os.environ["PATH"]},
     )
@@ -151,11 +152,11 @@ def assert_no_trusted_connection(s: Settings) -> None:
                 assert ("Permission denied" in result.stderr) if host != "127.0.0.1" else ("password" in result.stderr)
 
 
-def test_local_postgres_trusts_no_connection_and_keeps_its_socket_private(private_pg) -> None:  # noqa: ANN001
+def test_local_postgres_trusts_no_connection_and_keeps_its_socket_private(private_pg) -> None:
     assert_no_trusted_connection(private_pg)
 
 
-def test_cluster_of_the_old_trusting_layout_is_migrated_on_next_start(private_pg) -> None:  # noqa: ANN001
+def test_cluster_of_the_old_trusting_layout_is_migrated_on_next_start(private_pg) -> None:
     """A developer's .local/pg from before: `trust` for local connections and a 0755 socket folder."""
     s = private_pg
     pg = Postgres(s)
@@ -175,7 +176,7 @@ def test_cluster_of_the_old_trusting_layout_is_migrated_on_next_start(private_pg
     conn.close()
 
 
-def test_a_password_with_quotes_spaces_and_backslashes_works_on_every_connection_path(private_pg) -> None:  # noqa: ANN001
+def test_a_password_with_quotes_spaces_and_backslashes_works_on_every_connection_path(private_pg) -> None:
     s = private_pg
     assert s.pg_password.get_secret_value() == HOSTILE_PASSWORD
     # app.db.connect (CLI, migrations, ingest driver, forecasting)
@@ -226,7 +227,7 @@ def test_a_password_with_quotes_spaces_and_backslashes_works_on_every_connection
 # --- Secrets Manager: a rotated database secret is re-read on an authentication failure ------------
 
 
-def test_rotated_database_secret_is_re_read_on_authentication_failure(private_pg, stack, monkeypatch) -> None:  # noqa: ANN001
+def test_rotated_database_secret_is_re_read_on_authentication_failure(private_pg, stack, monkeypatch) -> None:
     from app.api import db as api_db
     from app.db import connect
 
@@ -263,6 +264,13 @@ def test_rotated_database_secret_is_re_read_on_authentication_failure(private_pg
             cur.execute("SELECT current_user AS u")
             assert cur.fetchone() == {"u": role}
         api_db.close_pools()
+        # and so does its async pool (the hot route, the key-set version)
+        with admin.cursor() as cur:
+            cur.execute(f"ALTER ROLE {role} PASSWORD %s", (second,))
+        client.put_secret_value(SecretId=arn, SecretString=json.dumps({"username": role, "password": second}))
+        assert asyncio.run(api_db.read_one(s, "SELECT current_user", {})) == (role,)
+        assert s.pg_password.get_secret_value() == second
+        api_db.close_pools()
         # a wrong password that the secret does not fix still fails, with the server's message
         with admin.cursor() as cur:
             cur.execute(f"ALTER ROLE {role} PASSWORD 'nobody-knows-this-one'")
@@ -279,7 +287,7 @@ def test_rotated_database_secret_is_re_read_on_authentication_failure(private_pg
 # --- per-component database roles of the AWS deployment (terraform/scripts/bootstrap_db_roles.py) ---------
 
 
-def test_bootstrap_gives_each_component_its_own_least_privilege_role_and_secret(private_pg, stack, monkeypatch) -> None:  # noqa: ANN001
+def test_bootstrap_gives_each_component_its_own_least_privilege_role_and_secret(private_pg, stack, monkeypatch) -> None:
     from app.db import bootstrap_roles, connect
 
     pg = Postgres(private_pg)
@@ -363,12 +371,12 @@ def test_bootstrap_gives_each_component_its_own_least_privilege_role_and_secret(
             client.delete_secret(SecretId=r["secret_arn"], ForceDeleteWithoutRecovery=True)
 
 
-def _role_exists(cur, name: str) -> bool:  # noqa: ANN001
+def _role_exists(cur, name: str) -> bool:
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
     return cur.fetchone() is not None
 
 
-def test_every_relation_of_the_migrations_is_covered_by_a_component_role(private_pg) -> None:  # noqa: ANN001
+def test_every_relation_of_the_migrations_is_covered_by_a_component_role(private_pg) -> None:
     """A migration that adds a table must say which component may use it (app.db.ROLE_GRANTS), else that
     component fails on AWS only."""
     from app.db import ROLE_GRANTS, connect, granted_relations

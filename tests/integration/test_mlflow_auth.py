@@ -35,7 +35,7 @@ STARTUP_S = 120.0
 class _Constant(mlflow.pyfunc.PythonModel):
     """The smallest pyfunc model: what the on-demand route loads."""
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[float]:  # noqa: ANN001
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[float]:
         return [1.0] * len(model_input)
 
 
@@ -84,7 +84,7 @@ def _seed(url: str, admin_password: str, root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:  # noqa: ANN001
+def mlflow_server(tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:
     """A private MLflow tracking server with basic auth on a free loopback port; yields (url, seeded ids)."""
     root = tmp_path_factory.mktemp("mlflow-auth")
     admin_password = "admin-" + secrets.token_urlsafe(16)
@@ -134,7 +134,7 @@ def mlflow_server(tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:  # 
 
 
 @pytest.fixture
-def clean_mlflow_env(monkeypatch) -> Iterator[None]:  # noqa: ANN001
+def clean_mlflow_env(monkeypatch) -> Iterator[None]:
     """No MLflow client settings from the environment; whatever the code under test sets is undone after."""
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN",
                  "SFMLOPS_MLFLOW_USERNAME", "SFMLOPS_MLFLOW_PASSWORD", "SFMLOPS_MLFLOW_AUTH_SECRET_ARN"):
@@ -145,7 +145,7 @@ def clean_mlflow_env(monkeypatch) -> Iterator[None]:  # noqa: ANN001
     mlflow.set_tracking_uri(None)
 
 
-def _settings(url: str, **values) -> Settings:  # noqa: ANN003
+def _settings(url: str, **values) -> Settings:
     return Settings(_env_file=None, mlflow_tracking_uri=url, model_name=MODEL, **values)
 
 
@@ -153,7 +153,7 @@ def _authed(url: str) -> Settings:
     return _settings(url, mlflow_username=USER, mlflow_password=PASSWORD)
 
 
-def test_the_server_demands_the_credentials(mlflow_server) -> None:  # noqa: ANN001
+def test_the_server_demands_the_credentials(mlflow_server) -> None:
     url, _ = mlflow_server
     path = f"{url}/api/2.0/mlflow/registered-models/get"
     assert httpx.get(path, params={"name": MODEL}, timeout=10).status_code == 401
@@ -161,7 +161,7 @@ def test_the_server_demands_the_credentials(mlflow_server) -> None:  # noqa: ANN
     assert httpx.get(path, params={"name": MODEL}, auth=(USER, PASSWORD), timeout=10).status_code == 200
 
 
-def test_api_registry_client_sends_the_credentials(mlflow_server) -> None:  # noqa: ANN001
+def test_api_registry_client_sends_the_credentials(mlflow_server) -> None:
     from app.api.errors import ApiError
     from app.api.mlflow_rest import MlflowRest
 
@@ -184,7 +184,7 @@ def test_api_registry_client_sends_the_credentials(mlflow_server) -> None:  # no
     assert err.value.status == 502 and "401" in str(err.value.internal)
 
 
-def test_stores_ui_artifact_calls_send_the_credentials(mlflow_server) -> None:  # noqa: ANN001
+def test_stores_ui_artifact_calls_send_the_credentials(mlflow_server) -> None:
     from app.api.errors import ApiError
     from app.api.routes.stores_ui import _store_rmspe
 
@@ -194,7 +194,7 @@ def test_stores_ui_artifact_calls_send_the_credentials(mlflow_server) -> None:  
         _store_rmspe(_settings(url), seeded["run_id"])
 
 
-def test_on_demand_model_loading_sends_the_credentials(mlflow_server, clean_mlflow_env) -> None:  # noqa: ANN001
+def test_on_demand_model_loading_sends_the_credentials(mlflow_server, clean_mlflow_env) -> None:
     from app.api.routes import forecasts
 
     url, seeded = mlflow_server
@@ -206,7 +206,7 @@ def test_on_demand_model_loading_sends_the_credentials(mlflow_server, clean_mlfl
     assert list(model.predict(pd.DataFrame({"x": [1, 2]}))) == [1.0, 1.0]
 
 
-def test_mlflow_library_sends_the_credentials_after_configure_mlflow(mlflow_server, clean_mlflow_env) -> None:  # noqa: ANN001
+def test_mlflow_library_sends_the_credentials_after_configure_mlflow(mlflow_server, clean_mlflow_env) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -221,7 +221,7 @@ def test_mlflow_library_sends_the_credentials_after_configure_mlflow(mlflow_serv
     assert MlflowClient().get_run(seeded["run_id"]).info.run_id == seeded["run_id"]
 
 
-def test_ray_job_environment_carries_the_credentials(mlflow_server, clean_mlflow_env, monkeypatch) -> None:  # noqa: ANN001
+def test_ray_job_environment_carries_the_credentials(mlflow_server, clean_mlflow_env, monkeypatch) -> None:
     """A local Ray job runs in the head's environment plus the job's runtime_env (no password there): with
     both, what the job does (settings from SFMLOPS_*, ``configure_mlflow``, the mlflow library) is let in."""
     from mlflow import MlflowClient
@@ -241,7 +241,7 @@ def test_ray_job_environment_carries_the_credentials(mlflow_server, clean_mlflow
 
 
 @pytest.mark.integration
-def test_credentials_come_from_secrets_manager_and_reach_ray_jobs(stack, monkeypatch) -> None:  # noqa: ANN001
+def test_credentials_come_from_secrets_manager_and_reach_ray_jobs(stack, monkeypatch) -> None:
     """On AWS: the API Lambda and Ray jobs read the credentials from the secret named by
     SFMLOPS_MLFLOW_AUTH_SECRET_ARN; the job is given the ARN (never the password) and resolves it itself."""
     import uuid

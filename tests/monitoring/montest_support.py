@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from isolated_support import drop_isolated, isolated_names
 
 from app.config import Settings
 from app.stack.base import free_port
@@ -49,9 +50,7 @@ def isolated_settings(base: Settings, state_dir: Path, **extra: Any) -> tuple[Se
     """Settings whose every table, the model name, the topic, the state dir and the monitoring/API ports are
     this run's own; and the ``SFMLOPS_*`` variables that give a child process the same settings."""
     tag = uuid.uuid4().hex[:8]
-    update: dict[str, Any] = {
-        name: f"m{tag}_{name.removeprefix('table_')}" for name in type(base).model_fields if name.startswith("table_")
-    }
+    update: dict[str, Any] = isolated_names("m")
     update.update(
         model_name=f"test-mon-{tag}",
         kafka_topic=f"mon_{tag}",
@@ -73,20 +72,6 @@ def isolated_settings(base: Settings, state_dir: Path, **extra: Any) -> tuple[Se
     for k in ("api_url", "prometheus_url", "pushgateway_url"):
         env[f"SFMLOPS_{k.upper()}"] = ""
     return base.model_copy(update=update), env
-
-
-def drop_objects(settings: Settings) -> None:
-    """Drop this run's tables (and the key-version function) created by the migrations."""
-    from app.db import transaction
-
-    prefix = settings.table_sales.split("_")[0] + "_"
-    with transaction(settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE %s", (prefix + "%",))
-        for (name,) in cur.fetchall():
-            cur.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')
-        cur.execute("SELECT proname FROM pg_proc WHERE proname LIKE %s", (prefix + "%",))
-        for (name,) in cur.fetchall():
-            cur.execute(f'DROP FUNCTION IF EXISTS "{name}"() CASCADE')
 
 
 class ApiThread:
@@ -238,7 +223,7 @@ def monitoring_stack(base: Settings, state_dir: Path) -> Iterator[Monitored]:
             api.stop()
         api_db.close_pools()
         mp.undo()
-        drop_objects(settings)
+        drop_isolated(settings)
         from kafka import KafkaAdminClient
 
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)

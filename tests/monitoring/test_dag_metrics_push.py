@@ -21,7 +21,7 @@ from sfmlops_dag_utils import metrics as dag_metrics  # noqa: E402
 
 
 @pytest.fixture
-def pushgateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - its base URL
+def pushgateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # its base URL
     from app.config import Settings
     from app.stack.prometheus import Pushgateway
 
@@ -97,3 +97,28 @@ def test_push_off_or_unreachable_never_fails_the_task(monkeypatch: pytest.Monkey
     parsed = {s.name: s for f in text_string_to_metric_families(text) for s in f.samples}
     assert parsed["sfmlops_dag_task_seconds"].labels == {"dag": 'we"ird', "task": "t\\x", "kind": "training"}
     assert parsed["sfmlops_dag_task_last_run_timestamp_seconds"].value == 100.0
+
+
+def test_ingest_aws_callbacks_push_the_emr_run_outcome(pushgateway: str) -> None:
+    """``outcome_callbacks`` (the daily DAG's ingest_aws, whose EMR job run task_metrics cannot wrap) push ``failed``
+    from the failure callback, and a later success replaces it (IngestionFailed then resolves)."""
+    from dataclasses import dataclass
+    from datetime import UTC, datetime, timedelta
+
+    @dataclass
+    class TaskInstance:  # the two attributes of Airflow's task instance the callback reads
+        task_id: str
+        start_date: datetime
+
+    callbacks = dag_metrics.outcome_callbacks("sales_ingest_daily", "ingest")
+    ti = TaskInstance("ingest_aws", datetime.now(UTC) - timedelta(minutes=12))
+    callbacks["on_failure_callback"]({"ti": ti, "exception": RuntimeError("EMR Serverless job run FAILED")})
+    labels = {"job": "sfmlops_dag", "instance": "", "dag": "sales_ingest_daily", "task": "ingest_aws", "kind": "ingest"}
+    got = _samples(pushgateway)
+    assert got[("sfmlops_dag_task_last_run_timestamp_seconds", frozenset({**labels, "outcome": "failed"}.items()))] > 1.7e9
+    assert 720 <= got[("sfmlops_dag_task_seconds", frozenset(labels.items()))] < 720 + 60
+
+    callbacks["on_success_callback"]({"task_instance": ti})
+    again = _samples(pushgateway)
+    assert ("sfmlops_dag_task_last_run_timestamp_seconds", frozenset({**labels, "outcome": "failed"}.items())) not in again
+    assert ("sfmlops_dag_task_last_run_timestamp_seconds", frozenset({**labels, "outcome": "succeeded"}.items())) in again

@@ -16,7 +16,7 @@ def _sample(name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def client(tmp_path) -> TestClient:  # noqa: ANN001
+def client(tmp_path) -> TestClient:
     from app.api.main import create_app
 
     return TestClient(create_app(Settings(_env_file=None, state_dir=tmp_path)))
@@ -55,7 +55,7 @@ def test_metrics_route_off_on_aws_profile_by_default() -> None:
                     aws_secret_access_key="real-secret-key-value").api_serves_metrics is True
 
 
-def test_push_off_and_unreachable_never_fail(tmp_path) -> None:  # noqa: ANN001
+def test_push_off_and_unreachable_never_fail(tmp_path) -> None:
     off = Settings(_env_file=None, pushgateway_url="off")
     assert off.pushgateway_base_url is None
     assert metrics.push_producer(off, {"topic": "t", "mode": "replay", "sent": 1}) is False
@@ -131,7 +131,7 @@ def test_failed_ray_submission_is_counted_existing_id_is_not() -> None:
     assert _sample("sfmlops_api_ray_submission_failures_total", reason="RayUnreachable") == before + 1
 
 
-def test_waves_include_monitoring_only_when_asked(tmp_path) -> None:  # noqa: ANN001
+def test_waves_include_monitoring_only_when_asked(tmp_path) -> None:
     from app.stack import services
 
     s = Settings(_env_file=None, state_dir=tmp_path)
@@ -139,3 +139,15 @@ def test_waves_include_monitoring_only_when_asked(tmp_path) -> None:  # noqa: AN
     names = {svc.name for svc in services(s, with_monitoring=True)}
     assert {"prometheus", "alertmanager", "pushgateway", "exporter", "postgres-exporter"} <= names
     assert {"prometheus", "exporter"} <= {svc.name for svc in services(Settings(_env_file=None, state_dir=tmp_path, monitoring=True))}
+
+
+def test_kafka_offsets_reads_a_progress_json_text_or_its_parsed_form() -> None:
+    """Query progress offsets arrive as JSON text (pyspark >= 4.1's SourceProgress) or already parsed (earlier
+    versions, e.g. EMR's Spark 4.0): the driver's metrics and its consumer-group commits read both the same."""
+    from app.common.spark import kafka_offsets
+
+    expected = {"sales": {"0": 600, "1": 400}}
+    assert kafka_offsets('{"sales": {"0": 600, "1": 400}}') == expected
+    assert kafka_offsets({"sales": {"0": 600, "1": 400}}) == expected
+    for bad in (None, "", "not json", '["sales"]', {"sales": {"0": "x"}}):
+        assert kafka_offsets(bad) == {}

@@ -51,7 +51,7 @@ def test_every_alert_fires_in_a_test_case_and_has_a_quiet_or_early_case() -> Non
     assert alerts - quiet <= {"ForecastAccuracyDrift", "ExporterSourceDown", "ScrapeTargetDown"}, sorted(alerts - quiet)
 
 
-def test_a_wrong_expectation_fails(promtool: str, tmp_path) -> None:  # noqa: ANN001
+def test_a_wrong_expectation_fails(promtool: str, tmp_path) -> None:
     """The promtool cases are real checks: a changed expected value makes `promtool test rules` fail."""
     text = TESTS.read_text().replace("../sfmlops.yml", str(RULES)).replace("lags by 200000 records", "lags by 1 records")
     broken = tmp_path / "broken_test.yml"
@@ -61,7 +61,7 @@ def test_a_wrong_expectation_fails(promtool: str, tmp_path) -> None:  # noqa: AN
     assert "IngestionLagging" in out.stdout + out.stderr
 
 
-def test_configs_render_with_every_placeholder(tmp_path) -> None:  # noqa: ANN001
+def test_configs_render_with_every_placeholder(tmp_path) -> None:
     """prometheus.yml and alertmanager.yml render (no placeholder left unfilled) and bind only to loopback."""
     from app.config import Settings
     from app.stack.prometheus import Alertmanager, Prometheus

@@ -128,7 +128,7 @@ def workdir(tmp_path_factory, emulator):
     return {"dir": work, "base": base, "vars": var_args, "name": name, "settings": emulator, "zip": zip_path}
 
 
-def test_apply_check_call_destroy(workdir, record_property) -> None:  # noqa: PLR0915 - one lifecycle
+def test_apply_check_call_destroy(workdir, record_property) -> None:  # one lifecycle
     work, var_args, settings, name = workdir["dir"], workdir["vars"], workdir["settings"], workdir["name"]
     env = tf_env({"AWS_ACCESS_KEY_ID": settings.aws_access_key_id, "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key.get_secret_value()})
     run_tf(["init", "-input=false"], work, timeout=300, env=env)

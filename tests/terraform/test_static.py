@@ -147,7 +147,7 @@ def test_ray_head_starts_the_monitoring_agent() -> None:
     from app.stack.terraform import reference_cluster_config
 
     main = (TF_DIR / "main.tf").read_text()
-    assert re.search(r"head_setup_commands\s*=\s*var\.create_monitoring \? module\.monitoring\[0\]\.prometheus_agent_head_commands : \[\]", main)
+    assert re.search(r"head_setup_commands\s*=\s*var\.create_monitoring \? module\.monitoring\[0\]\.head_setup_commands : \[\]", main)
     commands = ["command -v prometheus >/dev/null || sudo apt-get install -y prometheus",
                 'nohup prometheus --config.file=$HOME/agent.yml > ~/agent.log 2>&1 & echo "${HOME}"']
     assert reference_cluster_config(head_setup_commands=commands)["head_setup_commands"] == commands

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from isolated_support import drop_isolated, isolated_settings
 from uitest_support import (
     HORIZON,
-    SQL_DIR,
     STORES,
     TRAIN_STORE_JOB,
     StreamlitServer,
@@ -48,25 +48,19 @@ def ui_api(stack: Settings) -> Iterator[UiEnv]:
         zf.writestr("job/ray_cluster/jobs/train_store.py", TRAIN_STORE_JOB)
         zf.writestr("job/ray_cluster/jobs/train_all.py", TRAIN_STORE_JOB.replace('type=int)', 'type=int, default=0)'))
     job_zip.write_bytes(buf.getvalue())
-    settings = stack.model_copy(
-        update={
-            "table_sales": f"ui_{tag}_sales",
-            "table_stores": f"ui_{tag}_stores",
-            "table_forecasts": f"ui_{tag}_forecasts",
-            "model_name": f"test-ui-{tag}",
-            "horizon_days": HORIZON,
-            "job_working_dir": job_zip.as_uri(),
-            "api_test_jobs": True,
-            "api_max_concurrent_jobs": 2,
-            "api_max_jobs_per_hour": 50,
-        }
+    settings = isolated_settings(
+        stack,
+        "ui",
+        model_name=f"test-ui-{tag}",
+        horizon_days=HORIZON,
+        job_working_dir=job_zip.as_uri(),
+        api_test_jobs=True,
+        api_max_concurrent_jobs=2,
+        api_max_jobs_per_hour=50,
     )
-    names = settings.model_dump()
     conn = connect(settings)
     try:
         with conn, conn.cursor() as cur:
-            for f in ("001_core.sql", "020_forecasts.sql", "030_api.sql"):
-                cur.execute((SQL_DIR / f).read_text().format(**names))
             cur.executemany(
                 f"INSERT INTO {settings.table_stores} (store, store_type, assortment, competition_distance, promo2)"
                 " VALUES (%s, %s, %s, 500, 0)",
@@ -105,10 +99,8 @@ def ui_api(stack: Settings) -> Iterator[UiEnv]:
         thread.join(timeout=10)
     finally:
         api_db.close_pools()
-        with conn, conn.cursor() as cur:
-            for t in ("forecasts", "sales", "stores"):
-                cur.execute(f"DROP TABLE IF EXISTS ui_{tag}_{t}")
         conn.close()
+        drop_isolated(settings)
 
 
 @pytest.fixture

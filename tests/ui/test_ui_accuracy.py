@@ -32,7 +32,7 @@ def _charts(at: AppTest) -> list[tuple[dict, int]]:
     return out
 
 
-def test_accuracy_view_shows_breakdown_and_live_drift(stack, rossmann_dir, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_accuracy_view_shows_breakdown_and_live_drift(stack, rossmann_dir, monkeypatch: pytest.MonkeyPatch) -> None:
     import live_accuracy_support as support
     from e2e_support import api_server
 

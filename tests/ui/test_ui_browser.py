@@ -51,20 +51,20 @@ def browser():
         b.close()
 
 
-def _wait_idle(page, timeout_ms: int = 90_000) -> None:  # noqa: ANN001
+def _wait_idle(page, timeout_ms: int = 90_000) -> None:
     """Wait until Streamlit has finished the current script run."""
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
     )
 
 
-def _wait_chart_painted(page, timeout_ms: int = 90_000) -> int:  # noqa: ANN001
+def _wait_chart_painted(page, timeout_ms: int = 90_000) -> int:
     page.wait_for_selector(CHART, timeout=timeout_ms)
     page.wait_for_function(f"() => ({PAINTED_PIXELS_JS})('{CHART}') > 2000", timeout=timeout_ms)
     return page.evaluate(PAINTED_PIXELS_JS, CHART)
 
 
-def test_forecast_chart_and_training_in_chromium(ui_api: UiEnv, streamlit_server, browser) -> None:  # noqa: ANN001
+def test_forecast_chart_and_training_in_chromium(ui_api: UiEnv, streamlit_server, browser) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     server = streamlit_server(ui_api.ui_env())
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -115,7 +115,7 @@ def test_forecast_chart_and_training_in_chromium(ui_api: UiEnv, streamlit_server
     ("case", "expected"),
     [("api-down", ["API unreachable", "Cannot reach the API"]), ("bad-key", ["Not authorised", "SFMLOPS_API_KEY"])],
 )
-def test_error_messages_in_chromium(ui_api: UiEnv, streamlit_server, browser, case: str, expected: list[str]) -> None:  # noqa: ANN001
+def test_error_messages_in_chromium(ui_api: UiEnv, streamlit_server, browser, case: str, expected: list[str]) -> None:
     env = ui_api.ui_env(api_url=f"http://127.0.0.1:{free_port()}") if case == "api-down" else ui_api.ui_env(key="sfm_bad_0000000000000")
     server = streamlit_server(env)
     page = browser.new_page(viewport={"width": 1400, "height": 900})

@@ -14,7 +14,7 @@ import pytest
 from test_ui_browser import CHART, PAINTED_PIXELS_JS, SCREENSHOTS, _wait_idle, browser  # noqa: F401 - fixture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitoring"))
-from montest_support import Monitored, monitoring_stack, running_base  # noqa: E402
+from montest_support import Monitored, monitoring_stack, running_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,7 +48,7 @@ def _traffic_and_alert(m: Monitored) -> None:
     m.prom.wait("sfmlops_accuracy_live_rmspe")
 
 
-def test_health_view_renders_prometheus_charts_and_alerts(monitored: Monitored, streamlit_server, browser) -> None:  # noqa: ANN001, F811
+def test_health_view_renders_prometheus_charts_and_alerts(monitored: Monitored, streamlit_server, browser) -> None:  # noqa: F811
     _traffic_and_alert(monitored)
     server = streamlit_server({
         "SFMLOPS_API_URL": monitored.api_url, "SFMLOPS_API_KEY": monitored.key,
@@ -78,7 +78,7 @@ def test_health_view_renders_prometheus_charts_and_alerts(monitored: Monitored, 
         page.close()
 
 
-def test_health_view_says_when_prometheus_is_down(monitored: Monitored, streamlit_server, browser) -> None:  # noqa: ANN001, F811
+def test_health_view_says_when_prometheus_is_down(monitored: Monitored, streamlit_server, browser) -> None:  # noqa: F811
     from app.stack.base import free_port
 
     server = streamlit_server({

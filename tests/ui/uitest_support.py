@@ -1,8 +1,8 @@
 """Helpers for the UI tests: a real API (uvicorn on loopback) over the real local stack with seeded data.
 
-Isolation: the seeded stores/sales/forecasts live in tables named ``ui_<run>_*`` (the API is configured with
-those table names), the registry model is ``test-ui-<run>``, and the UI uses API keys issued for this run;
-tables are dropped at the end. Training jobs are real Ray jobs whose code is a tiny stand-in zip (file://)
+Isolation: every table the API reads or writes (stores, sales, forecasts, clients, keys, training jobs) is this
+run's own (``ui<run>_*``, ``isolated_support.isolated_settings``), the registry model is ``test-ui-<run>``, and the
+UI uses API keys issued for this run; the tables are dropped at the end. Training jobs are real Ray jobs whose code is a tiny stand-in zip (file://)
 that prints the champion-gate summary a real training job prints.
 """
 
@@ -21,7 +21,6 @@ import pytest
 from app.config import PROJECT_ROOT, Settings
 from app.stack.base import free_port
 
-SQL_DIR = PROJECT_ROOT / "app" / "sql"
 UI_APP = PROJECT_ROOT / "app" / "ui" / "streamlit_app.py"
 SCREENSHOTS = PROJECT_ROOT / "screenshots"
 

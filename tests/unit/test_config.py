@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.config import PROJECT_ROOT, Settings
 
@@ -25,7 +25,7 @@ def test_local_profile_has_working_defaults(monkeypatch):
     assert "port=5432" in s.pg_dsn() and "dbname=sfmlops" in s.pg_dsn()
 
 
-@pytest.mark.parametrize("secret", ["pg_password", "api_key_pepper", "aws_secret_access_key"])
+@pytest.mark.parametrize("secret", ["pg_password", "aws_secret_access_key"])
 def test_placeholder_secret_refused_outside_local_naming_the_setting(monkeypatch, secret):
     good = {"pg_password": "Xk2-long-real-secret", "api_key_pepper": "pepper-9f8e7d6c",
             "aws_access_key_id": "AKIAREALKEYID", "aws_secret_access_key": "AKreal/secret"}
@@ -33,6 +33,21 @@ def test_placeholder_secret_refused_outside_local_naming_the_setting(monkeypatch
     with pytest.raises(ValidationError) as exc:
         Settings(_env_file=None, profile="aws", **good)
     assert f"SFMLOPS_{secret.upper()}" in str(exc.value)
+
+
+def test_placeholder_pepper_refused_where_keys_are_hashed_not_in_jobs():
+    """A Ray job, the exporter or a DAG task runs with the aws profile and no pepper (it never hashes keys); the API
+    refuses to start without a real one, naming the setting."""
+    from app.api.main import create_app
+
+    job = Settings(_env_file=None, profile="aws", pg_password="Xk2-long-real-secret", api_key_pepper="changeme")
+    with pytest.raises(ValueError, match="SFMLOPS_API_KEY_PEPPER must be set to a real secret"):
+        job.require_api_key_pepper()
+    with pytest.raises(ValueError, match="SFMLOPS_API_KEY_PEPPER must be set to a real secret"):
+        create_app(job)
+    ok = job.model_copy(update={"api_key_pepper": SecretStr("pepper-9f8e7d6c")})
+    assert ok.require_api_key_pepper().get_secret_value() == "pepper-9f8e7d6c"
+    assert Settings(_env_file=None).require_api_key_pepper()  # local: the development pepper
 
 
 def test_real_secrets_accepted_outside_local():

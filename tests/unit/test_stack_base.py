@@ -41,7 +41,7 @@ def test_wait_listening_returns_once_something_accepts() -> None:
 
 def test_wait_listening_reports_a_process_that_exits_first() -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])  # noqa: S603 - fixed argv
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])  # fixed argv
     proc.wait()
     with pytest.raises(StackError, match=rf"exited with 3 before listening on 127.0.0.1:{port}"):
         wait_listening("127.0.0.1", port, proc, timeout_s=30)
@@ -57,7 +57,7 @@ def test_peak_rss_counts_a_larger_child_only_when_asked() -> None:
     own = peak_rss_mb()
     assert own > 0
     target = int(own) + 32  # a child that peaks 32 MiB above this process (touching every page it allocates)
-    subprocess.run([sys.executable, "-c", f"b = bytearray({target} * 2**20); b[::4096] = b'x' * len(b[::4096])"], check=True)  # noqa: S603
+    subprocess.run([sys.executable, "-c", f"b = bytearray({target} * 2**20); b[::4096] = b'x' * len(b[::4096])"], check=True)
     assert peak_rss_mb() < target <= peak_rss_mb(include_children=True)
 
 

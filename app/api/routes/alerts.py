@@ -10,11 +10,11 @@ upserted by (fingerprint, starts_at): a repeated notification refreshes its row,
 from __future__ import annotations
 
 import hmac
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -37,9 +37,9 @@ class WebhookAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[str, str] = Field(min_length=1, description="Must carry alertname")
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime  # noqa: N815 - Alertmanager's field names
-    endsAt: datetime | None = None  # noqa: N815
-    generatorURL: str | None = Field(None, max_length=4096)  # noqa: N815
+    startsAt: datetime  # Alertmanager's field names
+    endsAt: datetime | None = None
+    generatorURL: str | None = Field(None, max_length=4096)
     fingerprint: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-fA-F]+$")
 
 
@@ -92,17 +92,17 @@ def record(settings: Settings, payload: WebhookPayload) -> int:
     sql = f"""
         INSERT INTO {settings.table_alerts} AS a (fingerprint, starts_at, alertname, severity, status, ends_at, labels,
                                                   annotations, generator_url, receiver)
-        VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
             status = EXCLUDED.status, ends_at = EXCLUDED.ends_at, labels = EXCLUDED.labels,
             annotations = EXCLUDED.annotations, generator_url = EXCLUDED.generator_url,
-            receiver = EXCLUDED.receiver, updated_at = now()"""  # noqa: S608 - table name from validated settings
+            receiver = EXCLUDED.receiver, updated_at = now()"""  # table name from validated settings
     rows = []
     for alert in payload.alerts:
         ends = alert.endsAt if alert.endsAt is not None and alert.endsAt > _NEVER else None
         rows.append((
             alert.fingerprint.lower(), alert.startsAt, alert.labels.get("alertname", "unnamed"), alert.labels.get("severity"),
-            alert.status, ends if alert.status == "resolved" else None, json.dumps(alert.labels), json.dumps(alert.annotations),
+            alert.status, ends if alert.status == "resolved" else None, Jsonb(alert.labels), Jsonb(alert.annotations),
             alert.generatorURL, payload.receiver,
         ))
     with db.connection(settings) as conn, conn.cursor() as cur:
@@ -131,13 +131,13 @@ def list_alerts(settings: Settings, status: str | None, limit: int) -> AlertsRes
     params: tuple[Any, ...] = (status, limit) if status else (limit,)
     with db.connection(settings) as conn, db.cursor(conn) as cur:
         cur.execute(
-            f"SELECT fingerprint, alertname, severity, status, starts_at, ends_at, updated_at, labels, annotations"  # noqa: S608
+            f"SELECT fingerprint, alertname, severity, status, starts_at, ends_at, updated_at, labels, annotations"
             f" FROM {settings.table_alerts} {where} ORDER BY status = 'firing' DESC, updated_at DESC LIMIT %s",
             params,
         )
         rows = cur.fetchall()
-        cur.execute(f"SELECT count(*) AS n FROM {settings.table_alerts} WHERE status = 'firing'")  # noqa: S608
-        firing = cur.fetchone()["n"]
+        cur.execute(f"SELECT count(*) AS n FROM {settings.table_alerts} WHERE status = 'firing'")
+        firing = db.one_row(cur)["n"]
     alerts = [Alert(**r, summary=(r["annotations"] or {}).get("summary")) for r in rows]
     return AlertsResponse(firing=firing, alerts=alerts)
 

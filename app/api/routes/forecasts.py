@@ -32,6 +32,14 @@ class ForecastPoint(BaseModel):
     upper: float | None = Field(None, description="Upper bound of the prediction interval")
 
 
+class BatchForecastPoint(ForecastPoint):
+    """Batch forecast for one day, with the known-future inputs it used."""
+
+    inputs: Literal["plan", "projected"] = Field(
+        ..., description="plan: the store's planning data for the day (POST /v1/planning); projected: projected from the recent past"
+    )
+
+
 class StoreForecast(BaseModel):
     """A store's forecast and the model that made it."""
 
@@ -41,7 +49,19 @@ class StoreForecast(BaseModel):
     forecast_run: int | None = Field(None, description="Number of the batch forecast run the points come from (0: before runs were numbered)")
     run_id: str | None = Field(None, description="MLflow run of the model version")
     created_at: datetime | None = Field(None, description="When the batch forecast was written")
+    inputs: Literal["plan", "projected", "mixed"] | None = Field(
+        None, description="Batch forecasts: the inputs of every point (plan or projected), or mixed (see each point's inputs)"
+    )
     points: list[ForecastPoint]
+
+
+class BatchStoreForecast(StoreForecast):
+    """A store's batch forecast: each point says whether it used planning data or projected inputs."""
+
+    inputs: Literal["plan", "projected", "mixed"] = Field(
+        ..., description="plan or projected when every point used those inputs, else mixed (see each point's inputs)"
+    )
+    points: list[BatchForecastPoint]
 
 
 class KnownInputs(BaseModel):
@@ -94,7 +114,7 @@ def add_store_forecast_route(app: FastAPI, responses: dict[int | str, dict[str, 
         get_store_forecast,
         methods=["GET"],
         tags=list(router.tags),
-        response_model=StoreForecast,
+        response_model=BatchStoreForecast,
         summary="Latest batch forecast of a store",
         responses={**responses, **error_responses(401, 404, 422, 503)},
     )
@@ -112,7 +132,9 @@ async def get_store_forecast(
     run (``forecast_run``): a re-run of the same version a week later replaces last week's days, never mixes
     with them. The hottest route: the champion's version is cached (``CHAMPION_TTL_S``), the rows come from
     one index (``{table}_serve_idx``) through a psycopg 3 async pool, and Postgres renders the JSON document,
-    returned as it is (its shape is the ``StoreForecast`` schema, checked by the schemathesis test).
+    returned as it is (its shape is the ``BatchStoreForecast`` schema, checked by the schemathesis test). Each point
+    says whether its known-future inputs came from the planning data or were projected (``inputs``), and so does the
+    answer as a whole (``mixed`` when they differ).
     """
     settings: Settings = request.app.state.settings  # not SettingsDep: FastAPI solves every dependency per request
     version = await champion_version(settings)
@@ -138,7 +160,8 @@ async def get_store_forecast(
 
 @functools.lru_cache(maxsize=64)
 def _serve_sql(table: str) -> str:
-    """The route's one statement: the store's newest run of (model, version), its first ``n`` days as JSON.
+    """The route's one statement: the store's newest run of (model, version), its first ``n`` days as JSON (with
+    each day's ``inputs``: plan or projected).
 
     Both steps are ranges of ``{table}_serve_idx`` (model_name, model_version, store, forecast_run, date):
     no casts on columns, no sort. Also the lean baseline's statement in ``sfmlops bench api``.
@@ -146,12 +169,13 @@ def _serve_sql(table: str) -> str:
     return (
         f"WITH r AS (SELECT forecast_run FROM {table} WHERE model_name = %(m)s AND model_version = %(v)s AND store = %(s)s"
         " ORDER BY forecast_run DESC LIMIT 1),"
-        f" p AS (SELECT f.date, f.value, f.lower, f.upper, f.run_id, f.created_at, f.forecast_run FROM {table} f, r"
+        f" p AS (SELECT f.date, f.value, f.lower, f.upper, f.run_id, f.created_at, f.forecast_run, f.inputs FROM {table} f, r"
         " WHERE f.model_name = %(m)s AND f.model_version = %(v)s AND f.store = %(s)s AND f.forecast_run = r.forecast_run"
         " ORDER BY f.date LIMIT %(n)s)"
         " SELECT json_build_object('store', %(s)s::integer, 'model_name', %(m)s::text, 'model_version', %(v)s::text,"
         " 'forecast_run', max(p.forecast_run), 'run_id', max(p.run_id), 'created_at', max(p.created_at),"
-        " 'points', json_agg(json_build_object('date', p.date, 'value', p.value, 'lower', p.lower, 'upper', p.upper)"
+        " 'inputs', CASE WHEN min(p.inputs) = max(p.inputs) THEN min(p.inputs) ELSE 'mixed' END,"
+        " 'points', json_agg(json_build_object('date', p.date, 'value', p.value, 'lower', p.lower, 'upper', p.upper, 'inputs', p.inputs)"
         " ORDER BY p.date))::text FROM p HAVING count(*) > 0"
     )
 
@@ -260,7 +284,7 @@ def _load_champion(settings: Settings, version: str) -> Any:
         mlflow.set_tracking_uri(settings.mlflow_uri)
         try:
             model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
-        except Exception as exc:  # noqa: BLE001 - report any load failure as unavailable
+        except Exception as exc:  # report any load failure as unavailable
             raise ApiError(503, f"Cannot load champion {settings.model_name} v{version}: {exc}") from exc
         _model_cache.clear()
         _model_cache[key] = model
@@ -310,7 +334,7 @@ def on_demand_forecast(body: OnDemandRequest, settings: SettingsDep, client: Cli
         out = model.predict(frame)
     except ValueError as exc:  # the model refuses the input (unknown store, dates inside its training data)
         raise ApiError(422, f"The champion cannot forecast this request: {exc}", details=[ErrorDetail(field="body", message=str(exc))]) from exc
-    except Exception as exc:  # noqa: BLE001 - other model errors are upstream failures
+    except Exception as exc:  # other model errors are upstream failures
         raise ApiError(503, f"Champion model failed to predict: {type(exc).__name__}: {exc}") from exc
     from app.forecasting.pyfunc import OUTPUT_COLUMNS  # the pyfunc contract (mlflow is present: the model loaded)
 

@@ -45,7 +45,7 @@ class Health(BaseModel):
     checks: dict[str, Check] = Field(..., description="database, ray, mlflow")
 
 
-def _timed(fn) -> Check:  # noqa: ANN001
+def _timed(fn) -> Check:
     start = time.perf_counter()
     try:
         ok, detail = fn()

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Annotated
 
 import httpx
-import psycopg2
+import psycopg
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
@@ -109,7 +109,7 @@ def _query(settings: Settings, sql: str, args: dict) -> list[tuple]:
         with db.connection(settings) as conn, conn.cursor() as cur:
             cur.execute(sql, args)
             return cur.fetchall()
-    except psycopg2.errors.UndefinedTable as exc:
+    except psycopg.errors.UndefinedTable as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ApiError(
             503, "A table this route reads does not exist yet; run `sfmlops up`", internal=first

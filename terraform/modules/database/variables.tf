@@ -104,10 +104,12 @@ variable "tags" {
 variable "roles" {
   type = map(string)
   default = {
-    api    = "sfmlops_api"
-    ray    = "sfmlops_ray"
-    spark  = "sfmlops_ingest"
-    mlflow = "sfmlops_mlflow"
+    api        = "sfmlops_api"
+    ray        = "sfmlops_ray"
+    spark      = "sfmlops_ingest"
+    mlflow     = "sfmlops_mlflow"
+    dags       = "sfmlops_dags"
+    monitoring = "sfmlops_monitoring"
   }
   description = "Least-privilege database role per component (component => user name); each gets its own Secrets Manager secret. Grants: app/db.py ROLE_GRANTS, applied by terraform/scripts/bootstrap_db_roles.py."
 

@@ -162,7 +162,7 @@ resource "aws_iam_role_policy" "remote_write" {
 
 # --- Prometheus agent on the Ray head: its config in SSM (SecureString, this module's KMS key) -------------------
 locals {
-  prometheus_agent_parameter = "/${var.name}/monitoring/prometheus-agent.yml"
+  # (prometheus_agent_parameter, the parameter's name: head_commands.tf, which the head's commands also read)
   prometheus_agent_config = templatefile("${path.module}/prometheus-agent.yml.tftpl", {
     parameter_name   = local.prometheus_agent_parameter
     stack            = var.name

@@ -43,12 +43,7 @@ output "prometheus_agent_read_policy_json" {
   value       = local.prometheus_agent_read_policy
 }
 
-output "prometheus_agent_head_commands" {
-  description = "Commands the Ray head runs to fetch the agent config from SSM and start Prometheus in agent mode."
-  value = [
-    # Agent mode needs Prometheus >= 2.32 (Ubuntu 24.04's package is 2.45; Debian 12's 2.42).
-    "command -v prometheus >/dev/null || (sudo apt-get update -qq && sudo apt-get install -y -qq prometheus && sudo systemctl disable --now prometheus)",
-    "mkdir -p ~/prometheus-agent && aws ssm get-parameter --region ${var.region} --with-decryption --name ${aws_ssm_parameter.prometheus_agent.name} --query Parameter.Value --output text > ~/prometheus-agent/agent.yml",
-    "nohup prometheus --enable-feature=agent --config.file=$HOME/prometheus-agent/agent.yml --storage.agent.path=$HOME/prometheus-agent/wal --web.listen-address=127.0.0.1:9095 > ~/prometheus-agent/agent.log 2>&1 &",
-  ]
+output "head_setup_commands" {
+  description = "Commands the Ray head runs (the ray module's head_setup_commands): start the Pushgateway (release binary, sha256-pinned) and the sfmlops exporter (the job-code zip's app package), fetch the agent config from SSM and start Prometheus in agent mode (head_commands.tf)."
+  value       = local.head_setup_commands
 }

@@ -129,6 +129,53 @@ variable "prometheus_agent_targets" {
   }
 }
 
+variable "pushgateway_version" {
+  description = "Pushgateway release the Ray head runs (the official linux-amd64 binary from GitHub releases)."
+  type        = string
+  default     = "1.11.1"
+}
+
+variable "pushgateway_sha256" {
+  description = "sha256 of pushgateway-<version>.linux-amd64.tar.gz (its release's sha256sums.txt); the head refuses any other download."
+  type        = string
+  default     = "6ce6ffab84d0d71195036326640295c02165462abd12b8092b0fa93188f5ee37"
+
+  validation {
+    condition     = can(regex("^[0-9a-f]{64}$", var.pushgateway_sha256))
+    error_message = "pushgateway_sha256 must be 64 lower-case hex digits."
+  }
+}
+
+variable "job_code_uri" {
+  description = "S3 URI of the job-code zip (app/ and ray_cluster/, app/jobs/package.py) whose app package the head's exporter runs."
+  type        = string
+
+  validation {
+    condition     = startswith(var.job_code_uri, "s3://")
+    error_message = "job_code_uri must be an s3:// URI."
+  }
+}
+
+variable "exporter_environment" {
+  description = "Non-secret SFMLOPS_* settings of the exporter on the Ray head (profile, region, database host and secret ARN, Kafka, tables); its bind address and port come from prometheus_agent_targets.exporter."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for k in keys(var.exporter_environment) :
+      !can(regex("(PASSWORD|SECRET|TOKEN|PEPPER|PRIVATE_KEY)", upper(k))) || endswith(upper(k), "_ARN")
+    ])
+    error_message = "exporter_environment must not carry secrets (names with PASSWORD/SECRET/TOKEN/PEPPER/PRIVATE_KEY); pass a Secrets Manager ARN (..._ARN) instead."
+  }
+}
+
+variable "exporter_pip_packages" {
+  description = "Packages the head installs for the exporter on top of the Ray nodes' own (pinned as in requirements/main.lock)."
+  type        = list(string)
+  default     = ["pydantic-settings==2.16.3", "prometheus-client==0.26.0", "kafka-python==3.0.12"]
+}
+
 variable "amp_retention_days" {
   description = "Days the AMP workspace's alert-manager/rule logs are kept in CloudWatch Logs."
   type        = number

@@ -139,10 +139,20 @@ resource "aws_iam_role" "this" {
   tags               = var.tags
 }
 
+# Secrets only the head reads (the monitoring exporter's database role): never the workers.
+locals {
+  head_only_statements = [for s in [{
+    Sid      = "ReadHeadSecrets"
+    Effect   = "Allow"
+    Action   = ["secretsmanager:GetSecretValue"]
+    Resource = var.head_secret_arns
+  }] : s if length(var.head_secret_arns) > 0]
+}
+
 resource "aws_iam_role_policy" "this" {
   name   = "ray-head"
   role   = aws_iam_role.this.id
-  policy = jsonencode({ Version = "2012-10-17", Statement = concat(local.workload_statements, local.autoscaler_statements) })
+  policy = jsonencode({ Version = "2012-10-17", Statement = concat(local.workload_statements, local.autoscaler_statements, local.head_only_statements) })
 }
 
 resource "aws_iam_instance_profile" "this" {

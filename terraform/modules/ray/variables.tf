@@ -114,3 +114,9 @@ variable "head_setup_commands" {
   type        = list(string)
   default     = []
 }
+
+variable "head_secret_arns" {
+  description = "Secrets only the head may read (e.g. the database secret of the monitoring exporter it runs); workers never get them."
+  type        = list(string)
+  default     = []
+}
