@@ -134,13 +134,18 @@ def tagged_peak_rss(tag: str, peaks: dict[int, dict[str, Any]]) -> None:
 
 @dataclass
 class JobRun:
-    """What one training job did: its JSON result, Ray's timings, its tasks' nodes and peak memory."""
+    """What one training job did: its JSON result, Ray's timings, its tasks' nodes and peak memory.
+
+    ``tasks`` holds each Ray task once, as its last attempt; ``retries`` counts the earlier attempts (a task Ray
+    ran again: a retry, or the rebuild of an object lost with a node the autoscaler removed).
+    """
 
     result: dict[str, Any]
     job_id: str
     wall_s: float
     tasks: list[dict[str, Any]] = field(default_factory=list)
     peak_rss: dict[int, dict[str, Any]] = field(default_factory=dict)
+    retries: int = 0
 
     @property
     def nodes(self) -> list[str]:
@@ -160,6 +165,20 @@ class JobRun:
 
     def rmspe(self, horizon: str = "h48") -> dict[str, float]:
         return {r["model"]: float(r["rmspe"]) for r in self.result["backtest"][horizon]}
+
+
+def last_attempts(listed: Sequence[Any]) -> list[dict[str, Any]]:
+    """Each task of Ray's state API listing once, as its last attempt (the listing has one entry per attempt).
+
+    Args:
+        listed: ``ray.util.state.list_tasks`` entries (``task_id``, ``attempt_number``, ``name``, ``node_id``,
+            ``state``).
+    """
+    last: dict[str, Any] = {}
+    for t in listed:
+        if t.task_id not in last or t.attempt_number > last[t.task_id].attempt_number:
+            last[t.task_id] = t
+    return [{"name": t.name, "node_id": t.node_id, "state": t.state, "attempt": t.attempt_number} for t in last.values()]
 
 
 def submit_train_job(
@@ -228,19 +247,21 @@ def submit_train_job(
     info = client.get_job_info(sub_id)
     wall = (info.end_time - info.start_time) / 1000.0 if info.end_time and info.start_time else float("nan")
     tasks: list[dict[str, Any]] = []
+    attempts = 0
     # Task events reach the GCS asynchronously (flushed about once a second per worker): on a loaded machine the
     # last tasks can be missing or still RUNNING right after the job ended, so ask again for a little while.
     expected, settle = int(result.get("tasks") or 0), time.monotonic() + 30
     while info.job_id:
-        tasks = [{"name": t.name, "node_id": t.node_id, "state": t.state}
-                 for t in list_tasks(address=jobs_url, filters=[("job_id", "=", info.job_id)], limit=10000,
-                                     detail=True, raise_on_missing_output=False)
-                 if t.type == "NORMAL_TASK"]
+        listed = [t for t in list_tasks(address=jobs_url, filters=[("job_id", "=", info.job_id)], limit=10000,
+                                        detail=True, raise_on_missing_output=False) if t.type == "NORMAL_TASK"]
+        attempts = len(listed)
+        tasks = last_attempts(listed)
         settled = len(tasks) >= expected and all(t["state"] in ("FINISHED", "FAILED") for t in tasks)
         if settled or time.monotonic() > settle:
             break
         time.sleep(1)
-    return JobRun(result=result, job_id=info.job_id or sub_id, wall_s=round(wall, 2), tasks=tasks, peak_rss=peaks)
+    return JobRun(result=result, job_id=info.job_id or sub_id, wall_s=round(wall, 2), tasks=tasks, peak_rss=peaks,
+                  retries=attempts - len(tasks))
 
 
 def train_args(rounds: int, threads: int, shard_stores: int, short_windows: int, in_driver: bool = False) -> list[str]:
@@ -314,7 +335,8 @@ def run_size(settings: Settings, like: tuple[str, str], size: float, code: Path,
         "bench": "scale", "size": size_label(size), "stores": fan.result["stores"], "rows": fan.result["rows"],
         "generated_rows": rows, "load_db_s": load_s,
         "wall_s": fan.wall_s, "rows_per_s": round(fan.result["rows"] / fan.wall_s, 1),
-        "ray_tasks": len(fan.tasks), "pipeline_tasks": fan.result["tasks"], "nodes": len(fan.nodes),
+        "ray_tasks": len(fan.tasks), "ray_task_retries": fan.retries, "pipeline_tasks": fan.result["tasks"],
+        "nodes": len(fan.nodes),
         "peak_rss_mb": fan.peak_rss_mb, "peak_rss_process": fan.peak_rss_process,
         "seconds": fan.result["seconds"], "model": fan.result["model"], "rmspe": fan.rmspe(),
         "baseline": {
@@ -356,7 +378,8 @@ def run_fake(settings: Settings, like: tuple[str, str], size: float, code: Path,
         "bench": "scale-fake-multinode", "size": size_label(size), "stores": one.result["stores"], "rows": one.result["rows"],
         "worker_cpus": worker_cpus, "one_worker_s": one.wall_s, "two_workers_s": two.wall_s,
         "speedup": round(one.wall_s / two.wall_s, 3), "nodes_used": {"one": len(one.nodes), "two": len(two.nodes)},
-        "ray_tasks": len(two.tasks), "seconds_one": one.result["seconds"], "seconds_two": two.result["seconds"],
+        "ray_tasks": len(two.tasks), "ray_task_retries": {"one": one.retries, "two": two.retries},
+        "seconds_one": one.result["seconds"], "seconds_two": two.result["seconds"],
         "metrics_max_abs_diff": metrics_diff(one, two), "load_avg_before": load_before, "load_avg_after": _load(),
     }
 

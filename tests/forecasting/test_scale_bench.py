@@ -19,6 +19,23 @@ def test_parse_sizes() -> None:
         scale.parse_sizes(" , ")
 
 
+def test_last_attempts_counts_each_task_once() -> None:
+    """Ray's state API lists one entry per attempt: a task run again is counted once, as its last attempt."""
+    from types import SimpleNamespace as T
+
+    listed = [
+        T(task_id="a", attempt_number=0, name="fit", node_id="n1", state="FAILED"),
+        T(task_id="b", attempt_number=0, name="refit", node_id="n1", state="FINISHED"),
+        T(task_id="a", attempt_number=1, name="fit", node_id="n2", state="FINISHED"),
+    ]
+    tasks = scale.last_attempts(listed)
+    assert sorted((t["name"], t["node_id"], t["state"], t["attempt"]) for t in tasks) == [
+        ("fit", "n2", "FINISHED", 1), ("refit", "n1", "FINISHED", 0)]
+    assert scale.last_attempts(list(reversed(listed))) == [
+        {"name": "fit", "node_id": "n2", "state": "FINISHED", "attempt": 1},
+        {"name": "refit", "node_id": "n1", "state": "FINISHED", "attempt": 0}]
+
+
 def _bench_tables(settings) -> list[str]:
     from app.db import connect
 
@@ -45,6 +62,7 @@ def test_bench_scale_small_size_line(settings) -> None:
     assert line["rows_per_s"] == pytest.approx(line["rows"] / line["wall_s"], abs=0.051)  # rounded to 0.1
     # Every planned task ran as a Ray task; the baseline ran all of them in its driver.
     assert line["ray_tasks"] == line["pipeline_tasks"] >= 7 and line["nodes"] == 1
+    assert isinstance(line["ray_task_retries"], int) and line["ray_task_retries"] >= 0
     assert line["baseline"]["ray_tasks"] == 0 and line["baseline"]["peak_rss_mb"] > 0
     assert line["peak_rss_process"] in ("driver", "task worker")
     assert set(line["rmspe"]) == {"lgbm", "ses", "ensemble", "seasonal_naive", "median_dow_promo"}
