@@ -28,14 +28,7 @@ else:
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
-    import sys
-
     import pytest
-
-    # Airflow 3 puts a DAG bundle's root on sys.path when it parses or runs it; tests that import the
-    # helper package directly (without parsing the bundle first) need the same.
-    if str(DAGS_DIR) not in sys.path:
-        sys.path.append(str(DAGS_DIR))
 
     @pytest.fixture(scope="session")
     def airflow_db() -> str:

@@ -11,7 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import DAGS_DIR
+
+import sfmlops_dag_utils
+
+DAGS_DIR = Path(sfmlops_dag_utils.__file__).resolve().parents[1]  # the bundle's root (pytest's pythonpath)
 
 EXPECTED = {
     # dag id: (schedule, retries, retry_delay, wording in the DAG doc) - as documented in dags/README.md and the DAG docstrings

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DAGS = ROOT / "dags"
-if str(DAGS) not in sys.path:
-    sys.path.append(str(DAGS))
+from sfmlops_dag_utils.config import run_config
 
-from sfmlops_dag_utils.config import run_config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("airflow") is not None, reason="main suite only (imports app)")
 

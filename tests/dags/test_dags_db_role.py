@@ -8,20 +8,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg2.errors
 import pytest
 from pydantic import SecretStr
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
-if str(DAGS) not in sys.path:
-    sys.path.append(str(DAGS))
-
-from sfmlops_dag_utils.drift import recent_training  # noqa: E402
+from sfmlops_dag_utils.drift import recent_training
 
 pytestmark = [
     pytest.mark.integration,

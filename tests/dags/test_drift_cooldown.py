@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
-if str(DAGS) not in sys.path:
-    sys.path.append(str(DAGS))
-
-from sfmlops_dag_utils.drift import recent_training, retrain_on_drift  # noqa: E402
+from sfmlops_dag_utils.drift import recent_training, retrain_on_drift
 
 pytestmark = [
     pytest.mark.integration,

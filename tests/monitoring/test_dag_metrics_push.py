@@ -4,7 +4,6 @@ loopback port, stopped afterwards. What it serves back is parsed with prometheus
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import httpx
@@ -12,12 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.stack.base import free_port
-
-DAGS = Path(__file__).resolve().parents[2] / "dags"
-if str(DAGS) not in sys.path:
-    sys.path.append(str(DAGS))
-
-from sfmlops_dag_utils import metrics as dag_metrics  # noqa: E402
+from sfmlops_dag_utils import metrics as dag_metrics
 
 
 @pytest.fixture
