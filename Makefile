@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml requirements/main.lock
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	@touch $@
 
-# The test and lint tools (pytest, schemathesis, playwright, ruff, mypy): the same pins as main.lock plus these.
+# The test and lint tools (pytest, schemathesis, playwright, ruff, mypy, import-linter): the same pins as main.lock plus these.
 $(VENV)/.dev-installed: requirements/dev.lock | $(VENV)/.installed
 	$(UV) pip install -q --python $(PY) -r requirements/dev.lock
 	@touch $@
@@ -79,9 +79,10 @@ test-fast: $(VENV)/.dev-installed ## Tests that need no services
 	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
 LINT_PATHS ?= .
-lint: $(VENV)/.dev-installed ## ruff and mypy (configuration in pyproject.toml)
+lint: $(VENV)/.dev-installed ## ruff, mypy and import-linter (configuration in pyproject.toml)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 env-example: ## Regenerate .env.example from the Settings class
 	$(PY) -c "from app.config import render_env_example; print(render_env_example(), end='')" > .env.example

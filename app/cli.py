@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -173,8 +173,9 @@ def ingest(
 
     if trigger not in ("available-now", "processing-time"):
         _fail(f"--trigger must be available-now or processing-time, not {trigger!r}", 2)
-    opts = {k: v for k, v in {"checkpoint": checkpoint, "max_offsets_per_trigger": max_offsets_per_trigger,
-                              "run_seconds": run_seconds, "topic": topic}.items() if v is not None}
+    # run() takes these as **job_opts: Any (not as its timeout_s / log_path, which the values' union would match)
+    opts: dict[str, Any] = {k: v for k, v in {"checkpoint": checkpoint, "max_offsets_per_trigger": max_offsets_per_trigger,
+                                              "run_seconds": run_seconds, "topic": topic}.items() if v is not None}
     try:
         result = run_ingest(settings(), trigger=trigger, echo=True, **opts)
     except RuntimeError as exc:

@@ -87,7 +87,9 @@ def register_key(settings: Settings, client_name: str, key: str) -> Client:
             " RETURNING id",
             (client_name,),
         )
-        client_id = cur.fetchone()[0]
+        created = cur.fetchone()
+        assert created is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING always returns the row
+        client_id = created[0]
         cur.execute(
             f"INSERT INTO {t_keys} (client_id, key_prefix, key_hash) VALUES (%s, %s, %s)"
             " ON CONFLICT (key_hash) DO NOTHING RETURNING client_id",
@@ -95,7 +97,9 @@ def register_key(settings: Settings, client_name: str, key: str) -> Client:
         )
         if cur.fetchone() is None:
             cur.execute(f"SELECT client_id FROM {t_keys} WHERE key_hash = %s", (hash_key(settings, key),))
-            owner = cur.fetchone()[0]
+            existing = cur.fetchone()
+            assert existing is not None  # the INSERT above conflicted on this key_hash: the row exists
+            owner = existing[0]
             if owner != client_id:
                 raise ValueError(f"this key is already registered to another client (id {owner})")
     return Client(id=client_id, name=client_name)
@@ -213,15 +217,15 @@ async def key_set_version(settings: Settings, ident: str | None = None) -> int:
     ident = ident or _db_ident(settings)
     hit = _versions.get(ident)
     age = time.monotonic() - hit[0] if hit is not None else float("inf")
-    if age < settings.api_auth_recheck_s / 2:
+    if hit is not None and age < settings.api_auth_recheck_s / 2:  # (no hit: age is inf)
         return hit[1]
     loop = asyncio.get_running_loop()
     task = _version_reads.get(ident)
     if task is None or task.done() or task.get_loop() is not loop:
         task = loop.create_task(_read_version(settings, ident))
         _version_reads[ident] = task
-        task.add_done_callback(lambda t, ident=ident: _read_done(ident, t))
-    if age < settings.api_auth_recheck_s:
+        task.add_done_callback(lambda t: _read_done(ident, t))
+    if hit is not None and age < settings.api_auth_recheck_s:
         return hit[1]  # the re-read answers the next requests
     return await asyncio.shield(task)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import httpx
 
 from app.api.errors import ApiError
 from app.config import Settings
-from app.forecasting.registry import CHAMPION
+from app.forecasting.registry import CHAMPION, RMSPE_TAG
 
 
 def no_champion(model_name: str, consequence: str = "") -> ApiError:
@@ -83,6 +84,20 @@ class MlflowRest:
         )
         versions = (data or {}).get("model_versions", [])
         return sorted(versions, key=lambda v: int(v.get("version", 0)), reverse=True)
+
+    def backtest_rmspes(self, name: str) -> dict[str, float]:
+        """``{version: backtest RMSPE}`` of ``name`` from the ``backtest_rmspe`` tag the champion gate sets on
+        each version (:data:`app.forecasting.registry.RMSPE_TAG`); versions without the tag are left out."""
+        out: dict[str, float] = {}
+        for v in self.versions(name, limit=1000):
+            tags = {t.get("key"): t.get("value") for t in v.get("tags") or []}
+            try:
+                value = float(tags[RMSPE_TAG])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if not math.isnan(value):
+                out[str(v["version"])] = value
+        return out
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """Latest value of every metric logged in ``run_id`` (empty if the run is gone)."""

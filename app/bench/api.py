@@ -201,7 +201,7 @@ def prepare_data(settings: Settings) -> tuple[Settings, str, list[int], str]:
     """(settings to serve, champion version, stores, source): the user's table read-only, else the bench's."""
     version = _champion(settings)
     stores = _stores_served(settings, version) if version else []
-    if stores:
+    if version and stores:  # (no version: no stores)
         return settings, version, stores, f"{settings.table_forecasts} (read only)"
     bench = settings.model_copy(update={"table_forecasts": BENCH_TABLE, "model_name": BENCH_MODEL})
     from app.db import SQL_DIR, render, transaction
@@ -294,7 +294,8 @@ def attack(vegeta: Path, targets: Path, rate: int, duration_s: float, timeout_s:
 
     from datetime import datetime
 
-    span = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds() if n > 1 else 0.0
+    # n > 1: first and last are set (every line sets both)
+    span = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds() if n > 1 and first is not None and last is not None else 0.0
     return {
         "p50_ms": pct(50), "p99_ms": pct(99), "p999_ms": pct(99.9), "max_ms": round(lat[-1], 2) if n else None,
         "achieved_rps": round((n - 1) / span, 1) if span else None, "requests": n,

@@ -32,7 +32,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
@@ -384,6 +384,18 @@ def run_fake(settings: Settings, like: tuple[str, str], size: float, code: Path,
     }
 
 
+class _RunArgs(TypedDict):
+    """The arguments :func:`run` passes to both :func:`run_size` and :func:`run_fake`."""
+
+    rounds: int
+    threads: int
+    shard_stores: int
+    short_windows: int
+    start: str
+    end: str
+    timeout_s: float
+
+
 def run(
     settings: Settings,
     sizes: Sequence[float] = DEFAULT_SIZES,
@@ -423,8 +435,8 @@ def run(
     code_dir = Path(tempfile.mkdtemp(prefix="sfmlops-bench-scale-"))
     try:
         code = job_code(code_dir)
-        common = {"rounds": rounds, "threads": threads, "shard_stores": shard_stores, "short_windows": short_windows,
-                  "start": start, "end": end, "timeout_s": timeout_s}
+        common: _RunArgs = {"rounds": rounds, "threads": threads, "shard_stores": shard_stores, "short_windows": short_windows,
+                            "start": start, "end": end, "timeout_s": timeout_s}
         for size in sizes:
             try:
                 line, _ = run_size(bench, like, size, code, **common)

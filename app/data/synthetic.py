@@ -97,7 +97,8 @@ def _stores(n_stores: int, rng: np.random.Generator) -> pd.DataFrame:
             "promo2": promo2,
             "promo2_since_week": np.where(promo2 == 1, rng.integers(1, 50, n_stores), np.nan),
             "promo2_since_year": np.where(promo2 == 1, rng.integers(2009, 2016, n_stores), np.nan),
-            "promo_interval": np.where(promo2 == 1, rng.choice(list(PROMO_INTERVALS), n_stores), None),
+            # numpy takes None as an object scalar here; its stubs' ArrayLike leaves None out
+            "promo_interval": np.where(promo2 == 1, rng.choice(list(PROMO_INTERVALS), n_stores), None),  # type: ignore[call-overload]
         }
     )
     return frame

@@ -138,7 +138,8 @@ def load_model(settings: Settings, model_uri: str | None = None, stores: list[in
     training on those stores) wins over the all-stores ``champion`` when it exists.
 
     Returns:
-        ``(SalesForecaster, {"model_name", "model_version", "run_id"})``.
+        ``(SalesForecaster, {"model_name", "model_version", "run_id"})`` (``run_id`` "": a version registered
+        without a run; ``forecasts.run_id`` is NOT NULL).
     """
     import mlflow
     from mlflow import MlflowClient
@@ -162,7 +163,7 @@ def load_model(settings: Settings, model_uri: str | None = None, stores: list[in
                 f"registered model {settings.model_name!r} has no '{CHAMPION}' alias at {settings.mlflow_uri}: train first"
             ) from exc
         model_uri = f"models:/{settings.model_name}/{mv.version}"
-        ident = {"model_name": settings.model_name, "model_version": str(mv.version), "run_id": mv.run_id}
+        ident = {"model_name": settings.model_name, "model_version": str(mv.version), "run_id": mv.run_id or ""}
     else:
         ident = {"model_name": settings.model_name, "model_version": model_uri, "run_id": model_uri.split("/")[1] if model_uri.startswith("runs:/") else ""}
     pyfunc = mlflow.pyfunc.load_model(model_uri)

@@ -80,6 +80,13 @@ def store_ids(settings: Settings, stores: list[int] | None = None) -> list[int]:
     return ids
 
 
+def store_shards(stores: list[int], size: int) -> list[tuple[int, ...]]:
+    """Consecutive shards of at most ``size`` stores (sorted ids)."""
+    ids = sorted(int(s) for s in stores)
+    size = max(1, int(size))
+    return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
 def read_sharded(
     settings: Settings, shards: int, stores: list[int] | None = None, run: Callable[[list[tuple[int, ...]]], list[Any]] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -93,14 +100,12 @@ def read_sharded(
         stores: Only these store ids.
         run: Reads a list of shards, returning ``[(sales, stores), ...]`` in order.
     """
-    from app.forecasting.plan import shards as split_shards
-
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
     ids = store_ids(settings, stores)
     if not ids:
         return read_postgres(settings, stores)
-    parts = split_shards(ids, -(-len(ids) // shards))
+    parts = store_shards(ids, -(-len(ids) // shards))
     run = run or (lambda ps: [read_postgres(settings, p) for p in ps])
     frames = run(parts)
     sales = pd.concat([f[0] for f in frames], ignore_index=True)
@@ -148,6 +153,7 @@ def load_training_data(
         if stores:
             sales = sales[sales["store"].isin(stores)].reset_index(drop=True)
             stores_df = stores_df[stores_df["store"].isin(stores)].reset_index(drop=True)
+    assert stores_df is not None  # read (or loaded) together with sales
     if sales.empty:
         raise ValueError(f"no sales rows found (source={used}, table {settings.table_sales})")
     if stores:

@@ -1,7 +1,7 @@
 """Data-parallel global LightGBM on Ray Train v2 (:class:`ray.train.lightgbm.LightGBMTrainer`).
 
-:meth:`app.forecasting.models.LGBMForecaster.fit` comes here when ``num_workers > 1``
-(``TrainConfig.lgbm_workers`` / ``SFMLOPS_TRAIN_LGBM_WORKERS``; 1, the default, keeps the single-process fit).
+A LightGBM candidate with ``num_workers > 1`` (``TrainConfig.lgbm_workers`` / ``SFMLOPS_TRAIN_LGBM_WORKERS``; 1,
+the default, keeps the single-process fit) is a :class:`DistributedLGBMForecaster` (:func:`lgbm_forecaster`).
 
 What is global and what is sharded:
 
@@ -33,7 +33,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,10 @@ import pandas as pd
 from app.forecasting import features as F
 from app.forecasting.executor import run_storage
 from app.forecasting.models import CONTEXT_DAYS, DEFAULT_LGBM_PARAMS, LGBMForecaster, _design
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ray import ObjectRef
+    from ray.train.v2.api.result import Result as TrainV2Result
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +145,28 @@ def _feature_names(history: pd.DataFrame, static: pd.DataFrame, stores: pd.DataF
     return list(_design(F.fill_gaps(first), static, stores, stats).columns)
 
 
-def fit_distributed(model: LGBMForecaster, history: pd.DataFrame, stores: pd.DataFrame) -> LGBMForecaster:
-    """Fit ``model`` (an :class:`~app.forecasting.models.LGBMForecaster` with ``num_workers > 1``) with
-    ``num_workers`` Ray Train workers; sets the same attributes as the single-process fit plus ``dist``.
+@dataclass
+class DistributedLGBMForecaster(LGBMForecaster):
+    """The global LightGBM fitted data-parallel by ``num_workers`` Ray Train workers (:func:`fit_distributed`).
+    It predicts as :class:`~app.forecasting.models.LGBMForecaster` does; ``dist`` says what each worker did."""
+
+    dist: DistributedFit | None = field(default=None, repr=False)
+
+    def fit(self, history: pd.DataFrame, stores: pd.DataFrame) -> DistributedLGBMForecaster:
+        return fit_distributed(self, history, stores)
+
+
+def lgbm_forecaster(**params: Any) -> LGBMForecaster:
+    """The LightGBM model of ``params`` (:class:`~app.forecasting.models.LGBMForecaster`'s fields): fitted by
+    Ray Train workers when ``num_workers > 1``, else in this process."""
+    if int(params.get("num_workers", 1)) > 1:
+        return DistributedLGBMForecaster(**params)
+    return LGBMForecaster(**params)
+
+
+def fit_distributed(model: DistributedLGBMForecaster, history: pd.DataFrame, stores: pd.DataFrame) -> DistributedLGBMForecaster:
+    """Fit ``model`` with its ``num_workers`` Ray Train workers; sets the same attributes as the single-process
+    fit plus ``dist``.
 
     Steps: global statistics here; one Ray task per store shard builds its feature matrix into the object store
     and a row sample; the samples together give the global bins; the Train workers fit one model on the shards.
@@ -173,22 +196,29 @@ def fit_distributed(model: LGBMForecaster, history: pd.DataFrame, stores: pd.Dat
         "bin_sample_rows": int(model.params.get("bin_construct_sample_cnt", BIN_SAMPLE_ROWS)),
     })
     prepare = ray.remote(num_returns=4, num_cpus=1)(_prepare_shard)
-    parts = [prepare.remote(history[history["unique_id"].isin(p)].reset_index(drop=True), shared) for p in shards]
+    # num_returns=4: each call returns 4 refs (ray's stubs type it as one ref to the 4-tuple)
+    parts = [
+        cast("list[ObjectRef[Any]]", prepare.remote(history[history["unique_id"].isin(p)].reset_index(drop=True), shared))
+        for p in shards
+    ]
     bin_sample = np.concatenate(ray.get([p[2] for p in parts]))
     config = {
         "parts": [(p[0], p[1], p[3]) for p in parts], "bin_sample": bin_sample, "feature_names": feature_names,
         "params": dict(model.params), "threads": int(model.num_threads), "seed": int(model.seed), "rounds": int(model.num_boost_round),
     }
     with run_storage(get_settings().train_storage_path, "sfmlops-train-") as storage:
+        # ray.train.lightgbm and ray.train export their Train v2 classes (the default) only at run time: mypy sees the
+        # v1 trainer, whose loop must return None and whose Result has no return_value
         trainer = LightGBMTrainer(
-            _train_loop,
+            _train_loop,  # type: ignore[arg-type]  # v2 passes rank 0's return value on (Result.return_value)
             train_loop_config=config,
             scaling_config=ScalingConfig(num_workers=n, resources_per_worker={"CPU": float(model.num_threads)}),
             run_config=RunConfig(name=f"lgbm-{uuid.uuid4().hex[:8]}", storage_path=storage),
         )
-        result = trainer.fit()
+        result = cast("TrainV2Result", trainer.fit())
         if result.error is not None or not result.return_value:
             raise RuntimeError(f"distributed LightGBM run failed: {result.error}")
+        assert result.checkpoint is not None  # every worker reports one (_train_loop), so a run without error has one
         workers = []
         with result.checkpoint.as_directory() as ckpt:
             for rank in range(n):
@@ -239,11 +269,11 @@ def compare(
     train_keys = int(pd.util.hash_pandas_object(trained[["unique_id", "ds"]], index=False).sum() % (2**61))
     for n in workers:
         t0 = time.perf_counter()
-        model = LGBMForecaster(params=dict(params or {}), num_boost_round=rounds, num_threads=threads, num_workers=n).fit(hist, meta)
+        model = lgbm_forecaster(params=dict(params or {}), num_boost_round=rounds, num_threads=threads, num_workers=n).fit(hist, meta)
         fit_s = time.perf_counter() - t0
         pred = model.predict(fut)
         scored = pred[(pred["open"] == 1) & (pred["y"] > 0)]
-        dist = getattr(model, "dist", None)
+        dist = model.dist if isinstance(model, DistributedLGBMForecaster) else None
         fits.append({
             "workers": n, "rmspe": float(M.rmspe(scored["y"], scored["yhat"])), "seconds": round(fit_s, 3),
             "per_worker": dist.workers if dist is not None else None,

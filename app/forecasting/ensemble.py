@@ -141,39 +141,3 @@ class EnsembleForecaster:
         from app.forecasting.features import apply_closed
 
         return apply_closed(out)
-
-
-def ensemble_stage(bt_all: Any, members: list[Any], name: str = ENSEMBLE) -> tuple[Any, Any, pd.DataFrame, dict[str, float]]:
-    """The select stage's view of a multi-origin backtest, with the ensemble candidate added.
-
-    The last origin is the scored window of every candidate; the earlier ones only fit the ensemble's weights
-    (and calibrate the intervals). Members whose weight rounds to 0 are left out of the blend.
-
-    Args:
-        bt_all: :class:`~app.forecasting.backtest.BacktestResult` of every origin.
-        members: The candidates (:class:`~app.forecasting.plan.Candidate`) that may be blended.
-
-    Returns:
-        ``(result of the scored origin with the ensemble's rows, ensemble Candidate or None, forecasts of every
-        origin including the ensemble's, weights)``; no ensemble when there is a single origin or fewer than 2
-        members with forecasts and a non-zero weight.
-    """
-    from app.forecasting.plan import Candidate
-
-    forecasts = bt_all.forecasts
-    origins = sorted(forecasts["cutoff"].unique())
-    score = [origins[-1]]
-    bt = bt_all.only_origins(score)
-    names = [m.name for m in members if m.name in bt.metrics]
-    if len(origins) < 2 or len(names) < 2:
-        return bt, None, forecasts, {}
-    weights, _ = backtest_ensemble(forecasts, names, score, name)
-    weights = {m: w for m, w in weights.items() if w > 0}
-    if len(weights) < 2:
-        return bt, None, forecasts, weights
-    rows = blend(forecasts, weights, name)  # earlier origins: in-sample for the weights, used for intervals only
-    scored = rows[rows["cutoff"].isin(score)]
-    by_name = {m.name: m for m in members}
-    cand = Candidate(name, "ensemble", {"members": [(by_name[m], w) for m, w in weights.items()]}, cpus=max(by_name[m].cpus for m in weights))
-    bt = bt.with_model(scored, seconds=sum(bt_all.fit_seconds.get(m, 0.0) for m in weights))
-    return bt, cand, pd.concat([forecasts, rows], ignore_index=True), weights

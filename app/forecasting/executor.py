@@ -210,11 +210,12 @@ class RayExecutor:
             for ref in ready:
                 i = index[ref]
                 try:
-                    out[i] = Outcome(calls[i].label, ray.get(ref))
+                    outcome = Outcome(calls[i].label, ray.get(ref))
                 except Exception as exc:  # noqa: BLE001 - RayTaskError of the task, reported as its outcome
                     log.warning("task %s failed: %s", calls[i].label, _error_text(exc))
-                    out[i] = Outcome(calls[i].label, error=_error_text(exc))
-                progress.finished(out[i].ok)
+                    outcome = Outcome(calls[i].label, error=_error_text(exc))
+                out[i] = outcome
+                progress.finished(outcome.ok)
         return [o for o in out if o is not None]
 
 
@@ -249,7 +250,7 @@ class RichProgress:
             TimeElapsedColumn(), console=Console(stderr=True), transient=False,
         )
         self.current: Any = None
-        self.stage = None
+        self.stage: str | None = None
 
     def __enter__(self) -> RichProgress:
         self.bars.start()

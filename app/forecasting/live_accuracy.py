@@ -5,8 +5,9 @@
 (:data:`app.forecasting.metrics.HORIZON_BUCKETS`, through :func:`~app.forecasting.metrics.rmspe_by_bucket`).
 The cutoff of a forecast is the day before the first day of its batch-forecast run (``forecast_run``), so the
 horizon of a row is ``date - cutoff``; rows past the last bucket (day 49 on) are not scored. The scores are
-upserted into ``{table_accuracy}`` (re-scoring a day overwrites it) with the version's backtest RMSPE, read
-from the registry (the ``backtest_rmspe`` tag the champion gate set) when the scores are written.
+upserted into ``{table_accuracy}`` (re-scoring a day overwrites it) with the version's backtest RMSPE, which
+the caller looks up (the API reads the registry's ``backtest_rmspe`` tag, set by the champion gate) when the
+scores are written.
 
 **Drift** (:func:`drift_status`). A scored day of a version is *bad* when its RMSPE (all its buckets, over
 the rows with positive sales) is above ``backtest_rmspe x (1 + accuracy_drift_margin)``. A version is in
@@ -21,7 +22,6 @@ the DAG bundle does not ship the ``app`` package; ``GET /v1/accuracy`` reads the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -37,38 +37,13 @@ if TYPE_CHECKING:  # pragma: no cover
 BacktestLookup = Callable[[str], dict[str, float]]
 
 
-def backtest_rmspe_from_registry(settings: Settings) -> BacktestLookup:
-    """A :data:`BacktestLookup` reading the ``backtest_rmspe`` tag of every version from the MLflow registry
-    (over its REST API, as the API does); versions without the tag are left out."""
-    from app.api.mlflow_rest import MlflowRest
-    from app.forecasting.registry import RMSPE_TAG
-
-    def lookup(model_name: str) -> dict[str, float]:
-        rest = MlflowRest(settings)
-        try:
-            versions = rest.versions(model_name, limit=1000)
-        finally:
-            rest.close()
-        out: dict[str, float] = {}
-        for v in versions:
-            tags = {t.get("key"): t.get("value") for t in v.get("tags") or []}
-            try:
-                value = float(tags[RMSPE_TAG])
-            except (KeyError, TypeError, ValueError):
-                continue
-            if not math.isnan(value):
-                out[str(v["version"])] = value
-        return out
-
-    return lookup
-
-
 def score(
     settings: Settings,
     conn: connection,
     model_name: str | None = None,
     since: date | None = None,
-    backtest: BacktestLookup | None = None,
+    *,
+    backtest: BacktestLookup,
 ) -> dict[str, Any]:
     """Score the stored forecasts of ``model_name`` (default ``settings.model_name``) whose days have actuals,
     upsert the scores into ``{table_accuracy}`` and return the drift status.
@@ -83,7 +58,8 @@ def score(
         conn: An open connection; the caller commits (the API's pooled transaction, or :func:`app.db.transaction`).
         model_name: Registered model name of the forecasts.
         since: Only forecast days on or after this day (default: every day with actuals).
-        backtest: Where the versions' backtest RMSPEs come from (default: the MLflow registry).
+        backtest: Where the versions' backtest RMSPEs come from (the API passes the MLflow registry's
+            ``backtest_rmspe`` tags, :meth:`app.api.mlflow_rest.MlflowRest.backtest_rmspes`).
 
     Returns:
         ``{"model_name", "scored_rows", "written", "first_date", "last_date", "versions", "status"}``; ``status``
@@ -94,7 +70,7 @@ def score(
     with conn.cursor() as cur:
         cur.execute(f"SELECT DISTINCT model_version FROM {f} WHERE model_name = %s", (model_name,))
         stored = sorted(str(r[0]) for r in cur.fetchall())
-    known = (backtest or backtest_rmspe_from_registry(settings))(model_name) if stored else {}
+    known = backtest(model_name) if stored else {}
     sql = (
         f"WITH runs AS (SELECT model_version, forecast_run, min(date) - 1 AS cutoff FROM {f}"  # names from settings
         f"  WHERE model_name = %(m)s GROUP BY model_version, forecast_run),"

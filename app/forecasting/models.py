@@ -66,7 +66,7 @@ class LGBMForecaster:
     num_threads: int = 2
     seed: int = 0
     alias: str = "lgbm"
-    num_workers: int = 1  # > 1: data-parallel fit on Ray Train workers (app.forecasting.distributed)
+    num_workers: int = 1  # > 1: data-parallel fit on Ray Train workers (distributed.DistributedLGBMForecaster)
 
     booster: Any = field(default=None, repr=False)
     stats: F.StoreStats | None = field(default=None, repr=False)
@@ -82,9 +82,8 @@ class LGBMForecaster:
         import lightgbm as lgb
 
         if self.num_workers > 1:
-            from app.forecasting.distributed import fit_distributed
-
-            return fit_distributed(self, history, stores)
+            raise ValueError("num_workers > 1 is fitted by Ray Train workers: build the model with "
+                             "app.forecasting.distributed.lgbm_forecaster")
         t0 = time.perf_counter()
         self.stores = stores.copy()
         self.static = F.store_static_features(stores)
@@ -107,7 +106,7 @@ class LGBMForecaster:
 
     def predict(self, future: pd.DataFrame) -> pd.DataFrame:
         """Forecast ``future`` rows (known-future inputs required); returns them with ``yhat``."""
-        if self.booster is None:
+        if self.booster is None or self.context is None or self.stats is None:  # fit sets them all
             raise RuntimeError("LGBMForecaster.predict called before fit")
         fut = future[["unique_id", "ds", *F.FUTURE_EXOG]].assign(available=np.int8(1))
         ctx = self.context[self.context["unique_id"].isin(fut["unique_id"].unique()) & (self.context["ds"] < fut["ds"].min())]
@@ -228,8 +227,8 @@ class NeuralForecaster:
 
     def predict(self, future: pd.DataFrame) -> pd.DataFrame:
         """Forecast ``future`` rows: days ``train_end + 1 .. train_end + h`` (known-future inputs required)."""
-        if self.nf is None:
-            raise RuntimeError("NeuralForecaster.predict called before fit")
+        if self.nf is None or self.train_end is None or self.history_df is None or self.static_df is None or self.bounds is None:
+            raise RuntimeError("NeuralForecaster.predict called before fit")  # fit sets them all
         first, last = future["ds"].min(), future["ds"].max()
         if first <= self.train_end or (last - self.train_end).days > self.h:
             raise ValueError(
@@ -346,7 +345,7 @@ class StatsForecaster:
         return self
 
     def predict(self, future: pd.DataFrame) -> pd.DataFrame:
-        if self.forecast_ is None:
+        if self.forecast_ is None or self.train_end is None or self.lift is None or self.base_shift is None:  # fit sets them all
             raise RuntimeError(f"{self.alias}.predict called before fit")
         last = future["ds"].max()
         if future["ds"].min() <= self.train_end or (last - self.train_end).days > self.h:

@@ -8,7 +8,7 @@
    fitted on the earlier ``calib_windows`` origins) included; failed candidates are reported, not fatal;
 5. **refit** - the best on all data (and its short-horizon backtest, in the same wave of tasks), then the
    batch forecast of the horizon as a task of its own;
-6. **log** - the MLflow run (:func:`app.forecasting.tracking.log_training_run`);
+6. **log** - the MLflow run (:func:`app.forecasting.run_log.log_training_run`);
 7. **register/gate** - a new registry version with its scope, gated for the alias
    (:func:`app.forecasting.registry.register_and_gate`).
 
@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from app.forecasting import ensemble as E
 from app.forecasting import features as F
 from app.forecasting.backtest import BacktestResult, interval_quantiles
 from app.forecasting.executor import Call, LocalExecutor, Progress, RayExecutor, make_executor, peak_rss_mb
 from app.forecasting.plan import Candidate, Task, baselines, plan_backtest, plan_refit, run_forecast, run_task
-from app.forecasting.tracking import configure_mlflow  # noqa: F401 - re-exported for callers of the old module
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.config import Settings
@@ -292,6 +292,42 @@ def forecast_horizon(executor: Any, wrapper: Any, future: pd.DataFrame, progress
     return out.value
 
 
+def ensemble_stage(
+    bt_all: BacktestResult, members: list[Candidate], name: str = E.ENSEMBLE
+) -> tuple[BacktestResult, Candidate | None, pd.DataFrame, dict[str, float]]:
+    """The select stage's view of a multi-origin backtest, with the ensemble candidate added.
+
+    The last origin is the scored window of every candidate; the earlier ones only fit the ensemble's weights
+    (and calibrate the intervals). Members whose weight rounds to 0 are left out of the blend.
+
+    Args:
+        bt_all: :class:`~app.forecasting.backtest.BacktestResult` of every origin.
+        members: The candidates (:class:`~app.forecasting.plan.Candidate`) that may be blended.
+
+    Returns:
+        ``(result of the scored origin with the ensemble's rows, ensemble Candidate or None, forecasts of every
+        origin including the ensemble's, weights)``; no ensemble when there is a single origin or fewer than 2
+        members with forecasts and a non-zero weight.
+    """
+    forecasts = bt_all.forecasts
+    origins = sorted(forecasts["cutoff"].unique())
+    score = [origins[-1]]
+    bt = bt_all.only_origins(score)
+    names = [m.name for m in members if m.name in bt.metrics]
+    if len(origins) < 2 or len(names) < 2:
+        return bt, None, forecasts, {}
+    weights, _ = E.backtest_ensemble(forecasts, names, score, name)
+    weights = {m: w for m, w in weights.items() if w > 0}
+    if len(weights) < 2:
+        return bt, None, forecasts, weights
+    rows = E.blend(forecasts, weights, name)  # earlier origins: in-sample for the weights, used for intervals only
+    scored = rows[rows["cutoff"].isin(score)]
+    by_name = {m.name: m for m in members}
+    cand = Candidate(name, "ensemble", {"members": [(by_name[m], w) for m, w in weights.items()]}, cpus=max(by_name[m].cpus for m in weights))
+    bt = bt.with_model(scored, seconds=sum(bt_all.fit_seconds.get(m, 0.0) for m in weights))
+    return bt, cand, pd.concat([forecasts, rows], ignore_index=True), weights
+
+
 def run_stages(settings: Settings, config: TrainConfig, executor: Any = None, progress: Progress | None = None) -> TrainResult:
     """Stages 1-5 (no MLflow): load, plan, backtest, select, refit, forecast."""
     from app.forecasting.batch import project_future_inputs
@@ -318,8 +354,6 @@ def run_stages(settings: Settings, config: TrainConfig, executor: Any = None, pr
     refs = (executor.put(data.long), executor.put(data.stores))  # once; every task gets the references
     tasks = plan(config, data)
     bt_all, failures = run_backtest(executor, refs, tasks, config.horizon, progress, "backtest")
-    from app.forecasting.ensemble import ensemble_stage
-
     # The last origin scores every candidate; the earlier ones fit the ensemble's weights and the intervals.
     bt, ens, all_forecasts, weights = ensemble_stage(bt_all, config.candidates() if config.ensemble else []) if bt_all else (None, None, None, {})
     best, _ = select(config, bt, failures, extra=(ens.name,) if ens is not None else ())
@@ -409,7 +443,7 @@ def train(settings: Settings, config: TrainConfig | None = None, executor: Any =
         raise
     summary = summarize(result)
     if config.log_mlflow:
-        from app.forecasting.tracking import log_training_run
+        from app.forecasting.run_log import log_training_run
 
         progress.start("log")
         summary["run_id"] = log_training_run(settings, result, summary)
@@ -428,14 +462,7 @@ def train(settings: Settings, config: TrainConfig | None = None, executor: Any =
     return summary
 
 
-def config_params(config: TrainConfig) -> dict[str, Any]:
-    """The config as flat MLflow params."""
-    out = {k: v for k, v in asdict(config).items() if k not in ("tags", "lgbm_params", "nhits_params", "stores", "run_name")}
-    out["stores"] = len(config.stores) if config.stores else "all"
-    return out
-
-
 __all__ = [
     "LocalExecutor", "RayExecutor", "TrainConfig", "TrainResult", "TrainingData", "load", "make_executor", "plan", "refit",
-    "run_backtest", "run_stages", "select", "summarize", "train",
+    "ensemble_stage", "run_backtest", "run_stages", "select", "summarize", "train",
 ]

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from app.forecasting.backtest import cutoffs, split
+from app.forecasting.data import store_shards
 
 Kind = Literal["lgbm", "nhits", "stats", "baseline", "ensemble"]
 BASELINE_NAMES = ("seasonal_naive", "median_dow_promo")
@@ -45,7 +46,9 @@ class Candidate:
         from app.forecasting import models as Mo
 
         if self.kind == "lgbm":
-            return Mo.LGBMForecaster(**self.params)
+            from app.forecasting.distributed import lgbm_forecaster
+
+            return lgbm_forecaster(**self.params)
         if self.kind == "nhits":
             return Mo.NeuralForecaster(**self.params)
         if self.kind == "stats":
@@ -82,13 +85,6 @@ class Task:
         return f"{self.stage}:{self.candidate.name}:h{self.horizon}{where}{part}"
 
 
-def shards(store_ids: list[int], size: int) -> list[tuple[int, ...]]:
-    """Consecutive shards of at most ``size`` stores (sorted ids)."""
-    ids = sorted(int(s) for s in store_ids)
-    size = max(1, int(size))
-    return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
-
-
 def plan_backtest(
     candidates: list[Candidate], end: pd.Timestamp, store_ids: list[int], horizon: int, n_windows: int, shard_size: int
 ) -> list[Task]:
@@ -96,7 +92,7 @@ def plan_backtest(
     longest first: the global models' fits (one task per origin, each the longest of the wave), then the
     per-store shards, then the baselines. Queued behind the short tasks, the last global fit would start when
     the others are done and leave every other worker idle until it ends (measured on two 1-CPU fake nodes)."""
-    parts = shards(store_ids, shard_size)
+    parts = store_shards(store_ids, shard_size)
     tasks = [
         Task("backtest", cand, horizon, cutoff, shard)
         for cutoff in cutoffs(end, horizon, n_windows)
@@ -108,7 +104,7 @@ def plan_backtest(
 
 def plan_refit(candidate: Candidate, store_ids: list[int], horizon: int, shard_size: int) -> list[Task]:
     """Tasks of the final fit of ``candidate`` on all history."""
-    return [Task("refit", candidate, horizon, None, shard) for shard in (shards(store_ids, shard_size) if candidate.per_store else [None])]
+    return [Task("refit", candidate, horizon, None, shard) for shard in (store_shards(store_ids, shard_size) if candidate.per_store else [None])]
 
 
 def _slice(long: pd.DataFrame, stores: pd.DataFrame, shard: tuple[int, ...] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -130,6 +126,7 @@ def run_task(long: pd.DataFrame, stores: pd.DataFrame, task: Task) -> dict[str, 
     if task.stage == "refit":
         model.fit(hist_all, meta)
         return {"label": task.label, "seconds": time.perf_counter() - t0, "model": model, "shard": task.shard}
+    assert task.cutoff is not None  # only a refit has none (plan_backtest dates every backtest task)
     hist, fut = split(hist_all, task.cutoff, task.horizon)
     if fut.empty:
         raise ValueError(f"backtest window after {task.cutoff.date()} has no rows")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel  # not mlflow.pyfunc.PythonModel: mypy takes mlflow.pyfunc for mlflow's LazyLoader
 
 from app.forecasting import features as F
 
@@ -19,7 +19,7 @@ INPUT_COLUMNS = ["store", "date", "open", "promo", "state_holiday", "school_holi
 OUTPUT_COLUMNS = ("store", "date", "value", "lower", "upper")
 
 
-class SalesForecaster(mlflow.pyfunc.PythonModel):
+class SalesForecaster(PythonModel):
     """Wraps a fitted model (``predict(long) -> long with yhat``) with per-store interval factors.
 
     Args:

@@ -224,7 +224,7 @@ def _progress_callback(progress: Progress | None) -> Any:
     pickles its run config into the experiment state, so the reporter is left out of the pickled state)."""
     from ray.tune import Callback
 
-    class _Count(Callback):  # type: ignore[misc]
+    class _Count(Callback):
         # no closure over ``progress`` (cloudpickle would pickle the reporter with the class)
         def __init__(self, reporter: Progress | None) -> None:
             self.progress = reporter
@@ -290,14 +290,15 @@ def search(
         grid = tuner.fit()
     seconds = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
-    for i, res in enumerate(grid):
+    for i in range(len(grid)):  # by index: ResultGrid has __len__ and __getitem__, no __iter__ for mypy to follow
+        res = grid[i]
         score = res.metrics.get("rmspe") if res.metrics else None
         ok = score is not None and math.isfinite(float(score))
         status = "error" if res.error is not None else ("done" if ok else "stopped")
         config = res.config or {}  # None for a trial that never reported
         rows.append({
             "trial": i, **{k: _plain(config.get(k)) for k in TUNED},
-            "rmspe": float(score) if ok else None, "seconds": res.metrics.get("seconds") if res.metrics else None,
+            "rmspe": float(score) if ok and score is not None else None, "seconds": res.metrics.get("seconds") if res.metrics else None,
             "status": status, "error": str(res.error).splitlines()[0][:300] if res.error is not None else "",
         })
     done = [r for r in rows if r["status"] == "done"]
@@ -337,7 +338,7 @@ def _search_only_auto() -> Any:
 
     from neuralforecast.auto import AutoNHITS
 
-    class SearchOnlyNHITS(AutoNHITS):  # type: ignore[misc]
+    class SearchOnlyNHITS(AutoNHITS):
         def fit(self, dataset: Any, val_size: int = 0, test_size: int = 0, random_seed: int | None = None, distributed_config: Any = None) -> Any:
             self.results = self._tune_model(
                 cls_model=self.cls_model, dataset=dataset, val_size=val_size or self.h, test_size=test_size,
@@ -410,7 +411,7 @@ def search_nhits(
         status = "error" if res.error is not None else ("stopped" if not ok else ("done" if reports >= NHITS_REPORTS else "pruned"))
         cfg = res.config or {}
         rows.append({
-            "trial": i, **{k: _plain(cfg.get(k)) for k in NHITS_TUNED}, "val_loss": float(score) if ok else None,
+            "trial": i, **{k: _plain(cfg.get(k)) for k in NHITS_TUNED}, "val_loss": float(score) if ok and score is not None else None,
             "seconds": round(float(metrics["time_total_s"]), 3) if "time_total_s" in metrics else None,
             "status": status, "error": str(res.error).splitlines()[0][:300] if res.error is not None else "",
         })

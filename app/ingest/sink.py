@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from app.ingest.schema import SALES_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
+    from psycopg2.extensions import connection
     from pyspark.sql import DataFrame
 
     from app.config import Settings
@@ -353,9 +354,9 @@ class DriverLock:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.names: list[str] = []
-        self._conn = None
+        self._conn: connection | None = None
 
-    def _connect(self):  # psycopg2 connection
+    def _connect(self) -> connection:
         import os
         import socket
 
@@ -366,6 +367,7 @@ class DriverLock:
         return conn
 
     def _try(self, name: str) -> None:
+        assert self._conn is not None  # acquire() and check() connect before they call _try
         with self._conn.cursor() as cur:
             cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)), hashtextextended(%s, 0)", (name, name))
             got, key = cur.fetchone()
@@ -400,16 +402,17 @@ class DriverLock:
         """Make sure the locks are still held (reconnecting and taking them again after a server restart)."""
         import psycopg2
 
-        try:
-            with self._conn.cursor() as cur:
-                cur.execute("SELECT 1")
-            return
-        except (psycopg2.Error, AttributeError):
-            pass
-        try:
-            self._conn.close()
-        except Exception:  # noqa: BLE001 - already broken
-            pass
+        if self._conn is not None:  # None before the first acquire(): connect below
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+                return
+            except (psycopg2.Error, AttributeError):
+                pass
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
         self._conn = self._connect()
         for name in self.names:
             self._try(name)

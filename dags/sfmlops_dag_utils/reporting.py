@@ -21,7 +21,8 @@ def champion_decision(result: dict[str, Any], models: dict[str, Any]) -> dict[st
         ``scope`` the gate set (a training on a store subset is gated against that subset's champion), ``version``, ``new_rmspe``, ``champion_rmspe``,
         ``previous_champion``, ``aliases`` and a one-line ``summary``.
     """
-    gate = result.get("gate") if isinstance(result.get("gate"), dict) else {}
+    raw_gate = result.get("gate")
+    gate: dict[str, Any] = raw_gate if isinstance(raw_gate, dict) else {}
     aliases = models.get("aliases") or {}
     version = gate.get("version") or result.get("model_version") or result.get("version")
     decision = gate.get("decision") or "unknown"

@@ -10,6 +10,7 @@ import pytest
 from app.forecasting import ensemble as E
 from app.forecasting.backtest import BacktestResult
 from app.forecasting.intervals import coverage_and_pinball, evaluate_intervals
+from app.forecasting.pipeline import ensemble_stage
 from app.forecasting.plan import Candidate
 
 
@@ -69,7 +70,7 @@ def test_ensemble_stage_adds_a_candidate_scored_on_the_last_origin() -> None:
     ]
     bt_all = BacktestResult.from_parts(20, parts, {"lgbm": 10.0, "ses": 2.0})
     members = [Candidate("lgbm", "lgbm"), Candidate("ses", "stats", {"model": "ses"}, per_store=True)]
-    bt, cand, all_rows, weights = E.ensemble_stage(bt_all, members)
+    bt, cand, all_rows, weights = ensemble_stage(bt_all, members)
     assert set(bt.forecasts["cutoff"]) == {pd.Timestamp("2015-02-01")}
     assert weights == pytest.approx({"lgbm": 0.5, "ses": 0.5}, abs=1e-4)
     assert cand.kind == "ensemble" and [m.name for m, _ in cand.params["members"]] == ["lgbm", "ses"]
@@ -79,7 +80,7 @@ def test_ensemble_stage_adds_a_candidate_scored_on_the_last_origin() -> None:
     assert bt.fit_seconds["ensemble"] == 12.0
     assert set(all_rows.loc[all_rows["model"] == "ensemble", "cutoff"]) == {pd.Timestamp("2015-01-01"), pd.Timestamp("2015-02-01")}
     # One origin only: no ensemble (nothing to fit the weights on but the scored window).
-    bt1, cand1, _, _ = E.ensemble_stage(bt_all.only_origins([pd.Timestamp("2015-02-01")]), members)
+    bt1, cand1, _, _ = ensemble_stage(bt_all.only_origins([pd.Timestamp("2015-02-01")]), members)
     assert cand1 is None and "ensemble" not in bt1.metrics
 
 

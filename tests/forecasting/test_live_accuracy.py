@@ -27,10 +27,16 @@ def scenario(stack, real_data):
 
 
 def _score(settings, **kwargs):
+    """``live_accuracy.score`` as the API route calls it: backtest RMSPEs from the registry's tags unless given."""
+    from app.api.mlflow_rest import MlflowRest
     from app.db import transaction
 
-    with transaction(settings) as conn:
-        return L.score(settings, conn, **kwargs)
+    rest = MlflowRest(settings)
+    try:
+        with transaction(settings) as conn:
+            return L.score(settings, conn, **{"backtest": rest.backtest_rmspes, **kwargs})
+    finally:
+        rest.close()
 
 
 def test_stale_version_drifts_fresh_one_does_not_and_scores_match_the_metrics(scenario) -> None:

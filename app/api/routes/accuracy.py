@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api import db
 from app.api.deps import ClientDep, SettingsDep
 from app.api.errors import error_responses
+from app.api.mlflow_rest import MlflowRest
 from app.forecasting import live_accuracy
 
 router = APIRouter(prefix="/v1", tags=["accuracy"])
@@ -81,8 +82,12 @@ def score_accuracy(settings: SettingsDep, client: ClientDep, body: ScoreRequest 
     """Score every stored forecast day of the configured model that now has actuals, per version, day and
     horizon bucket; store the scores; answer the drift status."""
     since = body.since if body else None
-    with db.connection(settings) as conn:
-        return live_accuracy.score(settings, conn, since=since)
+    rest = MlflowRest(settings)
+    try:
+        with db.connection(settings) as conn:
+            return live_accuracy.score(settings, conn, since=since, backtest=rest.backtest_rmspes)
+    finally:
+        rest.close()
 
 
 @router.get("/accuracy", response_model=AccuracyStatus, summary="Live accuracy and drift per model version",
