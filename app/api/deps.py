@@ -1,10 +1,11 @@
-"""FastAPI dependencies as ``Annotated`` aliases: settings, the authenticated (and rate-limited) client, the Ray client."""
+"""FastAPI dependencies and shared parameters as ``Annotated`` aliases: settings, the authenticated (and rate-limited)
+client, the Ray client, the ``{store_id}`` path parameter."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader
 
 from app.api import auth
@@ -18,6 +19,9 @@ async def get_app_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+#: The ``{store_id}`` path parameter of the ``/v1/stores/{store_id}/...`` routes (forecast, sales, plan).
+StoreId = Annotated[int, Path(ge=1, le=100_000, description="Store id")]
 
 
 class _ClientByKey(APIKeyHeader):

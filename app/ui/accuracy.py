@@ -3,7 +3,7 @@
 * **Backtest evaluation** (issue 17.6): the training run's RMSPE by horizon bucket (1-7, 8-14, 15-28, 29-48
   days after the cutoff), by store type and of the worst stores, from the run metrics that
   ``GET /v1/models`` returns (``h<H>.<model>.bucket.<b>``, ``.store_type.<t>``, ``.worst_store.<id>``, logged
-  by :func:`app.forecasting.tracking.log_training_run`, the same figures ``sfmlops evaluate`` prints).
+  by :func:`app.forecasting.run_log.log_training_run`, the same figures ``sfmlops evaluate`` prints).
 * **Live accuracy** (issue 18.4): ``GET /v1/accuracy``: each version's daily live RMSPE against its backtest
   threshold, per horizon bucket, and the drift flag of the version being served.
 """
@@ -89,7 +89,7 @@ def live_chart(frame: pd.DataFrame) -> alt.LayerChart:
     rules = alt.Chart(frame.dropna(subset=["threshold"])).mark_line(strokeDash=[6, 4]).encode(
         x=x, y="threshold:Q", color=colour, tooltip=["version:N", alt.Tooltip("threshold:Q", format=".2%", title="drift threshold")],
     )
-    return alt.layer(lines, rules).properties(height=300, title="Live RMSPE per day (dashed: backtest x (1 + margin))")
+    return alt.LayerChart(layer=[lines, rules]).properties(height=300, title="Live RMSPE per day (dashed: backtest x (1 + margin))")
 
 
 def versions_frame(status: dict[str, Any]) -> pd.DataFrame:
@@ -118,7 +118,7 @@ def _evaluation(api: ApiClient) -> None:
     labels = {str(v["version"]): f"v{v['version']}" + (f" ({', '.join(v['aliases'])})" if v.get("aliases") else "") for v in versions}
     default = aliases.get("champion", str(versions[0]["version"]))
     chosen = st.selectbox("Version", list(labels), index=list(labels).index(default) if default in labels else 0,
-                          format_func=labels.get, key="accuracy_version")
+                          format_func=lambda v: labels[v], key="accuracy_version")
     metrics = next(v for v in versions if str(v["version"]) == chosen).get("metrics") or {}
     frame = breakdown_frame(metrics)
     if frame.empty:

@@ -1,8 +1,10 @@
 """Frames and Altair charts for the UI (pure functions of API responses; no I/O).
 
-Known-future inputs of forecast days are not stored with the forecast, so the chart projects them the same
-way the batch forecast does (``app/forecasting/batch.py``): a store is open on a weekday when it was open
-on at least half of that weekday in the last 8 weeks, and promotions repeat on a two-week cycle.
+Each batch forecast point says which known-future inputs it used (``inputs``): ``plan``, the store's planning
+data (``GET /v1/stores/{id}/plan`` gives their values), or ``projected``. The values of projected days are not
+stored with the forecast, so the chart projects them the same way the batch forecast does
+(``app/forecasting/batch.py``): a store is open on a weekday when it was open on at least half of that weekday
+in the last 8 weeks, promotions repeat on a two-week cycle, no holidays.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import altair as alt
 import pandas as pd
 
 ACTUAL, FORECAST = "Actual sales", "Forecast"
+#: A forecast point's ``inputs``: the store's planning data, or projected from the recent past.
+PLAN, PROJECTED = "plan", "projected"
+FORECAST_COLUMNS = ["date", "inputs", "forecast", "lower", "upper", "open", "promo", "state_holiday", "school_holiday",
+                    "plan_version"]
+PLAN_COLUMNS = ["date", "open", "promo", "state_holiday", "school_holiday", "version"]
 METRIC_RE = re.compile(r"^h(?P<h>\d+)\.(?P<model>.+)\.(?P<metric>rmspe|mae)$")
 
 
@@ -27,24 +34,44 @@ def sales_frame(sales: dict[str, Any]) -> pd.DataFrame:
     return frame.sort_values("date", ignore_index=True)
 
 
-def forecast_frame(forecast: dict[str, Any], actuals: pd.DataFrame | None = None) -> pd.DataFrame:
-    """``GET /v1/stores/{id}/forecast`` -> frame ``date, forecast, lower, upper, open, promo``.
+def plan_frame(plan: dict[str, Any] | None) -> pd.DataFrame:
+    """``GET /v1/stores/{id}/plan`` -> frame ``date, open, promo, state_holiday, school_holiday, version``."""
+    frame = pd.DataFrame((plan or {}).get("days") or [], columns=PLAN_COLUMNS)
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame.sort_values("date", ignore_index=True)
 
-    ``open`` and ``promo`` of forecast days are projected from ``actuals`` (see the module docstring); without
-    actuals every day counts as open without promo, except days forecast at exactly 0 (closed).
+
+def forecast_frame(forecast: dict[str, Any], actuals: pd.DataFrame | None = None, plan: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``GET /v1/stores/{id}/forecast`` -> frame ``date, inputs, forecast, lower, upper, open, promo, state_holiday,
+    school_holiday, plan_version``.
+
+    ``inputs`` is each point's (``projected`` when the API does not say). Days with ``plan`` inputs take their
+    open, promo and holidays from ``plan`` (:func:`plan_frame`; ``plan_version``: its version). The others are
+    projected from ``actuals`` (see the module docstring); without actuals every day counts as open without
+    promo, except days forecast at exactly 0 (closed).
     """
     frame = pd.DataFrame(forecast.get("points") or [])
     if frame.empty:
-        return pd.DataFrame(columns=["date", "forecast", "lower", "upper", "open", "promo"])
+        return pd.DataFrame(columns=FORECAST_COLUMNS)
     frame = frame.rename(columns={"value": "forecast"})
     frame["date"] = pd.to_datetime(frame["date"])
     frame = frame.sort_values("date", ignore_index=True)
+    frame["inputs"] = frame["inputs"].fillna(PROJECTED) if "inputs" in frame else PROJECTED
     opened, promo = project_inputs(actuals, frame["date"]) if actuals is not None and not actuals.empty else (None, None)
     frame["open"] = opened if opened is not None else 1
     frame.loc[frame["forecast"] <= 0, "open"] = 0
     frame["promo"] = promo if promo is not None else 0
     frame.loc[frame["open"] == 0, "promo"] = 0
-    return frame[["date", "forecast", "lower", "upper", "open", "promo"]]
+    frame["state_holiday"], frame["school_holiday"] = "0", 0
+    frame["plan_version"] = pd.Series(pd.NA, index=frame.index, dtype="Int64")
+    if plan is not None and not plan.empty:
+        planned = frame[["date"]].merge(plan, on="date", how="left")  # in the order of ``frame``
+        use = (frame["inputs"] == PLAN) & planned["version"].notna()
+        for col in ("open", "promo", "school_holiday"):
+            frame.loc[use, col] = planned.loc[use, col].astype("int64").to_numpy()
+        frame.loc[use, "state_holiday"] = planned.loc[use, "state_holiday"].astype(str).to_numpy()
+        frame.loc[use, "plan_version"] = planned.loc[use, "version"].astype("int64").to_numpy()
+    return frame[FORECAST_COLUMNS]
 
 
 def project_inputs(actuals: pd.DataFrame, dates: pd.Series) -> tuple[list[int], list[int]]:
@@ -71,7 +98,8 @@ def _promo_spans(days: pd.DataFrame) -> pd.DataFrame:
 
 
 def forecast_chart(actuals: pd.DataFrame, forecast: pd.DataFrame, title: str = "") -> alt.LayerChart:
-    """Recent actuals and the forecast with its interval band; promo days shaded, closed days marked.
+    """Recent actuals and the forecast with its interval band; promo days shaded, closed days marked, forecast days
+    that used the store's planning data marked with a square (their plan values in its tooltip).
 
     Args:
         actuals: :func:`sales_frame` output.
@@ -115,12 +143,46 @@ def forecast_chart(actuals: pd.DataFrame, forecast: pd.DataFrame, title: str = "
             tooltip=[alt.Tooltip("date:T"), "series:N", alt.Tooltip("sales:Q", format=",.0f")],
         )
     )
+    planned = forecast.loc[forecast["inputs"] == PLAN, ["date", "forecast", "open", "promo", "state_holiday",
+                                                       "school_holiday", "plan_version"]].astype({"plan_version": "float"})
+    plan_marks = (
+        alt.Chart(planned)
+        .mark_point(shape="square", size=110, color="#2a9d8f", filled=False, strokeWidth=2)
+        .encode(
+            x=x,
+            y="forecast:Q",
+            tooltip=[
+                alt.Tooltip("date:T", title="Plan day"), alt.Tooltip("forecast:Q", format=",.0f"), "open:Q", "promo:Q",
+                alt.Tooltip("state_holiday:N", title="state holiday"), alt.Tooltip("school_holiday:Q", title="school holiday"),
+                alt.Tooltip("plan_version:Q", title="plan version"),
+            ],
+        )
+    )
     marks = (
         alt.Chart(closed)
         .mark_point(shape="cross", size=70, color="#d62828", filled=True)
         .encode(x=x, y="sales:Q", tooltip=[alt.Tooltip("date:T", title="Closed")])
     )
-    return alt.layer(promo, band, line, marks).properties(title=title, height=380).interactive(bind_y=False)
+    layers = alt.LayerChart(layer=[promo, band, line, plan_marks, marks])
+    return layers.properties(title=title, height=380).interactive(bind_y=False)
+
+
+def inputs_summary(forecast: pd.DataFrame, plan: pd.DataFrame | None) -> str:
+    """What the forecast days' inputs were: ``Inputs: 3 plan days (plan v7), 11 projected days.``, or that every day
+    was projected; adds planned days the forecast did not use yet (planning data uploaded since)."""
+    planned = forecast[forecast["inputs"] == PLAN]
+    if planned.empty:
+        text = "Inputs: projected for every forecast day (no planning data used)."
+    else:
+        versions = sorted({int(v) for v in planned["plan_version"].dropna()})
+        which = f" (plan {', '.join(f'v{v}' for v in versions)})" if versions else ""
+        text = f"Inputs: {len(planned)} plan day(s){which}, {len(forecast) - len(planned)} projected day(s)."
+    if plan is not None and not plan.empty:
+        unused = forecast.loc[(forecast["inputs"] != PLAN) & forecast["date"].isin(plan["date"]), "date"]
+        if not unused.empty:
+            text += (f" {len(unused)} projected day(s) have planning data uploaded since this forecast"
+                     " (the next batch forecast uses it).")
+    return text
 
 
 def chain_frame(chain: dict[str, Any]) -> pd.DataFrame:
@@ -146,7 +208,7 @@ def chain_chart(frame: pd.DataFrame) -> alt.LayerChart:
             tooltip=[alt.Tooltip("date:T"), alt.Tooltip("total:Q", format=",.0f"), alt.Tooltip("stores:Q")],
         )
     )
-    return alt.layer(band, line).properties(height=320).interactive(bind_y=False)
+    return alt.LayerChart(layer=[band, line]).properties(height=320).interactive(bind_y=False)
 
 
 def errors_chart(items: list[dict[str, Any]]) -> alt.Chart:
@@ -239,7 +301,7 @@ def champion_decision(result: dict[str, Any] | None) -> str | None:
     """A sentence about the champion gate from a finished job's result, or None when it has none."""
     if not result:
         return None
-    gate = result.get("gate") if isinstance(result.get("gate"), dict) else result
+    gate: dict[str, Any] = result["gate"] if isinstance(result.get("gate"), dict) else result
     decision = gate.get("decision") or result.get("gate_decision")
     if not decision:
         return None

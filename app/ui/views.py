@@ -88,16 +88,19 @@ def forecast_view(api: ApiClient, settings: Settings) -> None:
     if forecast is None:
         return
     actuals = charts.sales_frame(sales or {})
-    fc = charts.forecast_frame(forecast, actuals)
+    plan = _store_plan(api, store, forecast)
+    fc = charts.forecast_frame(forecast, actuals, plan)
     chart_col, facts_col = st.columns([4, 1])
     chart_col.altair_chart(
         charts.forecast_chart(actuals, fc, title=store_label(stores[store])), width="stretch"
     )
     chart_col.caption(
         f"{store_label(stores[store])}: {len(actuals)} days of actual sales, {len(fc)} forecast days. "
-        "Shaded: promo days. ✚ red: closed days. Band: prediction interval. Promo/open of forecast days are "
-        "projected from the last weeks, as the batch forecast does."
+        "Shaded: promo days. ✚ red: closed days. Band: prediction interval. Green squares: forecast days whose "
+        "inputs (open, promo, holidays) came from the store's planning data; the other days' inputs are projected "
+        "from the last weeks, as the batch forecast does."
     )
+    chart_col.caption(charts.inputs_summary(fc, plan))
     with facts_col:
         _model_facts(api, forecast)
     st.subheader("Forecast table")
@@ -110,6 +113,20 @@ def forecast_view(api: ApiClient, settings: Settings) -> None:
         mime="text/csv",
         key="forecast_csv",
     )
+
+
+def _store_plan(api: ApiClient, store: int, forecast: dict[str, Any]) -> pd.DataFrame | None:
+    """The store's planning data over the forecast's days (one request), or None (a warning) when unavailable."""
+    dates = sorted(str(p["date"]) for p in forecast.get("points") or [])
+    if not dates:
+        return None
+    first, last = pd.Timestamp(dates[0]), pd.Timestamp(dates[-1])
+    try:
+        plan = api.store_plan(store, start=first.date(), days=min(366, (last - first).days + 1))
+    except ApiProblem as problem:
+        st.warning(f"Planning data unavailable (the plan values of plan days are not shown): {problem.message}")
+        return None
+    return charts.plan_frame(plan)
 
 
 def _model_facts(api: ApiClient, forecast: dict[str, Any]) -> None:

@@ -134,8 +134,77 @@ def test_a_missing_planning_table_is_a_503_naming_the_setting(planner: tuple[Set
     row = {"store": 1, "date": "2015-08-03", "open": 1, "promo": 0, "state_holiday": "0", "school_holiday": 0}
     with TestClient(create_app(missing)) as api:
         for resp in (api.get("/v1/planning", headers={"X-API-Key": key}),
-                     api.post("/v1/planning", json={"rows": [row]}, headers={"X-API-Key": key})):
+                     api.post("/v1/planning", json={"rows": [row]}, headers={"X-API-Key": key}),
+                     api.get("/v1/stores/1/plan", params={"start": "2015-08-03"}, headers={"X-API-Key": key}),
+                     api.get("/v1/stores/1/plan", headers={"X-API-Key": key})):
             assert resp.status_code == 503, resp.text
             assert_error_shape(resp.json(), 503)
             assert missing.table_planning in resp.text and "SFMLOPS_TABLE_PLANNING" in resp.text, resp.text
     assert _count(settings) == 0  # the configured table got nothing either
+
+
+def _plan_rows(store: int, first: date, days: int, **values: object) -> list[dict[str, object]]:
+    base = {"open": 1, "promo": 0, "state_holiday": "0", "school_holiday": 0}
+    return [{"store": store, "date": str(first + timedelta(days=k)), **base, **values} for k in range(days)]
+
+
+def test_store_plan_route_serves_each_days_newest_version(planner: tuple[Settings, str]) -> None:
+    """GET /v1/stores/{id}/plan: per day the newest version's row (with that version) over start..start+days-1; a
+    store without planning data is 200 with no days; an unknown store 404; a bad range 422; no key 401."""
+    settings, key = planner
+    headers = {"X-API-Key": key}
+    first = date(2015, 8, 3)
+    with TestClient(create_app(settings)) as api:
+        one = api.post("/v1/planning", json={"rows": _plan_rows(1, first, 2, promo=1)}, headers=headers).json()["version"]
+        # The second version changes 08-04 (closed, a holiday) and adds 08-05; 08-03 keeps the first version's row.
+        two = api.post("/v1/planning", json={"rows": [
+            *_plan_rows(1, first + timedelta(days=1), 1, open=0, state_holiday="a", school_holiday=1),
+            *_plan_rows(1, first + timedelta(days=2), 1, promo=1)]}, headers=headers).json()["version"]
+        store_1 = api.get("/v1/stores/1/plan", params={"start": "2015-08-02", "days": 5}, headers=headers)
+        only_first = api.get("/v1/stores/1/plan", params={"start": "2015-08-03", "days": 1}, headers=headers)
+        store_2 = api.get("/v1/stores/2/plan", params={"start": "2015-08-03", "days": 3}, headers=headers)
+        unknown = api.get("/v1/stores/9/plan", params={"start": "2015-08-03", "days": 3}, headers=headers)
+        bad = {q: api.get(f"/v1/stores/{q}", headers=headers) for q in (
+            "1/plan?days=0", "1/plan?days=367", "1/plan?start=2015-13-01", "1/plan?start=9999-12-30&days=3", "0/plan")}
+        anonymous = api.get("/v1/stores/1/plan")
+    assert store_1.status_code == 200, store_1.text
+    assert store_1.json() == {"store": 1, "start": "2015-08-02", "end": "2015-08-06", "days": [
+        {"date": "2015-08-03", "open": 1, "promo": 1, "state_holiday": "0", "school_holiday": 0, "version": one},
+        {"date": "2015-08-04", "open": 0, "promo": 0, "state_holiday": "a", "school_holiday": 1, "version": two},
+        {"date": "2015-08-05", "open": 1, "promo": 1, "state_holiday": "0", "school_holiday": 0, "version": two},
+    ]}
+    assert [d["date"] for d in only_first.json()["days"]] == ["2015-08-03"]
+    assert store_2.status_code == 200 and store_2.json()["days"] == [], store_2.text
+    assert unknown.status_code == 404 and "Store 9" in assert_error_shape(unknown.json(), 404)["message"]
+    for query, resp in bad.items():
+        assert resp.status_code == 422, (query, resp.text)
+        assert_error_shape(resp.json(), 422)
+    overflow = bad["1/plan?start=9999-12-30&days=3"].json()["error"]
+    assert [d["field"] for d in overflow["details"]] == ["query.start"] and "9999-12-31" in overflow["message"]
+    assert anonymous.status_code == 401
+
+
+def test_store_plan_route_defaults_to_the_days_of_the_latest_forecast(planner: tuple[Settings, str]) -> None:
+    """Without start/days: the first day of the store's newest batch forecast run and the horizon; a store without a
+    forecast starts the day after its latest sales day."""
+    from app.db import transaction
+    from app.forecasting.batch import write_forecasts
+
+    settings, key = planner
+    settings = settings.model_copy(update={"horizon_days": 3, "model_name": f"test-plan-{uuid.uuid4().hex[:8]}"})
+    ident = {"model_name": settings.model_name, "model_version": "1", "run_id": "r"}
+    for start in (date(2015, 8, 1), date(2015, 8, 10)):  # two runs: the newest one counts
+        write_forecasts(settings, pd.DataFrame([
+            {"store": 1, "date": pd.Timestamp(start + timedelta(days=k)), "value": 1.0, "lower": 1.0, "upper": 1.0}
+            for k in range(5)]), ident)
+    with transaction(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {settings.table_sales} (store, date, day_of_week, sales, customers, open, promo, state_holiday,"
+                    " school_holiday) VALUES (2, '2015-07-31', 5, 100, 10, 1, 0, '0', 0)")
+    rows = [*_plan_rows(1, date(2015, 8, 9), 5), *_plan_rows(2, date(2015, 8, 1), 1)]
+    with TestClient(create_app(settings)) as api:
+        assert api.post("/v1/planning", json={"rows": rows}, headers={"X-API-Key": key}).status_code == 201
+        store_1 = api.get("/v1/stores/1/plan", headers={"X-API-Key": key}).json()
+        store_2 = api.get("/v1/stores/2/plan", params={"days": 2}, headers={"X-API-Key": key}).json()
+    assert (store_1["start"], store_1["end"]) == ("2015-08-10", "2015-08-12")
+    assert [d["date"] for d in store_1["days"]] == ["2015-08-10", "2015-08-11", "2015-08-12"]
+    assert (store_2["start"], store_2["end"], [d["date"] for d in store_2["days"]]) == ("2015-08-01", "2015-08-02", ["2015-08-01"])

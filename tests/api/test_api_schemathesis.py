@@ -96,7 +96,7 @@ def test_api_conforms_to_its_schema(api_schema, fuzz_key: str, fuzz_settings: Se
     expected = {
         "GET /healthz", "POST /v1/training-jobs", "GET /v1/training-jobs", "GET /v1/training-jobs/{job_id}",
         "GET /v1/training-jobs/{job_id}/logs", "POST /v1/training-jobs/{job_id}/stop",
-        "GET /v1/stores/{store_id}/forecast", "POST /v1/forecasts", "GET /v1/models",
+        "GET /v1/stores/{store_id}/forecast", "POST /v1/forecasts", "GET /v1/models", "GET /v1/stores/{store_id}/plan",
     }
     assert expected <= set(tested), tested
     _assert_no_real_work(fuzz_settings, fuzz_client[0])

@@ -20,6 +20,7 @@ from uitest_support import (
     StreamlitServer,
     UiEnv,
     _forecast_rows,
+    _plan_rows,
     _sales_rows,
     _seed_registry,
 )
@@ -38,6 +39,7 @@ def ui_api(stack: Settings) -> Iterator[UiEnv]:
     from app.api.auth import issue_key
     from app.api.main import create_app
     from app.api.routes import stores_ui
+    from app.forecasting import planning
 
     tag = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="sfmlops-ui-"))
@@ -75,9 +77,11 @@ def ui_api(stack: Settings) -> Iterator[UiEnv]:
         with conn, conn.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO {settings.table_forecasts} (model_name, model_version, store, date, value, lower, upper,"
-                " run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                " run_id, inputs) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 _forecast_rows(settings.model_name, "2", runs["2"]),
             )
+        with conn:
+            planning.upload(conn, settings, planning.json_entries(_plan_rows()), f"ui-test-{tag}")
         key = issue_key(settings, f"ui-test-{tag}")
         other = issue_key(settings, f"ui-test-{tag}-b")
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from uitest_support import FORECAST_STORES, UiEnv
+from uitest_support import FORECAST_STORES, HORIZON, LAST_DAY, PLAN_DAYS, PLAN_STORE, UiEnv
 
 from app.api.main import create_app
 from app.common.api_client import ApiClient, ApiProblem
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.integration
 #: What the client itself reads from answers (the pages read more; these must never go missing).
 READS: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/stores"): {"items"},
+    ("get", "/v1/stores/{store_id}/plan"): {"days"},
     ("get", "/v1/training-jobs"): {"items"},
     ("get", "/v1/training-jobs/{job_id}"): {"id", "state", "result", "message"},
     ("post", "/v1/training-jobs"): {"id", "state", "links"},
@@ -60,6 +62,8 @@ def test_every_call_of_the_client_is_in_the_openapi_schema(ui_api: UiEnv, openap
         assert {s["store"] for s in api.stores()} >= set(FORECAST_STORES)
         assert api.store_sales(store, 14)["store"] == store
         assert api.store_forecast(store, 7)["points"]
+        assert api.store_plan(store)["days"] == []  # store 1 has no planning data
+        assert len(api.store_plan(PLAN_STORE, start=LAST_DAY + timedelta(days=1), days=HORIZON)["days"]) == len(PLAN_DAYS) + 1
         assert api.chain_forecast(7)["stores"] >= 1
         assert "items" in api.backtest_errors(5)
         assert api.models()["exists"]

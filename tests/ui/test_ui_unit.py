@@ -44,7 +44,33 @@ def test_forecast_frame_marks_zero_forecast_closed_and_keeps_band() -> None:
     assert frame["open"].tolist() == [0, 1, 1, 1]
     assert frame.loc[0, "promo"] == 0
     chart = charts.forecast_chart(_actuals(), frame, "Store 1").to_dict()
-    assert len(chart["layer"]) == 4
+    assert len(chart["layer"]) == 5
+    assert set(frame["inputs"]) == {"projected"}  # points without inputs (an older API) count as projected
+
+
+def test_forecast_frame_takes_plan_days_values_from_the_plan_and_projects_the_others() -> None:
+    points = [{"date": f"2015-06-{14 + k}", "value": 100.0, "lower": 90.0, "upper": 110.0, "inputs": i}
+              for k, i in enumerate(["plan", "plan", "projected", "projected"])]
+    plan = charts.plan_frame({"store": 1, "days": [
+        {"date": "2015-06-14", "open": 1, "promo": 1, "state_holiday": "a", "school_holiday": 1, "version": 7},
+        {"date": "2015-06-15", "open": 0, "promo": 0, "state_holiday": "0", "school_holiday": 0, "version": 8},
+        {"date": "2015-06-17", "open": 1, "promo": 1, "state_holiday": "0", "school_holiday": 1, "version": 8},
+    ]})
+    frame = charts.forecast_frame({"points": points}, _actuals(), plan)
+    assert frame["inputs"].tolist() == ["plan", "plan", "projected", "projected"]
+    # 06-14 is a Sunday the projection closes: the plan opens it; 06-17's newer plan row is not what the forecast used.
+    assert frame[["open", "promo", "state_holiday", "school_holiday"]].values.tolist()[:2] == [[1, 1, "a", 1], [0, 0, "0", 0]]
+    assert frame["plan_version"].tolist()[:2] == [7, 8] and frame["plan_version"].iloc[2:].isna().all()
+    projected_open, projected_promo = charts.project_inputs(_actuals(), frame["date"].iloc[2:])
+    assert frame["open"].iloc[2:].tolist() == projected_open and frame["school_holiday"].iloc[2:].tolist() == [0, 0]
+    assert frame["promo"].iloc[2:].tolist() == projected_promo
+    marks = next(layer for layer in charts.forecast_chart(_actuals(), frame).to_dict()["layer"]
+                 if layer["mark"].get("shape") == "square")
+    assert marks["mark"]["filled"] is False
+    assert charts.inputs_summary(frame, plan) == ("Inputs: 2 plan day(s) (plan v7, v8), 2 projected day(s). 1 projected day(s)"
+                                                  " have planning data uploaded since this forecast (the next batch forecast uses it).")
+    no_plan = charts.forecast_frame({"points": [{**p, "inputs": "projected"} for p in points]}, _actuals(), charts.plan_frame(None))
+    assert charts.inputs_summary(no_plan, charts.plan_frame(None)) == "Inputs: projected for every forecast day (no planning data used)."
 
 
 def test_metrics_table_puts_models_and_baselines_side_by_side() -> None:

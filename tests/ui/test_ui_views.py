@@ -6,10 +6,11 @@ import json
 import time
 
 import httpx
+import pandas as pd
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
-from uitest_support import FORECAST_STORES, HORIZON, STORE_RMSPE, UI_APP, UiEnv
+from uitest_support import FORECAST_STORES, HORIZON, LAST_DAY, LATE_PLAN_DAY, PLAN_DAYS, PLAN_STORE, STORE_RMSPE, UI_APP, UiEnv
 
 from app.stack.base import free_port
 
@@ -28,6 +29,13 @@ def _app(view: str | None = None) -> AppTest:
 def _texts(at: AppTest) -> str:
     parts = [e.value for kind in ("error", "warning", "info", "success", "caption", "markdown") for e in at.get(kind)]
     return "\n".join(str(p) for p in parts)
+
+
+def _layer_rows(at: AppTest, layer: dict) -> int:
+    """Data rows of one layer of the page's first chart (its named dataset)."""
+    name = layer["data"]["name"]
+    chart = at.get("vega_lite_chart")[0]
+    return next(pa.ipc.open_stream(ds.data.data).read_all().num_rows for ds in chart.proto.datasets if ds.name == name)
 
 
 def _charts(at: AppTest) -> list[tuple[dict, int]]:
@@ -50,7 +58,7 @@ def test_forecast_view_shows_chart_model_facts_and_table(ui_settings_env: UiEnv)
     spec, rows = charts[0]
     assert rows > 56 + 2 * HORIZON  # actuals + forecast lines, band, promo spans, closed markers
     assert "Store 3" in json.dumps(spec.get("title"))
-    assert len(spec["layer"]) == 4
+    assert len(spec["layer"]) == 5
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Model version"] == "v2"
     assert metrics["Backtest RMSPE"] == "10.00%"
@@ -61,6 +69,37 @@ def test_forecast_view_shows_chart_model_facts_and_table(ui_settings_env: UiEnv)
     # Sundays are forecast at 0 and marked closed; the band brackets the forecast.
     assert (table.loc[table["forecast"] == 0, "open"] == 0).all() and (table["lower"] <= table["upper"]).all()
     assert at.get("download_button")
+    # Store 3 has no planning data: every day's inputs were projected, and the page says so.
+    assert set(table["inputs"]) == {"projected"} and table["plan_version"].isna().all()
+    assert "Inputs: projected for every forecast day" in _texts(at)
+
+
+def test_forecast_view_marks_plan_days_with_the_plan_values(ui_settings_env: UiEnv) -> None:
+    """Store 2's forecast used its planning data on days 1-4: the table says plan vs projected per day and shows the
+    plan's values (from GET /v1/stores/2/plan), the chart marks those days, the text counts them and names the
+    planned day the forecast did not use yet."""
+    from datetime import timedelta
+
+    at = _app()
+    at.selectbox(key="forecast_store").set_value(PLAN_STORE).run()
+    assert not at.exception and not at.error and not at.warning, [e.value for e in (*at.error, *at.warning)]
+    table = at.dataframe[0].value.set_index("date")
+    planned = {LAST_DAY + timedelta(days=k) for k in PLAN_DAYS}
+    assert len(table) == HORIZON and {d for d in table.index if table.loc[d, "inputs"] == "plan"} == planned
+    assert set(table.loc[[d not in planned for d in table.index], "inputs"]) == {"projected"}
+    plan = httpx.get(f"{ui_settings_env.api_url}/v1/stores/{PLAN_STORE}/plan", headers={"X-API-Key": ui_settings_env.key},
+                     params={"start": str(LAST_DAY + timedelta(days=1)), "days": HORIZON}).json()
+    version = plan["days"][0]["version"]
+    for k, values in PLAN_DAYS.items():
+        row = table.loc[LAST_DAY + timedelta(days=k)]
+        assert {c: row[c] for c in values} == values and row["plan_version"] == version, (k, row.to_dict())
+    late = table.loc[LAST_DAY + timedelta(days=LATE_PLAN_DAY)]
+    assert late["inputs"] == "projected" and pd.isna(late["plan_version"])  # the forecast's own inputs, not the newer plan
+    spec, _ = _charts(at)[0]
+    marks = [layer for layer in spec["layer"] if (layer.get("mark") or {}).get("shape") == "square"]
+    assert len(marks) == 1 and _layer_rows(at, marks[0]) == len(PLAN_DAYS)
+    assert (f"Inputs: {len(PLAN_DAYS)} plan day(s) (plan v{version}), {HORIZON - len(PLAN_DAYS)} projected day(s)."
+            " 1 projected day(s) have planning data uploaded since this forecast") in _texts(at)
 
 
 def test_forecast_view_store_without_forecast_says_not_found(ui_settings_env: UiEnv) -> None:

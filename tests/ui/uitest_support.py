@@ -31,6 +31,16 @@ LAST_DAY = date(2015, 6, 13)
 HORIZON = 14
 #: Backtest RMSPE per store logged with the champion (store 4 is the worst, then 2).
 STORE_RMSPE = {1: 0.08, 2: 0.21, 3: 0.05, 4: 0.34, 5: 0.12}
+#: Store 2's planning data (uploaded as one version), by day of the horizon (1 = the day after LAST_DAY, a Sunday):
+#: its forecast used it on days 1-4 (inputs plan, the others projected); day 6's row came after the forecast.
+PLAN_STORE = 2
+PLAN_DAYS = {
+    1: {"open": 0, "promo": 0, "state_holiday": "0", "school_holiday": 0},
+    2: {"open": 1, "promo": 1, "state_holiday": "0", "school_holiday": 1},
+    3: {"open": 1, "promo": 1, "state_holiday": "a", "school_holiday": 0},
+    4: {"open": 1, "promo": 0, "state_holiday": "0", "school_holiday": 1},
+}
+LATE_PLAN_DAY = 6
 
 TRAIN_STORE_JOB = '''
 import argparse, json, time
@@ -61,8 +71,15 @@ def _forecast_rows(model: str, version: str, run_id: str) -> list[tuple]:
         for k in range(1, HORIZON + 1):
             day = LAST_DAY + timedelta(days=k)
             value = 0.0 if day.isoweekday() == 7 else 4000.0 + 300 * store + 10 * k
-            rows.append((model, version, store, day, value, value * 0.85, value * 1.15, run_id))
+            inputs = "plan" if store == PLAN_STORE and k in PLAN_DAYS else "projected"
+            rows.append((model, version, store, day, value, value * 0.85, value * 1.15, run_id, inputs))
     return rows
+
+
+def _plan_rows() -> list[dict]:
+    """Store 2's plan rows (:data:`PLAN_DAYS` and the late day), as ``POST /v1/planning`` takes them."""
+    days = {**PLAN_DAYS, LATE_PLAN_DAY: {"open": 1, "promo": 1, "state_holiday": "0", "school_holiday": 0}}
+    return [{"store": PLAN_STORE, "date": str(LAST_DAY + timedelta(days=k)), **v} for k, v in days.items()]
 
 
 def _seed_registry(settings: Settings) -> dict[str, str]:

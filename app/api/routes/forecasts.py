@@ -10,11 +10,11 @@ import time
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.api import db
-from app.api.deps import ClientDep, SettingsDep
+from app.api.deps import ClientDep, SettingsDep, StoreId
 from app.api.errors import ApiError, ErrorDetail, error_responses
 from app.api.mlflow_rest import MlflowRest, no_champion
 from app.config import Settings
@@ -61,7 +61,8 @@ class BatchStoreForecast(StoreForecast):
     inputs: Literal["plan", "projected", "mixed"] = Field(
         ..., description="plan or projected when every point used those inputs, else mixed (see each point's inputs)"
     )
-    points: list[BatchForecastPoint]
+    # Narrowed for the schema: a batch forecast's points carry their inputs (pydantic validates this type).
+    points: list[BatchForecastPoint]  # type: ignore[assignment]
 
 
 class KnownInputs(BaseModel):
@@ -123,7 +124,7 @@ def add_store_forecast_route(app: FastAPI, responses: dict[int | str, dict[str, 
 async def get_store_forecast(
     request: Request,
     client: ClientDep,
-    store_id: Annotated[int, Path(ge=1, le=100_000, description="Store id")],
+    store_id: StoreId,
     days: Annotated[int | None, Query(ge=1, le=366, description="Days to return (default: the horizon)")] = None,
 ) -> Response:
     """The first ``days`` days of the newest batch forecast run of the champion for the store.

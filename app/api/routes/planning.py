@@ -3,15 +3,17 @@
 ``POST /v1/planning`` takes JSON rows, ``POST /v1/planning/csv`` a Kaggle ``test.csv``-style body; both go
 through :func:`app.forecasting.planning.upload` (the rules of the sales rows; an upload with a bad row is refused
 as a whole with a 422 naming every bad row, nothing stored) and answer the new version. ``GET /v1/planning``
-lists the newest versions. The batch forecast uses the newest version's row of each (store, date) and projects
-the inputs of the days without one (:mod:`app.forecasting.batch`).
+lists the newest versions. ``GET /v1/stores/{store_id}/plan`` reads a store's current plan (the newest version's
+row of each day) over a range of days, by default the days of its latest batch forecast. The batch forecast uses
+the newest version's row of each (store, date) and projects the inputs of the days without one
+(:mod:`app.forecasting.batch`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -19,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.api import db
-from app.api.deps import ClientDep, SettingsDep
+from app.api.deps import ClientDep, SettingsDep, StoreId
 from app.api.errors import ApiError, ErrorDetail, error_responses
 from app.config import Settings
 from app.forecasting import planning
@@ -67,6 +69,28 @@ class PlanVersions(BaseModel):
     versions: list[PlanVersion]
 
 
+class PlanDay(BaseModel):
+    """A store's planning data for one day: the row of the newest version that has the store-day."""
+
+    date: date
+    open: Literal[0, 1]
+    promo: Literal[0, 1]
+    state_holiday: Literal["0", "a", "b", "c"]
+    school_holiday: Literal[0, 1]
+    version: int = Field(..., description="The upload (GET /v1/planning) this day's row comes from")
+
+
+class StorePlan(BaseModel):
+    """A store's current planning data for the days ``start..end``."""
+
+    store: int
+    start: date = Field(..., description="First day of the range")
+    end: date = Field(..., description="Last day of the range (inclusive)")
+    days: list[PlanDay] = Field(
+        ..., description="The days of the range that have planning data, oldest first (empty: none; the batch forecast projects the inputs of the others)"
+    )
+
+
 _CSV_BODY = {
     "requestBody": {
         "required": True,
@@ -96,12 +120,16 @@ def _planning_db(settings: Settings) -> Iterator[Any]:
     except ApiError:
         raise
     except Exception as exc:
-        if "42P01" not in (getattr(exc, "pgcode", None), getattr(exc, "sqlstate", None)):
+        if not _missing_table(exc):
             raise
         raise ApiError(
             503, f"Table {settings.table_planning} or {settings.table_stores} does not exist (SFMLOPS_TABLE_PLANNING); run `sfmlops up`",
             expose=True,
         ) from exc
+
+
+def _missing_table(exc: BaseException) -> bool:
+    return "42P01" in (getattr(exc, "pgcode", None), getattr(exc, "sqlstate", None))
 
 
 def _store(settings: Settings, entries: list[planning.Entry], client: str, **kwargs: Any) -> PlanVersion:
@@ -147,3 +175,70 @@ def _versions(settings: Settings, limit: int) -> PlanVersions:
 async def list_plans(settings: SettingsDep, client: ClientDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> PlanVersions:
     """The newest ``limit`` versions, newest first: rows, stores, dates, when and by whom."""
     return await run_in_threadpool(_versions, settings, limit)
+
+
+def _plan_end(start: date, days: int) -> date:
+    try:
+        return start + timedelta(days=days - 1)
+    except OverflowError as exc:
+        raise ApiError(422, f"start {start} + {days} days is beyond {date.max}",
+                       details=[ErrorDetail(field="query.start", message=f"the last day would be beyond {date.max}")]) from exc
+
+
+def _default_start(conn: Any, settings: Settings, store: int) -> date:
+    """The first day of the store's newest batch forecast run (of ``SFMLOPS_MODEL_NAME``); without one the day after
+    its latest sales day; without either, today (UTC)."""
+    f, s = settings.table_forecasts, settings.table_sales
+    sql = (
+        f"SELECT coalesce((SELECT min(date) FROM {f} WHERE model_name = %(m)s AND store = %(s)s AND forecast_run ="
+        f" (SELECT max(forecast_run) FROM {f} WHERE model_name = %(m)s AND store = %(s)s)),"
+        f" (SELECT max(date) + 1 FROM {s} WHERE store = %(s)s))"
+    )
+    try:
+        with conn.transaction(), conn.cursor() as cur:  # a savepoint: a missing table is named here, not as the plan's
+            cur.execute(sql, {"m": settings.model_name, "s": store})
+            row = cur.fetchone()
+    except Exception as exc:
+        if not _missing_table(exc):
+            raise
+        raise ApiError(
+            503, f"Table {f} or {s} does not exist (SFMLOPS_TABLE_FORECASTS, SFMLOPS_TABLE_SALES); run `sfmlops up`", expose=True,
+        ) from exc
+    return row[0] if row and row[0] is not None else datetime.now(UTC).date()
+
+
+def _store_plan(settings: Settings, store: int, start: date | None, days: int) -> StorePlan:
+    if start is not None:
+        _plan_end(start, days)  # a bad range is refused before the database is asked
+    with _planning_db(settings) as conn:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT 1 FROM {settings.table_stores} WHERE store = %s", (store,))
+            if cur.fetchone() is None:
+                raise ApiError(404, f"Store {store} is not in the stores table")
+        if start is None:
+            start = _default_start(conn, settings, store)
+        end = _plan_end(start, days)
+        rows = planning.read_plan(conn, settings, start, end, [store])
+    return StorePlan(store=store, start=start, end=end, days=[
+        PlanDay(date=r[1], open=r[2], promo=r[3], state_holiday=r[4], school_holiday=r[5], version=r[6]) for r in rows
+    ])
+
+
+@router.get(
+    "/stores/{store_id}/plan", response_model=StorePlan, summary="A store's current planning data for a range of days",
+    responses=error_responses(401, 404, 422, 503),
+)
+async def get_store_plan(
+    settings: SettingsDep,
+    client: ClientDep,
+    store_id: StoreId,
+    start: Annotated[date | None, Query(description="First day (default: the first day of the store's latest batch forecast)")] = None,
+    days: Annotated[int | None, Query(ge=1, le=366, description="Days from start (default: the horizon)")] = None,
+) -> StorePlan:
+    """The store's planning data of ``days`` days from ``start``: per day the row of the newest version that has it
+    (the row the batch forecast uses), with that version. Days without planning data are left out (an empty
+    ``days`` list: the batch forecast projects their inputs). By default ``start`` is the first day of the store's
+    newest batch forecast run (``SFMLOPS_MODEL_NAME``; without one, the day after its latest sales day) and ``days``
+    the horizon (``SFMLOPS_HORIZON_DAYS``), the days ``GET /v1/stores/{store_id}/forecast`` serves. 404: no such store.
+    """
+    return await run_in_threadpool(_store_plan, settings, store_id, start, days or settings.horizon_days)

@@ -16,11 +16,11 @@ from typing import Annotated
 
 import httpx
 import psycopg
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from app.api import db
-from app.api.deps import ClientDep, SettingsDep
+from app.api.deps import ClientDep, SettingsDep, StoreId
 from app.api.errors import ApiError, error_responses
 from app.api.mlflow_rest import MlflowRest, no_champion
 from app.config import Settings
@@ -28,7 +28,6 @@ from app.config import Settings
 router = APIRouter(prefix="/v1", tags=["stores"])
 
 STORE_RMSPE_ARTIFACT = "backtest/store_rmspe.csv"
-StoreId = Annotated[int, Path(ge=1, le=100_000, description="Store id")]
 
 
 class StoreInfo(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import httpx
@@ -171,6 +172,10 @@ class ApiClient:
     def store_forecast(self, store: int, days: int | None = None) -> dict[str, Any]:
         """``GET /v1/stores/{store}/forecast?days=``."""
         return self.get(f"/v1/stores/{int(store)}/forecast", days=days)
+
+    def store_plan(self, store: int, start: date | str | None = None, days: int | None = None) -> dict[str, Any]:
+        """``GET /v1/stores/{store}/plan?start=&days=``: the store's current planning data (``days``: the planned days)."""
+        return self.get(f"/v1/stores/{int(store)}/plan", start=None if start is None else str(start), days=days)
 
     def chain_forecast(self, days: int | None = None) -> dict[str, Any]:
         """``GET /v1/chain/forecast?days=``."""
