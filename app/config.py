@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     kafka_port: int = Field(9092, description="Broker listener port")
     kafka_controller_port: int = Field(9093, description="KRaft controller listener port")
     kafka_bootstrap_servers: str | None = Field(None, description="Override; default bind_host:kafka_port")
+    kafka_auth: Literal["none", "aws-msk-iam"] = Field(
+        "none",
+        description="How the kafka-python clients (producer, exporter, benchmarks) authenticate: none = plaintext (the local"
+        " broker); aws-msk-iam = SASL_SSL + OAUTHBEARER with IAM tokens signed for aws_region (MSK's IAM listener,"
+        " port 9098; Terraform sets it with MSK)",
+    )
     kafka_heap_mb: int = Field(512, ge=128, description="Broker JVM heap (-Xms/-Xmx) in MB")
     kafka_topic: str = Field("sales", description="Topic of daily store rows")
     kafka_consumer_group: str = Field(

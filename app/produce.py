@@ -15,7 +15,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from app.ingest.schema import FIELDS, FLAG_FIELDS, INT32_MAX, SCHEMA_VERSION, STATE_HOLIDAYS, validate_row
 
@@ -37,8 +37,10 @@ def ensure_topic(settings: Settings, topic: str | None = None, partitions: int |
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
+    from app.kafka_client import kafka_client_config
+
     name = topic or settings.kafka_topic
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="sfmlops-admin", request_timeout_ms=15000)
+    admin = KafkaAdminClient(**kafka_client_config(settings, "sfmlops-admin", request_timeout_ms=15000))
     try:
         created = True
         try:
@@ -66,14 +68,14 @@ def make_producer(settings: Settings, **overrides: Any):  # kafka.KafkaProducer
 
     Batches of ``producer_batch_bytes`` per partition, ``producer_linger_ms`` and ``producer_compression``
     (lz4 by default: the broker stores and Spark reads the compressed batches, so fewer bytes cross the
-    loopback and the log) come from the settings.
+    loopback and the log) come from the settings; address and authentication from :func:`app.kafka_client.kafka_client_config`.
     """
     from kafka import KafkaProducer
 
+    from app.kafka_client import kafka_client_config
+
     compression = (settings.producer_compression or "none").lower()
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "client_id": "sfmlops-producer",
         "acks": "all",
         "enable_idempotence": True,
         "retries": 2**31 - 1,
@@ -85,7 +87,7 @@ def make_producer(settings: Settings, **overrides: Any):  # kafka.KafkaProducer
         "compression_type": None if compression == "none" else compression,
     }
     config.update(overrides)
-    return KafkaProducer(**config)
+    return KafkaProducer(**kafka_client_config(settings, config.pop("client_id", "sfmlops-producer"), **config))
 
 
 def to_record(row: dict) -> dict:
@@ -209,8 +211,8 @@ def encode_frame(
         clean = np.flatnonzero(~suspect)
         columns = [day_text[clean] if c == "date" else data[c].to_numpy()[clean] for c in _ENCODE_ORDER]
         columns = [col.astype(str) if c == "state_holiday" else col for c, col in zip(_ENCODE_ORDER, columns, strict=True)]
-        for i, fields in zip(clean.tolist(), zip(*(col.tolist() for col in columns), strict=True), strict=True):
-            values[i] = _RECORD_FORMAT(*fields).encode()
+        for pos, fields in zip(clean.tolist(), zip(*(col.tolist() for col in columns), strict=True), strict=True):
+            values[pos] = _RECORD_FORMAT(*fields).encode()
     return values, errors
 
 
@@ -428,6 +430,14 @@ def _process_count(
     return max(1, min(wanted, partitions))
 
 
+class _SendCounts(TypedDict):
+    """What a forked producer reports (and :func:`_produce_parallel` sums): acknowledged, failed, first errors."""
+
+    sent: int
+    failed: int
+    errors: list[str]
+
+
 def _send_group(
     settings: Settings, topic: str, keys: list[bytes], values: list, partitions: list[int], group: list[int],
     handed, report,  # multiprocessing.Value and Connection
@@ -435,7 +445,7 @@ def _send_group(
     """Child process: send the records of the partitions in ``group`` in order, then report the counts."""
     from kafka.errors import KafkaError
 
-    counts = {"sent": 0, "failed": 0, "errors": []}
+    counts: _SendCounts = {"sent": 0, "failed": 0, "errors": []}
 
     def _ok(_meta: object) -> None:
         counts["sent"] += 1
@@ -473,7 +483,7 @@ def _send_group(
 def _produce_parallel(
     settings: Settings, topic: str, keys: list[bytes], values: list, partition_of: _KeyPartitions, processes: int,
     bar, total: int, label: str,  # rich Progress or None
-) -> dict:
+) -> _SendCounts:
     """Send with ``processes`` forked producers, each owning every ``processes``-th partition (so each key,
     and the order of its records, stays with one producer); the parent shows the progress."""
     import multiprocessing as mp
@@ -495,7 +505,7 @@ def _produce_parallel(
     if bar is not None:
         bar.start()
         task = bar.add_task(label, total=total)
-    result = {"sent": 0, "failed": 0, "errors": []}
+    result: _SendCounts = {"sent": 0, "failed": 0, "errors": []}
     try:
         while any(p.is_alive() for p, *_ in workers):
             if bar is not None:

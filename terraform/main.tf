@@ -37,6 +37,9 @@ locals {
       SFMLOPS_KAFKA_BOOTSTRAP_SERVERS = (
         var.create_kafka ? module.kafka[0].bootstrap_brokers : var.local_endpoints.kafka_bootstrap_servers
       )
+      # The kafka-python clients (producer, exporter) authenticate with IAM tokens on MSK's IAM listener; the local
+      # stand-in broker is plaintext.
+      SFMLOPS_KAFKA_AUTH = var.create_kafka ? (module.kafka[0].iam_auth_enabled ? "aws-msk-iam" : "none") : "none"
       SFMLOPS_MLFLOW_TRACKING_URI = (
         var.create_mlflow ? module.mlflow[0].tracking_uri : var.local_endpoints.mlflow_tracking_uri
       )
@@ -139,7 +142,10 @@ module "ray" {
   # only the head reads the exporter's database secret (the monitoring role).
   head_setup_commands = var.create_monitoring ? module.monitoring[0].head_setup_commands : []
   head_secret_arns    = var.create_monitoring ? compact([lookup(local.db_role_secret_arns, "monitoring", null)]) : []
-  tags                = var.tags
+  # The exporter's Kafka source on MSK: Connect, and DescribeTopic on the sales topic (metadata and end offsets).
+  head_kafka_cluster_arn = var.create_monitoring && var.create_kafka ? module.kafka[0].cluster_arn : null
+  head_kafka_topics      = [var.kafka_topic]
+  tags                   = var.tags
 }
 
 module "mlflow" {

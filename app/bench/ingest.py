@@ -107,15 +107,16 @@ def _peer(settings: Settings, sales_table: str, rows_expected: int, poll_records
 
     from app.db import connect
     from app.ingest.schema import SALES_COLUMNS
+    from app.kafka_client import kafka_client_config
 
     stage, offsets = f"{sales_table}_stage", f"{sales_table}_offsets"
     cols = ", ".join(SALES_COLUMNS)
     data_cols = [c for c in SALES_COLUMNS if c not in ("store", "date")]
     conn = connect(settings, application_name="sfmlops-bench-peer")
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, max_poll_records=poll_records,
-        fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024, client_id="sfmlops-bench-peer",
-    )
+    consumer = KafkaConsumer(**kafka_client_config(
+        settings, "sfmlops-bench-peer", enable_auto_commit=False, max_poll_records=poll_records,
+        fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+    ))
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE TABLE {sales_table} (LIKE {settings.table_sales} INCLUDING ALL)")
@@ -377,7 +378,9 @@ def run(
 def _delete_topic(settings: Settings) -> None:
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    from app.kafka_client import kafka_client_config
+
+    admin = KafkaAdminClient(**kafka_client_config(settings, "sfmlops-bench-admin", request_timeout_ms=15000))
     try:
         admin.delete_topics([settings.kafka_topic])
     except Exception:  # noqa: BLE001 - best effort cleanup

@@ -226,6 +226,8 @@ class SfmlopsCollector(Collector):
     def _kafka(self) -> Iterator[Any]:
         from kafka import KafkaConsumer, TopicPartition
 
+        from app.kafka_client import kafka_client_config
+
         s = self.settings
         end = GaugeMetricFamily(
             "sfmlops_kafka_end_offset",
@@ -233,8 +235,7 @@ class SfmlopsCollector(Collector):
             labels=["topic", "partition"],
         )
         if self._consumer is None:
-            self._consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, client_id="sfmlops-exporter",
-                                           request_timeout_ms=10000)
+            self._consumer = KafkaConsumer(**kafka_client_config(s, "sfmlops-exporter", request_timeout_ms=10000))
         parts = self._consumer.partitions_for_topic(s.kafka_topic) or set()
         tps = [TopicPartition(s.kafka_topic, p) for p in sorted(parts)]
         for tp, offset in sorted(self._consumer.end_offsets(tps).items(), key=lambda kv: kv[0].partition):

@@ -206,7 +206,7 @@ run "ray_head_starts_pushgateway_exporter_and_agent" {
     error_message = "The Pushgateway listens on the agent's pushgateway target."
   }
   assert {
-    condition     = strcontains(output.head_setup_commands[2], "aws s3 cp s3://sfmlops-prod-code/ray/job.zip ") && strcontains(output.head_setup_commands[2], "'kafka-python==3.0.12'")
+    condition     = strcontains(output.head_setup_commands[2], "aws s3 cp s3://sfmlops-prod-code/ray/job.zip ") && strcontains(output.head_setup_commands[2], "'kafka-python==3.0.12'") && strcontains(output.head_setup_commands[2], "'aws-msk-iam-sasl-signer-python==1.0.2'")
     error_message = "The head fetches the job-code zip and the exporter's packages."
   }
   assert {

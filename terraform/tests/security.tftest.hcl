@@ -103,6 +103,23 @@ mock_provider "aws" {
       arn = "arn:aws:kafka:eu-west-1:123456789012:cluster/sfmlops-prod/11111111-2222-3333-4444-555555555555-1"
     }
   }
+  # The monitoring module (create_monitoring runs): ARNs the provider validates.
+  mock_resource "aws_sns_topic" {
+    defaults = {
+      arn = "arn:aws:sns:eu-west-1:123456789012:sfmlops-prod-alerts"
+    }
+  }
+  mock_resource "aws_prometheus_workspace" {
+    defaults = {
+      arn                 = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-mock"
+      prometheus_endpoint = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-mock/"
+    }
+  }
+  mock_resource "aws_ssm_parameter" {
+    defaults = {
+      arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/sfmlops-prod/monitoring/prometheus-agent.yml"
+    }
+  }
   mock_resource "aws_db_instance" {
     defaults = {
       arn                = "arn:aws:rds:eu-west-1:123456789012:db:mock"
@@ -230,6 +247,10 @@ run "aws_profile_is_secure" {
     condition     = output.app_environment["SFMLOPS_PG_HOST"] == module.database[0].address
     error_message = "The Lambda must point at the RDS instance when create_database = true."
   }
+  assert {
+    condition     = output.app_environment["SFMLOPS_KAFKA_AUTH"] == "aws-msk-iam" && output.app_environment["SFMLOPS_KAFKA_BOOTSTRAP_SERVERS"] == module.kafka[0].bootstrap_brokers
+    error_message = "With MSK (IAM auth only) the app's Kafka clients must use its IAM listener with SFMLOPS_KAFKA_AUTH=aws-msk-iam."
+  }
 
   # --- Ray cluster file carries the profiles from the ray module ------------------------------
   assert {
@@ -340,6 +361,47 @@ run "components_have_their_own_secrets_and_the_ray_head_tags_only_its_nodes" {
   }
 }
 
+run "the_exporter_on_the_ray_head_reads_msk_offsets_with_iam_and_nothing_more" {
+  command = apply
+
+  variables {
+    name              = "sfmlops-prod"
+    environment       = "prod"
+    aws_region        = "eu-west-1"
+    create_monitoring = true
+
+    availability_zones = ["eu-west-1a", "eu-west-1b"]
+    buckets = {
+      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
+      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
+      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
+      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
+      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
+    }
+    access_log_bucket_name = "t-access-logs"
+  }
+
+  assert {
+    condition     = strcontains(module.monitoring[0].head_setup_commands[3], "SFMLOPS_KAFKA_AUTH='aws-msk-iam'") && strcontains(module.monitoring[0].head_setup_commands[2], "'aws-msk-iam-sasl-signer-python==1.0.2'")
+    error_message = "The exporter on the head must authenticate to MSK with IAM tokens (SFMLOPS_KAFKA_AUTH, the signer package)."
+  }
+  assert {
+    condition = jsonencode({
+      for st in jsondecode(output.iam_policy_documents["ray_head"]).Statement :
+      join(",", flatten([st.Action])) => sort(flatten([st.Resource]))
+      if anytrue([for a in flatten([st.Action]) : startswith(a, "kafka-cluster:")])
+      }) == jsonencode({
+      "kafka-cluster:Connect"       = [module.kafka[0].cluster_arn]
+      "kafka-cluster:DescribeTopic" = ["arn:aws:kafka:eu-west-1:123456789012:topic/sfmlops-prod/11111111-2222-3333-4444-555555555555-1/sales"]
+    })
+    error_message = "The Ray head may only connect to the MSK cluster and describe the sales topic (metadata, end offsets)."
+  }
+  assert {
+    condition     = !strcontains(output.iam_policy_documents["ray_worker"], "kafka-cluster:")
+    error_message = "Ray workers need no Kafka permission."
+  }
+}
+
 run "local_profile_gates_unsupported_services" {
   command = plan
 
@@ -376,7 +438,7 @@ run "local_profile_gates_unsupported_services" {
     error_message = "The local profile must not plan MSK, RDS, EMR, ECS or MWAA."
   }
   assert {
-    condition     = output.app_environment["SFMLOPS_PG_HOST"] == "127.0.0.1" && output.app_environment["SFMLOPS_KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:9092"
+    condition     = output.app_environment["SFMLOPS_PG_HOST"] == "127.0.0.1" && output.app_environment["SFMLOPS_KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:9092" && output.app_environment["SFMLOPS_KAFKA_AUTH"] == "none"
     error_message = "Without RDS/MSK the app must point at the local stand-ins."
   }
 }

@@ -83,6 +83,9 @@ def test_bad_values_name_the_setting(monkeypatch):
     monkeypatch.delenv("SFMLOPS_KAFKA_PARTITIONS")
     with pytest.raises(ValidationError, match="table_sales"):
         Settings(_env_file=None, table_sales="sales; DROP TABLE x")
+    monkeypatch.setenv("SFMLOPS_KAFKA_AUTH", "iam")  # only none | aws-msk-iam (app/kafka_client.py)
+    with pytest.raises(ValidationError, match="kafka_auth"):
+        Settings(_env_file=None)
 
 
 def test_nothing_connects_or_writes_at_import(monkeypatch, tmp_path):

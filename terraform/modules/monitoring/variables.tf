@@ -173,7 +173,7 @@ variable "exporter_environment" {
 variable "exporter_pip_packages" {
   description = "Packages the head installs for the exporter on top of the Ray nodes' own (pinned as in requirements/main.lock)."
   type        = list(string)
-  default     = ["pydantic-settings==2.16.3", "prometheus-client==0.26.0", "kafka-python==3.0.12"]
+  default     = ["pydantic-settings==2.16.3", "prometheus-client==0.26.0", "kafka-python==3.0.12", "aws-msk-iam-sasl-signer-python==1.0.2"]
 }
 
 variable "amp_retention_days" {

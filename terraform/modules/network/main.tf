@@ -5,7 +5,7 @@ locals {
   # Who may reach whom inside the VPC: target component => port => allowed source components.
   ingress = {
     database = { 5432 = ["api", "spark", "ray", "mlflow", "airflow"] }
-    kafka    = { 9098 = ["spark", "api", "airflow"] }
+    kafka    = { 9098 = ["spark", "api", "airflow", "ray"] } # ray: the monitoring exporter on the head (IAM: head role only)
     mlflow   = { 5000 = ["api", "ray", "airflow"] }
     ray      = { 8265 = ["api", "airflow"] }
   }

@@ -139,14 +139,37 @@ resource "aws_iam_role" "this" {
   tags               = var.tags
 }
 
-# Secrets only the head reads (the monitoring exporter's database role): never the workers.
+# Secrets only the head reads (the monitoring exporter's database role), and the MSK access of the exporter it runs:
+# never the workers.
 locals {
-  head_only_statements = [for s in [{
-    Sid      = "ReadHeadSecrets"
-    Effect   = "Allow"
-    Action   = ["secretsmanager:GetSecretValue"]
-    Resource = var.head_secret_arns
-  }] : s if length(var.head_secret_arns) > 0]
+  # MSK IAM resource ARNs: arn:...:cluster/<name>/<uuid> -> arn:...:topic/<name>/<uuid>/<topic>.
+  head_kafka_topic_arns = var.head_kafka_cluster_arn == null ? [] : [
+    for t in var.head_kafka_topics : "${replace(var.head_kafka_cluster_arn, ":cluster/", ":topic/")}/${t}"
+  ]
+  head_only_statements = concat(
+    [for s in [{
+      Sid      = "ReadHeadSecrets"
+      Effect   = "Allow"
+      Action   = ["secretsmanager:GetSecretValue"]
+      Resource = var.head_secret_arns
+    }] : s if length(var.head_secret_arns) > 0],
+    # The exporter's Kafka source: metadata and end offsets of the topics (Metadata and ListOffsets need DESCRIBE on
+    # the topic; MSK IAM's DescribeTopic), after authenticating (Connect). It reads no records and no group.
+    [for s in [
+      {
+        Sid      = "ConnectToKafka"
+        Effect   = "Allow"
+        Action   = ["kafka-cluster:Connect"]
+        Resource = [var.head_kafka_cluster_arn]
+      },
+      {
+        Sid      = "DescribeKafkaTopics"
+        Effect   = "Allow"
+        Action   = ["kafka-cluster:DescribeTopic"]
+        Resource = local.head_kafka_topic_arns
+      },
+    ] : s if length(local.head_kafka_topic_arns) > 0],
+  )
 }
 
 resource "aws_iam_role_policy" "this" {

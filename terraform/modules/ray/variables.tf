@@ -120,3 +120,15 @@ variable "head_secret_arns" {
   type        = list(string)
   default     = []
 }
+
+variable "head_kafka_cluster_arn" {
+  description = "MSK cluster (IAM auth) the head may connect to, to read the metadata and end offsets of head_kafka_topics (the monitoring exporter); null: no Kafka permissions. Workers never get them."
+  type        = string
+  default     = null
+}
+
+variable "head_kafka_topics" {
+  description = "Topics of head_kafka_cluster_arn whose metadata and offsets the head may read (kafka-cluster:DescribeTopic only: no data, no consumer groups)."
+  type        = list(string)
+  default     = []
+}
