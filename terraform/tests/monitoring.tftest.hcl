@@ -3,25 +3,10 @@
 # workspace for the listed roles, and the checked-in dashboard renders to valid JSON naming the resources.
 
 mock_provider "aws" {
+  source = "./tests/mocks/aws" # the monitoring module's resources
   mock_data "aws_caller_identity" {
     defaults = {
       account_id = "123456789012"
-    }
-  }
-  mock_resource "aws_sns_topic" {
-    defaults = {
-      arn = "arn:aws:sns:eu-west-1:123456789012:sfmlops-prod-alerts"
-    }
-  }
-  mock_resource "aws_prometheus_workspace" {
-    defaults = {
-      arn                 = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-mock"
-      prometheus_endpoint = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-mock/"
-    }
-  }
-  mock_resource "aws_ssm_parameter" {
-    defaults = {
-      arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/sfmlops-prod/monitoring/prometheus-agent.yml"
     }
   }
   mock_resource "aws_cloudwatch_log_group" {

@@ -3,6 +3,7 @@
 # value known, so policies and wiring can be asserted.
 
 mock_provider "aws" {
+  source = "./tests/mocks/aws" # the monitoring module's resources
   mock_data "aws_caller_identity" {
     defaults = {
       account_id = "123456789012"
@@ -101,23 +102,6 @@ mock_provider "aws" {
   mock_resource "aws_msk_cluster" {
     defaults = {
       arn = "arn:aws:kafka:eu-west-1:123456789012:cluster/sfmlops-prod/11111111-2222-3333-4444-555555555555-1"
-    }
-  }
-  # The monitoring module (create_monitoring runs): ARNs the provider validates.
-  mock_resource "aws_sns_topic" {
-    defaults = {
-      arn = "arn:aws:sns:eu-west-1:123456789012:sfmlops-prod-alerts"
-    }
-  }
-  mock_resource "aws_prometheus_workspace" {
-    defaults = {
-      arn                 = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-mock"
-      prometheus_endpoint = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-mock/"
-    }
-  }
-  mock_resource "aws_ssm_parameter" {
-    defaults = {
-      arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/sfmlops-prod/monitoring/prometheus-agent.yml"
     }
   }
   mock_resource "aws_db_instance" {
