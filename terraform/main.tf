@@ -13,6 +13,17 @@ locals {
   # MLflow basic-auth credentials per client (the API Lambda, Ray jobs).
   mlflow_client_secret_arns = var.create_mlflow ? module.mlflow[0].client_secret_arns : {}
 
+  # The Ray head's host (private DNS name or IP) from its Jobs API URL, known after `ray up` (null before).
+  ray_head_host = try(regex("^https?://(\\[[^\\]]+\\]|[^/:]+)", trimspace(var.ray_dashboard_url))[0], null)
+  # Where the pushers off the head (the EMR Serverless job, the MWAA tasks) push their metrics: the head's
+  # Pushgateway at its private address (the network module's 9091 rule admits only spark and airflow). "off"
+  # while monitoring is off or the head is unknown: the app then pushes nothing, where an empty value would
+  # mean its local default (http://127.0.0.1:9091) and a failed push, logged, at every micro-batch.
+  pushgateway_url = (
+    var.create_monitoring && local.ray_head_host != null
+    ? "http://${local.ray_head_host}:${module.monitoring[0].pushgateway_port}" : "off"
+  )
+
   # Non-secret settings of the app (app/config.py, prefix SFMLOPS_). Components that are not
   # created point at their local stand-ins from var.local_endpoints.
   app_environment_all = merge(
@@ -43,7 +54,8 @@ locals {
       SFMLOPS_MLFLOW_TRACKING_URI = (
         var.create_mlflow ? module.mlflow[0].tracking_uri : var.local_endpoints.mlflow_tracking_uri
       )
-      SFMLOPS_RAY_ADDRESS = try(coalesce(var.ray_dashboard_url, var.local_endpoints.ray_address), "")
+      SFMLOPS_RAY_ADDRESS     = try(coalesce(var.ray_dashboard_url, var.local_endpoints.ray_address), "")
+      SFMLOPS_PUSHGATEWAY_URL = local.pushgateway_url
     },
     var.app_environment,
   )
@@ -203,6 +215,11 @@ module "orchestration" {
   emr_job_role_arn    = var.create_spark ? module.spark[0].job_role_arn : null
   airflow_configuration_options = {
     "core.default_timezone" = "utc"
+    # MWAA sets no environment variables of our naming (SFMLOPS_DAG_*), but each option becomes
+    # AIRFLOW__<SECTION>__<KEY> on its components, this one AIRFLOW__SFMLOPS__PUSHGATEWAY_URL: the DAG setting pushgateway_url reads the [sfmlops]
+    # section after the environment and the Variables (dags/sfmlops_dag_utils/config.py). The app's value, so an
+    # override in var.app_environment reaches the EMR job and the DAG tasks alike.
+    "sfmlops.pushgateway_url" = local.app_environment["SFMLOPS_PUSHGATEWAY_URL"]
   }
   tags = var.tags
 }

@@ -235,7 +235,12 @@ variable "ray_max_workers" {
 variable "ray_dashboard_url" {
   type        = string
   default     = null
-  description = "Jobs API URL of the Ray head after `ray up` (private DNS or IP, port 8265); Terraform does not launch the head."
+  description = "Jobs API URL of the Ray head after `ray up` (http://<private DNS or IP>:8265); Terraform does not launch the head. With create_monitoring its host also names the head's Pushgateway (http://<host>:9091) for the EMR job and the MWAA tasks."
+
+  validation {
+    condition     = can(regex("^(|https?://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?)$", trimspace(coalesce(var.ray_dashboard_url, " "))))
+    error_message = "ray_dashboard_url must be http(s)://<host>[:port] (the head's private DNS name or IP, e.g. http://10.40.10.12:8265), or null before `ray up`."
+  }
 }
 
 variable "mlflow_image" {

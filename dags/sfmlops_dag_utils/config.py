@@ -1,11 +1,18 @@
-"""Run-time configuration of the DAGs: environment first, then Airflow Variables, then defaults.
+"""Run-time configuration of the DAGs: environment first, then Airflow Variables, then the ``[sfmlops]``
+section of Airflow's configuration, then defaults.
 
 Each key ``name`` is looked up, in this order, as
 
 1. the environment variable ``SFMLOPS_DAG_<NAME>`` (set by ``sfmlops up --with-airflow`` locally, or by
    the MWAA environment's startup script),
 2. the Airflow Variable ``sfmlops_<name>`` (MWAA: the Variables UI or a Secrets Manager backend),
-3. the default below.
+3. the option ``<name>`` of the Airflow configuration section ``[sfmlops]`` (``airflow.cfg``, or the environment
+   variable ``AIRFLOW__SFMLOPS__<NAME>``): how Terraform's MWAA environment delivers what it knows, since MWAA
+   sets its ``airflow_configuration_options`` (``sfmlops.pushgateway_url``) as such variables and no others,
+4. the default below.
+
+An operator's explicit value (environment, Variable) wins over the deployment's (configuration section), which
+wins over the built-in default. An empty value at any step counts as unset.
 
 Connections (``sfmlops_postgres``, ``sfmlops_api``) come from Airflow's connection machinery: the
 ``AIRFLOW_CONN_*`` environment variables locally, Secrets Manager on MWAA.
@@ -24,6 +31,8 @@ from typing import Any
 
 ENV_PREFIX = "SFMLOPS_DAG_"
 VARIABLE_PREFIX = "sfmlops_"
+#: the Airflow configuration section of the DAG settings (MWAA: configuration options ``sfmlops.<name>``).
+CONFIG_SECTION = "sfmlops"
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -57,7 +66,7 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "code_bucket": ("sfmlops-code", "aws: bucket with spark/sales_stream.py and spark/app.zip"),
     "emr_spark_submit_parameters": ("", "aws: sparkSubmitParameters (default: --packages <Kafka source, PgJDBC> --py-files s3://<code_bucket>/spark/app.zip)"),
     "aws_conn_id": ("aws_default", "aws: Airflow AWS connection"),
-    "pushgateway_url": ("", "Pushgateway the tasks push their outcome to (job sfmlops_dag; empty or off = no pushing)"),
+    "pushgateway_url": ("", "Pushgateway the tasks push their outcome to (job sfmlops_dag; empty or off = no pushing; MWAA: Terraform's [sfmlops] option)"),
     "metrics_push_timeout_s": ("2", "Timeout in seconds of one metrics push (a failed push is logged, never fails the task)"),
 }
 
@@ -74,8 +83,25 @@ def _variable(name: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _config_option(name: str) -> str | None:
+    """The option ``name`` of the Airflow configuration section ``[sfmlops]`` (``airflow.cfg`` or
+    ``AIRFLOW__SFMLOPS__<NAME>``), or ``None``. The Task SDK's parser (``airflow.sdk.conf``), else, with a Task SDK
+    that has none, airflow-core's; either reads the file and the environment, never the metadata database."""
+    try:
+        try:
+            from airflow.sdk import conf
+        except ImportError:  # an older Task SDK without a conf of its own: airflow-core's (on every MWAA worker)
+            from airflow.configuration import conf
+
+        value = conf.get(CONFIG_SECTION, name, fallback=None)
+    except Exception:  # noqa: BLE001 - an unreadable configuration leaves the setting to its default
+        return None
+    return None if value is None else str(value)
+
+
 def lookup(name: str) -> str:
-    """The value of one key (environment, then Variable, then default)."""
+    """The value of one key (environment, then Variable, then the ``[sfmlops]`` configuration section, then
+    default)."""
     if name not in DEFAULTS:
         raise KeyError(f"unknown sfmlops DAG setting {name!r}; known: {', '.join(sorted(DEFAULTS))}")
     env = os.environ.get(ENV_PREFIX + name.upper())
@@ -84,6 +110,9 @@ def lookup(name: str) -> str:
     var = _variable(name)
     if var is not None and var.strip() != "":
         return var.strip()
+    option = _config_option(name)
+    if option is not None and option.strip() != "":
+        return option.strip()
     return DEFAULTS[name][0]
 
 

@@ -2,8 +2,9 @@
 DAG and task), so Prometheus and its alerts see the work of every DAG run, whichever backend ran it.
 
 The address is the run-time setting ``pushgateway_url`` (``SFMLOPS_DAG_PUSHGATEWAY_URL`` / Variable
-``sfmlops_pushgateway_url``; empty or ``off`` = no pushing; ``sfmlops up --with-airflow`` sets the local one). A
-push that fails is logged and never fails the task.
+``sfmlops_pushgateway_url`` / ``[sfmlops] pushgateway_url`` of Airflow's configuration; empty or ``off`` = no pushing;
+``sfmlops up --with-airflow`` sets the local one, Terraform MWAA's configuration option). A push that fails is
+logged and never fails the task.
 """
 
 from __future__ import annotations

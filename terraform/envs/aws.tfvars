@@ -29,7 +29,8 @@ force_destroy          = false
 db_multi_az            = true
 db_deletion_protection = true
 
-# Set after `ray up` (private address of the head's Jobs API).
+# Set after `ray up` (private address of the head's Jobs API, http://<private DNS or IP>:8265); its host also
+# names the head's Pushgateway for the EMR job and the MWAA tasks (http://<host>:9091).
 ray_dashboard_url = null
 
 lambda_zip_path = "../build/lambda.zip"

@@ -187,8 +187,12 @@ run "ray_head_starts_pushgateway_exporter_and_agent" {
     error_message = "The head fetches the Pushgateway release and checks its pinned sha256."
   }
   assert {
-    condition     = strcontains(output.head_setup_commands[1], "restart pushgateway $HOME/sfmlops-monitoring/pushgateway-1.11.1.linux-amd64/pushgateway --web.listen-address=127.0.0.1:9091 ")
-    error_message = "The Pushgateway listens on the agent's pushgateway target."
+    condition     = strcontains(output.head_setup_commands[1], "restart pushgateway $HOME/sfmlops-monitoring/pushgateway-1.11.1.linux-amd64/pushgateway --web.listen-address=0.0.0.0:9091 ")
+    error_message = "The Pushgateway listens on every interface of the head (the EMR job and the MWAA tasks push at its private address)."
+  }
+  assert {
+    condition     = yamldecode(output.prometheus_agent_config).scrape_configs[1].static_configs[0].targets == ["127.0.0.1:9091"] && output.pushgateway_port == 9091
+    error_message = "The agent scrapes the Pushgateway on loopback, on the port it listens on."
   }
   assert {
     condition     = strcontains(output.head_setup_commands[2], "aws s3 cp s3://sfmlops-prod-code/ray/job.zip ") && strcontains(output.head_setup_commands[2], "'kafka-python==3.0.12'") && strcontains(output.head_setup_commands[2], "'aws-msk-iam-sasl-signer-python==1.0.2'")
@@ -202,4 +206,32 @@ run "ray_head_starts_pushgateway_exporter_and_agent" {
     condition     = strcontains(output.head_setup_commands[5], "--name ${aws_ssm_parameter.prometheus_agent.name} ") && strcontains(output.head_setup_commands[6], "restart prometheus-agent prometheus --enable-feature=agent ")
     error_message = "The agent reads its config from this module's SSM parameter and starts in agent mode."
   }
+}
+
+run "pushgateway_listen_address_must_be_an_address_on_the_agents_port" {
+  command = plan
+
+  module {
+    source = "./modules/monitoring"
+  }
+
+  variables {
+    pushgateway_listen_address = "0.0.0.0:9092"
+  }
+
+  expect_failures = [var.pushgateway_listen_address]
+}
+
+run "pushgateway_listen_address_refuses_anything_but_ipv4_and_port" {
+  command = plan
+
+  module {
+    source = "./modules/monitoring"
+  }
+
+  variables {
+    pushgateway_listen_address = "0.0.0.0:9091 --web.enable-admin-api"
+  }
+
+  expect_failures = [var.pushgateway_listen_address]
 }

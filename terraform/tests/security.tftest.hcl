@@ -232,6 +232,10 @@ run "aws_profile_is_secure" {
     error_message = "The Lambda must point at the RDS instance when create_database = true."
   }
   assert {
+    condition     = output.app_environment["SFMLOPS_PUSHGATEWAY_URL"] == "off"
+    error_message = "Without create_monitoring there is no Pushgateway on the head: the EMR job must not push."
+  }
+  assert {
     condition     = output.app_environment["SFMLOPS_KAFKA_AUTH"] == "aws-msk-iam" && output.app_environment["SFMLOPS_KAFKA_BOOTSTRAP_SERVERS"] == module.kafka[0].bootstrap_brokers
     error_message = "With MSK (IAM auth only) the app's Kafka clients must use its IAM listener with SFMLOPS_KAFKA_AUTH=aws-msk-iam."
   }
@@ -384,6 +388,98 @@ run "the_exporter_on_the_ray_head_reads_msk_offsets_with_iam_and_nothing_more" {
     condition     = !strcontains(output.iam_policy_documents["ray_worker"], "kafka-cluster:")
     error_message = "Ray workers need no Kafka permission."
   }
+}
+
+# Issue 18: the pushers off the Ray head (the EMR Serverless job, the MWAA tasks) reach its Pushgateway, which has
+# no authentication: only their security groups may, at the head's address from ray_dashboard_url.
+run "only_spark_and_airflow_reach_the_head_pushgateway_at_the_heads_address" {
+  command = apply
+
+  variables {
+    name              = "sfmlops-prod"
+    environment       = "prod"
+    aws_region        = "eu-west-1"
+    create_monitoring = true
+    ray_dashboard_url = "http://ip-10-40-10-12.eu-west-1.compute.internal:8265"
+
+    availability_zones = ["eu-west-1a", "eu-west-1b"]
+    buckets = {
+      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
+      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
+      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
+      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
+      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
+    }
+    access_log_bucket_name = "t-access-logs"
+  }
+
+  assert {
+    condition = sort([
+      for r in values(module.network[0].ingress_rules) : r.referenced_security_group_id
+      if r.security_group_id == module.network[0].security_group_ids["ray"] && r.from_port <= 9091 && r.to_port >= 9091
+    ]) == sort([module.network[0].security_group_ids["spark"], module.network[0].security_group_ids["airflow"]])
+    error_message = "The ray security group must admit 9091 (the Pushgateway, unauthenticated) from the spark and airflow groups only (not the api)."
+  }
+  assert {
+    condition     = output.app_environment["SFMLOPS_PUSHGATEWAY_URL"] == "http://ip-10-40-10-12.eu-west-1.compute.internal:9091"
+    error_message = "The EMR job's SFMLOPS_PUSHGATEWAY_URL must be the Pushgateway on the head's host (of ray_dashboard_url), port 9091."
+  }
+  assert {
+    condition     = nonsensitive(module.orchestration[0].airflow_configuration_options)["sfmlops.pushgateway_url"] == output.app_environment["SFMLOPS_PUSHGATEWAY_URL"]
+    error_message = "MWAA must carry the Pushgateway URL as the configuration option sfmlops.pushgateway_url (AIRFLOW__SFMLOPS__PUSHGATEWAY_URL)."
+  }
+  assert {
+    condition     = strcontains(module.monitoring[0].head_setup_commands[1], "--web.listen-address=0.0.0.0:9091 ") && yamldecode(module.monitoring[0].prometheus_agent_config).scrape_configs[1].static_configs[0].targets == ["127.0.0.1:9091"]
+    error_message = "The head's Pushgateway listens on every interface, while its agent scrapes it on loopback."
+  }
+}
+
+run "no_pushgateway_url_without_the_heads_address" {
+  command = apply
+
+  variables {
+    name              = "sfmlops-prod"
+    environment       = "prod"
+    aws_region        = "eu-west-1"
+    create_monitoring = true
+    ray_dashboard_url = null
+
+    availability_zones = ["eu-west-1a", "eu-west-1b"]
+    buckets = {
+      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
+      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
+      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
+      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
+      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
+    }
+    access_log_bucket_name = "t-access-logs"
+  }
+
+  assert {
+    condition     = output.app_environment["SFMLOPS_PUSHGATEWAY_URL"] == "off" && nonsensitive(module.orchestration[0].airflow_configuration_options)["sfmlops.pushgateway_url"] == "off"
+    error_message = "Before `ray up` (no ray_dashboard_url) the EMR job and the DAG tasks must not push (off, not the app's loopback default)."
+  }
+}
+
+run "rejects_a_ray_dashboard_url_without_scheme" {
+  command = plan
+
+  variables {
+    name                   = "sfmlops-bad"
+    environment            = "test"
+    create_network         = false
+    create_database        = false
+    create_kafka           = false
+    create_spark           = false
+    create_ray             = false
+    create_mlflow          = false
+    create_orchestration   = false
+    ray_dashboard_url      = "10.40.10.12:8265"
+    buckets                = { raw = { name = "b-raw", versioning = false, noncurrent_expiration_days = 1 }, checkpoints = { name = "b-c", versioning = false, noncurrent_expiration_days = 1 }, mlflow = { name = "b-m", versioning = false, noncurrent_expiration_days = 1 }, code = { name = "b-co", versioning = false, noncurrent_expiration_days = 1 }, dags = { name = "b-d", versioning = false, noncurrent_expiration_days = 1 } }
+    access_log_bucket_name = "b-logs"
+  }
+
+  expect_failures = [var.ray_dashboard_url]
 }
 
 run "local_profile_gates_unsupported_services" {

@@ -56,6 +56,8 @@ def test_no_variable_connection_or_network_use_at_parse_time(monkeypatch: pytest
     from airflow.models import Variable as VariableModel
     from airflow.sdk import BaseHook, Connection, Variable
 
+    from sfmlops_dag_utils import config as dag_config
+
     calls: list[str] = []
 
     def forbid(name):
@@ -71,6 +73,7 @@ def test_no_variable_connection_or_network_use_at_parse_time(monkeypatch: pytest
     monkeypatch.setattr(ConnectionModel, "get_connection_from_secrets", forbid("models.Connection.get_connection_from_secrets"))
     monkeypatch.setattr(BaseHook, "get_connection", forbid("BaseHook.get_connection"))
     monkeypatch.setattr(socket.socket, "connect", forbid("socket.connect"))
+    monkeypatch.setattr(dag_config, "_config_option", forbid("config._config_option"))  # the [sfmlops] section
     bag = BundleDagBag(dag_folder=str(DAGS_DIR), bundle_path=DAGS_DIR, bundle_name="dags-folder")
     assert bag.import_errors == {}
     assert calls == []

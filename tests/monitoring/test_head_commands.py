@@ -67,7 +67,8 @@ def test_head_commands_reach_the_cluster_file_and_parse_as_shell(tmp_path: Path)
     fetch = _one(commands, "sha256sum -c")
     assert "https://github.com/prometheus/pushgateway/releases/download/v1.11.1/pushgateway-1.11.1.linux-amd64.tar.gz" in fetch
     assert f"echo '{sha}  pushgateway-1.11.1.linux-amd64.tar.gz' | sha256sum -c" in fetch
-    assert "--web.listen-address=127.0.0.1:9091 " in _one(commands, "restart pushgateway")
+    # every interface (the EMR job and the MWAA tasks push at the head's private address), the agent's port
+    assert "--web.listen-address=0.0.0.0:9091 " in _one(commands, "restart pushgateway")
     exporter = _one(commands, "app.monitoring.exporter")
     assert "SFMLOPS_BIND_HOST='127.0.0.1' SFMLOPS_EXPORTER_PORT='9188' SFMLOPS_PG_HOST='db.internal' SFMLOPS_PROFILE='aws'" in exporter
     assert "SFMLOPS_TABLE_SALES='it'\\''s_quoted'" in exporter  # every value single-quoted for the shell
@@ -140,10 +141,12 @@ def _run(command: str, home: Path, **env: str) -> None:
 
 
 @pytest.mark.skipif(PUSHGATEWAY is None, reason="needs Debian's prometheus-pushgateway")
-def test_pushgateway_lines_start_it_on_the_agents_target_and_restart_it(tmp_path: Path, head_home: Path) -> None:
+def test_pushgateway_lines_start_it_on_its_listen_address_and_restart_it(tmp_path: Path, head_home: Path) -> None:
     port = free_port()
+    # loopback here (the head's default is every interface; this machine's services stay on 127.0.0.1)
     commands = render(tmp_path, prometheus_agent_targets={"exporter": "127.0.0.1:9188", "pushgateway": f"127.0.0.1:{port}",
-                                                          "ray_sd_file": "/tmp/ray/prom_metrics_service_discovery.json"})
+                                                          "ray_sd_file": "/tmp/ray/prom_metrics_service_discovery.json"},
+                      pushgateway_listen_address=f"127.0.0.1:{port}")
     unpacked = head_home / "sfmlops-monitoring" / "pushgateway-1.11.1.linux-amd64"
     unpacked.mkdir()
     (unpacked / "pushgateway").symlink_to(PUSHGATEWAY)

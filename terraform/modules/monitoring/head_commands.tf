@@ -3,8 +3,10 @@
 # variables, so tests/monitoring/test_head_commands.py renders it with `terraform console`, without a deployment.
 #
 # * the Pushgateway: the official release binary (Debian's package is not on Amazon's AMIs), downloaded once and
-#   checked against its pinned sha256, listening on the agent's pushgateway target (loopback by default: the
-#   drivers of the Ray jobs, which run on the head, push there);
+#   checked against its pinned sha256, listening on pushgateway_listen_address (every interface by default: the
+#   drivers of the Ray jobs push on the head itself, the EMR driver and the MWAA tasks at the head's private
+#   address, which only their security groups may reach on this port; it has no authentication), on the port of
+#   the agent's pushgateway target, which stays loopback;
 # * the sfmlops exporter: the `app` package of the job-code zip on S3 (the code the API's Ray jobs run), its
 #   Python dependencies pinned as in requirements/main.lock, the app's non-secret settings (exporter_environment),
 #   listening on the agent's exporter target;
@@ -40,7 +42,7 @@ locals {
       "{ rm -f ${local.pushgateway_tarball}; echo 'sfmlops monitoring: could not fetch ${local.pushgateway_url} with sha256 ${var.pushgateway_sha256}' >&2; exit 1; };",
       "rm -f ${local.pushgateway_tarball}; fi",
     ]),
-    "${local.restart} restart pushgateway ${local.head_dir}/${local.pushgateway_release}/pushgateway --web.listen-address=${var.prometheus_agent_targets.pushgateway} --persistence.file=${local.head_dir}/pushgateway.store",
+    "${local.restart} restart pushgateway ${local.head_dir}/${local.pushgateway_release}/pushgateway --web.listen-address=${var.pushgateway_listen_address} --persistence.file=${local.head_dir}/pushgateway.store",
     # The exporter's code: the job-code zip (app/ and ray_cluster/) and the few packages the head lacks.
     join(" ", [
       "mkdir -p ${local.head_dir} && { aws s3 cp ${var.job_code_uri} ${local.head_dir}/job.zip --region ${var.region} --only-show-errors ||",

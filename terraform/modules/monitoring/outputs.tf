@@ -47,3 +47,8 @@ output "head_setup_commands" {
   description = "Commands the Ray head runs (the ray module's head_setup_commands): start the Pushgateway (release binary, sha256-pinned) and the sfmlops exporter (the job-code zip's app package), fetch the agent config from SSM and start Prometheus in agent mode (head_commands.tf)."
   value       = local.head_setup_commands
 }
+
+output "pushgateway_port" {
+  description = "Port of the head's Pushgateway (of pushgateway_listen_address): pushers off the head use http://<head private address>:<this port>."
+  value       = tonumber(element(split(":", var.pushgateway_listen_address), 1))
+}

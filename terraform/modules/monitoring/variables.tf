@@ -129,6 +129,21 @@ variable "prometheus_agent_targets" {
   }
 }
 
+variable "pushgateway_listen_address" {
+  description = "Address the head's Pushgateway listens on (--web.listen-address): every interface by default, so the pushers off the head (EMR Serverless driver, MWAA tasks) reach it at the head's private address, as the network module's 9091 rule admits them; an IPv4 address or empty before the port, which must be the port of prometheus_agent_targets.pushgateway (the agent keeps scraping it on loopback). The Pushgateway has no authentication: the security group is its only guard."
+  type        = string
+  default     = "0.0.0.0:9091"
+
+  validation {
+    condition     = can(regex("^([0-9]{1,3}(\\.[0-9]{1,3}){3})?:[0-9]{1,5}$", var.pushgateway_listen_address))
+    error_message = "pushgateway_listen_address must be [IPv4 address]:port, e.g. 0.0.0.0:9091 or :9091."
+  }
+  validation {
+    condition     = element(split(":", var.pushgateway_listen_address), 1) == element(split(":", var.prometheus_agent_targets.pushgateway), 1)
+    error_message = "pushgateway_listen_address must use the port of prometheus_agent_targets.pushgateway (the agent scrapes the Pushgateway there)."
+  }
+}
+
 variable "pushgateway_version" {
   description = "Pushgateway release the Ray head runs (the official linux-amd64 binary from GitHub releases)."
   type        = string

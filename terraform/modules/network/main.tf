@@ -7,7 +7,10 @@ locals {
     database = { 5432 = ["api", "spark", "ray", "mlflow", "airflow"] }
     kafka    = { 9098 = ["spark", "api", "airflow", "ray"] } # ray: the monitoring exporter on the head (IAM: head role only)
     mlflow   = { 5000 = ["api", "ray", "airflow"] }
-    ray      = { 8265 = ["api", "airflow"] }
+    # 8265: the head's Jobs API. 9091: the head's Pushgateway, which has no authentication: this rule is its only
+    # guard. It admits the pushers that run off the head, the EMR Serverless streaming job (spark) and the MWAA
+    # tasks (airflow); the API never pushes, and the Ray jobs' drivers push on the head itself.
+    ray = { 8265 = ["api", "airflow"], 9091 = ["spark", "airflow"] }
   }
   ingress_rules = merge([
     for target, ports in local.ingress : merge([

@@ -18,6 +18,18 @@ output "security_group_ids" {
   value       = { for k, sg in aws_security_group.this : k => sg.id }
 }
 
+output "ingress_rules" {
+  description = "The ingress rules between components, keyed <source>-to-<target>-<port>: the target's and the source's security group and the port (for audits and terraform test)."
+  value = {
+    for k, r in aws_vpc_security_group_ingress_rule.this : k => {
+      security_group_id            = r.security_group_id
+      referenced_security_group_id = r.referenced_security_group_id
+      from_port                    = r.from_port
+      to_port                      = r.to_port
+    }
+  }
+}
+
 output "s3_endpoint_id" {
   description = "ID of the S3 gateway endpoint."
   value       = aws_vpc_endpoint.s3.id

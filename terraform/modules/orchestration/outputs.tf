@@ -22,3 +22,9 @@ output "wildcard_reasons" {
   description = "Why each policy statement of this module with a bare \"*\" action or resource needs it, keyed by Sid."
   value       = local.wildcard_reasons
 }
+
+output "airflow_configuration_options" {
+  description = "The environment's Airflow configuration options (MWAA gives each to its components as AIRFLOW__<SECTION>__<KEY>; sensitive in the provider's schema)."
+  value       = aws_mwaa_environment.this.airflow_configuration_options
+  sensitive   = true
+}

@@ -78,7 +78,7 @@ variable "emr_job_role_arn" {
 variable "airflow_configuration_options" {
   type        = map(string)
   default     = {}
-  description = "Airflow configuration overrides (non-secret), e.g. sfmlops backend selection."
+  description = "Airflow configuration options (non-secret); MWAA sets each as the environment variable AIRFLOW__<SECTION>__<KEY> of its components, e.g. sfmlops.pushgateway_url, which the DAGs read from the [sfmlops] section."
 }
 
 variable "tags" {
