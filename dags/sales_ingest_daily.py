@@ -5,7 +5,9 @@ the topic since its checkpoint, then stops), followed by a data-quality check.
 
 * **backend = local** (default): `spark-submit` of the job on this machine, against the embedded stack.
 * **backend = aws**: an EMR Serverless job run of the same file and arguments
-  (`EmrServerlessStartJobOperator`, deferrable: the wait happens in the triggerer, not a worker slot).
+  (`EmrServerlessStartJobOperator`, deferrable: the wait happens in the triggerer, not a worker slot); the job's
+  `SFMLOPS_*` settings (setting `emr_job_environment`, on MWAA from Terraform) travel with the run as its driver
+  and executor environment.
 
 The data-quality task's outlet is the asset `sfmlops_sales` (`sfmlops_dag_utils/assets.py`): every
 successful run records an asset event that the weekly training names as its inlet.
@@ -90,9 +92,12 @@ with DAG(
         print(f"ingest summary: {summary}")
         return summary
 
-    @task(retries=0, **outcome_callbacks(DAG_ID, "ingest"))  # a misconfigured EMR run is a failed ingest too
+    # a misconfigured EMR run is a failed ingest too; multiple_outputs: each key is an XCom of its own as well, so
+    # ingest_aws takes configuration_overrides as a dict (an XComArg resolves natively; a Jinja template renders a str)
+    @task(retries=0, multiple_outputs=True, **outcome_callbacks(DAG_ID, "ingest"))
     def emr_job_spec() -> dict[str, Any]:
-        """Resolve the EMR Serverless job run (application, role, code location, packages) from configuration."""
+        """Resolve the EMR Serverless job run (application, role, code location, packages, the job's SFMLOPS_*
+        environment) from configuration."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from sfmlops_dag_utils.config import run_config
@@ -102,6 +107,7 @@ with DAG(
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from None
 
+    spec = emr_job_spec()
     ingest_aws = EmrServerlessStartJobOperator(
         task_id="ingest_aws",
         application_id="{{ " + _SPEC + "['application_id'] }}",
@@ -113,6 +119,8 @@ with DAG(
                 "sparkSubmitParameters": "{{ " + _SPEC + "['spark_submit_parameters'] }}",
             }
         },
+        # the job's SFMLOPS_* settings (emr_job_environment) as spark-defaults of this run: driver and executor env
+        configuration_overrides=spec["configuration_overrides"],
         aws_conn_id="{{ " + _SPEC + "['aws_conn_id'] }}",
         name="sales_stream-{{ ds }}",
         wait_for_completion=True,
@@ -196,7 +204,6 @@ with DAG(
         return decision
 
     backend = choose_backend()
-    spec = emr_job_spec()
     quality = data_quality()
     chain(backend, [ingest_local(), spec], [quality, ingest_aws])
     chain(ingest_aws, quality)

@@ -61,6 +61,19 @@ locals {
   )
   # Lambda rejects null values; empty strings mean "use the app's default".
   app_environment = { for k, v in local.app_environment_all : k => v if v != null }
+
+  # The streaming job's settings on EMR Serverless, which has no environment of its own: the daily DAG gives them to
+  # each job run as the driver's and executors' environment (spark-defaults spark.emr-serverless.driverEnv.* and
+  # spark.executorEnv.*; dags/sfmlops_dag_utils/config.py emr_job_environment), from MWAA's option below. The app's
+  # settings (the job reads the Postgres, Kafka, bucket, table and Pushgateway ones; the rest are harmless addresses),
+  # but of the secret ARNs only the spark role's database secret as its SFMLOPS_PG_SECRET_ARN: the job role may read
+  # no other (the API's, Ray's, MLflow's, the pepper), and the app would read an MLflow or pepper secret named to it at
+  # start-up. Empty values stay (an empty SFMLOPS_AWS_ENDPOINT_URL means real AWS; unset, the app's default is the
+  # emulator).
+  emr_job_environment = { for k, v in merge(
+    { for k, v in local.app_environment : k => v if !endswith(k, "_SECRET_ARN") },
+    { SFMLOPS_PG_SECRET_ARN = lookup(local.db_role_secret_arns, "spark", null) },
+  ) : k => v if v != null }
 }
 
 module "storage" {
@@ -220,6 +233,9 @@ module "orchestration" {
     # section after the environment and the Variables (dags/sfmlops_dag_utils/config.py). The app's value, so an
     # override in var.app_environment reaches the EMR job and the DAG tasks alike.
     "sfmlops.pushgateway_url" = local.app_environment["SFMLOPS_PUSHGATEWAY_URL"]
+    # The streaming job's SFMLOPS_* settings (a JSON object, no secret values: ARNs only), which the daily DAG's
+    # emr_job_environment reads from AIRFLOW__SFMLOPS__EMR_JOB_ENVIRONMENT and gives to every EMR job run.
+    "sfmlops.emr_job_environment" = jsonencode(local.emr_job_environment)
   }
   tags = var.tags
 }

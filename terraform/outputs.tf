@@ -18,6 +18,11 @@ output "app_environment" {
   value       = local.app_environment
 }
 
+output "emr_job_environment" {
+  description = "Non-secret SFMLOPS_* settings of the streaming job, given to each EMR Serverless job run by the daily DAG (MWAA option sfmlops.emr_job_environment; elsewhere set SFMLOPS_DAG_EMR_JOB_ENVIRONMENT to its JSON)."
+  value       = local.emr_job_environment
+}
+
 output "bucket_names" {
   description = "Data bucket names keyed by role."
   value       = module.storage.bucket_names

@@ -8,7 +8,8 @@ Each key ``name`` is looked up, in this order, as
 2. the Airflow Variable ``sfmlops_<name>`` (MWAA: the Variables UI or a Secrets Manager backend),
 3. the option ``<name>`` of the Airflow configuration section ``[sfmlops]`` (``airflow.cfg``, or the environment
    variable ``AIRFLOW__SFMLOPS__<NAME>``): how Terraform's MWAA environment delivers what it knows, since MWAA
-   sets its ``airflow_configuration_options`` (``sfmlops.pushgateway_url``) as such variables and no others,
+   sets its ``airflow_configuration_options`` (``sfmlops.pushgateway_url``, ``sfmlops.emr_job_environment``) as
+   such variables and no others,
 4. the default below.
 
 An operator's explicit value (environment, Variable) wins over the deployment's (configuration section), which
@@ -24,7 +25,9 @@ database every time the scheduler parses the file.
 from __future__ import annotations
 
 import builtins
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,13 @@ VARIABLE_PREFIX = "sfmlops_"
 CONFIG_SECTION = "sfmlops"
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
+#: EMR Serverless takes at most 100 properties per configuration classification and 1,024 characters per value
+#: (StartJobRun's ConfigurationOverrides); each job environment variable takes two properties (driver, executors).
+EMR_MAX_ENVIRONMENT = 50
+EMR_MAX_PROPERTY_VALUE = 1024
+_JOB_ENV_NAME = re.compile(r"SFMLOPS_[A-Za-z0-9_]+")
+#: names that look like secrets, refused unless they name an ARN (the rule of Terraform's app_environment).
+_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PEPPER|PRIVATE_KEY")
 
 #: every key with its default and meaning (also rendered into dags/README.md).
 DEFAULTS: dict[str, tuple[str, str]] = {
@@ -66,6 +76,12 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "code_bucket": ("sfmlops-code", "aws: bucket with spark/sales_stream.py and spark/app.zip"),
     "emr_spark_submit_parameters": ("", "aws: sparkSubmitParameters (default: --packages <Kafka source, PgJDBC> --py-files s3://<code_bucket>/spark/app.zip)"),
     "aws_conn_id": ("aws_default", "aws: Airflow AWS connection"),
+    "emr_job_environment": (
+        "{}",
+        "aws: JSON object of SFMLOPS_* name -> value, the streaming job's settings, given to each EMR job run as driver and"
+        " executor environment (spark-defaults spark.emr-serverless.driverEnv.* / spark.executorEnv.*); non-secret only"
+        " (secret ARNs); MWAA: Terraform's [sfmlops] option",
+    ),
     "pushgateway_url": ("", "Pushgateway the tasks push their outcome to (job sfmlops_dag; empty or off = no pushing; MWAA: Terraform's [sfmlops] option)"),
     "metrics_push_timeout_s": ("2", "Timeout in seconds of one metrics push (a failed push is logged, never fails the task)"),
 }
@@ -124,6 +140,56 @@ def _int(name: str, value: str, minimum: int = 0) -> int:
     if number < minimum:
         raise ValueError(f"{ENV_PREFIX}{name.upper()} (or Variable {VARIABLE_PREFIX}{name}) must be >= {minimum}, got {number}")
     return number
+
+
+def _sources(name: str) -> str:
+    """Where a setting comes from, for error messages: its environment variable, Variable and configuration option."""
+    return f"{ENV_PREFIX}{name.upper()} (or Variable {VARIABLE_PREFIX}{name}, or option {name} of the [{CONFIG_SECTION}] section)"
+
+
+def job_environment(raw: str, name: str = "emr_job_environment") -> dict[str, str]:
+    """The ``SFMLOPS_*`` environment of the streaming job from the JSON object ``raw`` (setting ``name``).
+
+    Raises:
+        ValueError: naming the setting, when ``raw`` is not a JSON object of ``SFMLOPS_*`` names to strings, a name
+            looks like a secret (PASSWORD, SECRET, TOKEN, PEPPER, PRIVATE_KEY, unless it ends in ``_ARN``: the value
+            would travel in the job run's configuration and in XCom), or EMR Serverless's limits are exceeded.
+    """
+    where = _sources(name)
+    try:
+        env = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{where} must be a JSON object of SFMLOPS_* names to strings: {exc}") from None
+    if not isinstance(env, dict):
+        raise ValueError(f"{where} must be a JSON object of SFMLOPS_* names to strings, got {type(env).__name__}")
+    bad_names = sorted(k for k in env if not _JOB_ENV_NAME.fullmatch(k))
+    if bad_names:
+        raise ValueError(f"{where}: every name must be SFMLOPS_ followed by letters, digits or underscores, got {bad_names}")
+    secrets = sorted(k for k in env if _SECRET_NAME.search(k.upper()) and not k.upper().endswith("_ARN"))
+    if secrets:
+        raise ValueError(f"{where} must not carry secrets ({secrets}); pass a Secrets Manager ARN (..._ARN) instead")
+    not_strings = sorted(k for k, v in env.items() if not isinstance(v, str))
+    if not_strings:
+        raise ValueError(f"{where}: every value must be a JSON string, not for {not_strings}")
+    if len(env) > EMR_MAX_ENVIRONMENT:
+        raise ValueError(f"{where} holds {len(env)} names; EMR Serverless takes at most {EMR_MAX_ENVIRONMENT} (two properties each)")
+    too_long = sorted(k for k, v in env.items() if len(v) > EMR_MAX_PROPERTY_VALUE)
+    if too_long:
+        raise ValueError(f"{where}: values longer than {EMR_MAX_PROPERTY_VALUE} characters (EMR Serverless's limit): {too_long}")
+    return env
+
+
+def emr_configuration_overrides(env: dict[str, str]) -> dict[str, Any]:
+    """StartJobRun's ``configurationOverrides`` that give ``env`` to the job's driver
+    (``spark.emr-serverless.driverEnv.<NAME>``) and executors (``spark.executorEnv.<NAME>``) through the
+    ``spark-defaults`` classification; ``{}`` (no ``applicationConfiguration``) for an empty ``env``."""
+    if not env:
+        return {}
+    properties: dict[str, str] = {}
+    for key in sorted(env):
+        properties[f"spark.emr-serverless.driverEnv.{key}"] = env[key]
+        properties[f"spark.executorEnv.{key}"] = env[key]
+    return {"applicationConfiguration": [{"classification": "spark-defaults", "properties": properties}]}
 
 
 @dataclass(frozen=True)
@@ -193,11 +259,20 @@ class DagConfig:
             body["stores"] = stores
         return body
 
+    def emr_job_environment(self) -> dict[str, str]:
+        """The ``emr_job_environment`` setting: the ``SFMLOPS_*`` settings each EMR job run gets (validated)."""
+        return job_environment(self.values["emr_job_environment"])
+
     def emr_job_spec(self) -> dict[str, Any]:
-        """The EMR Serverless job run of the streaming job (application, role, code location, submit parameters).
+        """The EMR Serverless job run of the streaming job (application, role, code location, submit parameters,
+        configuration overrides).
 
         The default ``sparkSubmitParameters`` carry the same ``--packages`` (Kafka source, PgJDBC) as
         ``make spark-package``'s spark-submit line, from the one definition in ``common/spark.py``.
+        ``configuration_overrides`` gives the job its ``SFMLOPS_*`` settings (``emr_job_environment``) as
+        ``spark-defaults`` of this run: driver and executor environment variables. A ``--conf`` of the same property
+        in ``emr_spark_submit_parameters`` wins over them (EMR Serverless: sparkSubmitParameters, then the run's
+        configuration overrides, then the application's configuration).
 
         Raises:
             ValueError: naming the missing settings.
@@ -216,6 +291,7 @@ class DagConfig:
             "execution_role_arn": self.values["emr_execution_role_arn"],
             "entry_point": f"{code}/sales_stream.py",
             "spark_submit_parameters": self.values["emr_spark_submit_parameters"] or emr_submit_parameters(code),
+            "configuration_overrides": emr_configuration_overrides(self.emr_job_environment()),
             "aws_conn_id": self.values["aws_conn_id"],
         }
 
@@ -235,4 +311,5 @@ def run_config() -> DagConfig:
         cfg.int(name, minimum=1 if name.endswith(("_s", "_days")) else 0)
     cfg.bool("retrain_on_drift")
     cfg.training_request()  # validates stores, training_neural, training_lgbm_rounds, training_max_steps
+    cfg.emr_job_environment()
     return cfg

@@ -461,6 +461,88 @@ run "no_pushgateway_url_without_the_heads_address" {
   }
 }
 
+# EMR Serverless has no environment of its own: the streaming job's settings travel from Terraform through MWAA's
+# configuration option sfmlops.emr_job_environment (AIRFLOW__SFMLOPS__EMR_JOB_ENVIRONMENT) to the daily DAG, which
+# gives them to each job run as driver and executor environment (spark-defaults). Only non-secret values, and of the
+# secret ARNs only the spark role's, which the job role may read.
+run "the_emr_job_gets_its_settings_through_mwaa_without_secrets" {
+  command = apply
+
+  variables {
+    name              = "sfmlops-prod"
+    environment       = "prod"
+    aws_region        = "eu-west-1"
+    create_monitoring = true
+    ray_dashboard_url = "http://ip-10-40-10-12.eu-west-1.compute.internal:8265"
+
+    availability_zones = ["eu-west-1a", "eu-west-1b"]
+    buckets = {
+      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
+      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
+      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
+      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
+      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
+    }
+    access_log_bucket_name = "t-access-logs"
+  }
+
+  assert {
+    condition     = jsondecode(nonsensitive(module.orchestration[0].airflow_configuration_options)["sfmlops.emr_job_environment"]) == output.emr_job_environment
+    error_message = "MWAA must carry the EMR job's settings as the JSON configuration option sfmlops.emr_job_environment (AIRFLOW__SFMLOPS__EMR_JOB_ENVIRONMENT)."
+  }
+  assert {
+    condition = alltrue([for k in [
+      "SFMLOPS_PROFILE", "SFMLOPS_AWS_REGION", "SFMLOPS_AWS_ENDPOINT_URL", "SFMLOPS_BUCKET_CHECKPOINTS", "SFMLOPS_PG_HOST", "SFMLOPS_PG_PORT",
+      "SFMLOPS_PG_SECRET_ARN", "SFMLOPS_KAFKA_BOOTSTRAP_SERVERS", "SFMLOPS_KAFKA_AUTH", "SFMLOPS_KAFKA_TOPIC", "SFMLOPS_KAFKA_CONSUMER_GROUP",
+      "SFMLOPS_PUSHGATEWAY_URL",
+    ] : contains(keys(output.emr_job_environment), k)])
+    error_message = "The EMR job needs its profile, region, endpoint, checkpoint bucket, Postgres, Kafka and Pushgateway settings."
+  }
+  assert {
+    condition = (
+      output.emr_job_environment["SFMLOPS_PG_HOST"] == module.database[0].address &&
+      output.emr_job_environment["SFMLOPS_KAFKA_BOOTSTRAP_SERVERS"] == module.kafka[0].bootstrap_brokers &&
+      output.emr_job_environment["SFMLOPS_KAFKA_AUTH"] == "aws-msk-iam" &&
+      output.emr_job_environment["SFMLOPS_PROFILE"] == "aws" &&
+      output.emr_job_environment["SFMLOPS_AWS_ENDPOINT_URL"] == "" &&
+      output.emr_job_environment["SFMLOPS_PUSHGATEWAY_URL"] == "http://ip-10-40-10-12.eu-west-1.compute.internal:9091"
+    )
+    error_message = "The EMR job must reach RDS, MSK's IAM listener and the head's Pushgateway, on real AWS (empty endpoint: not the emulator)."
+  }
+  assert {
+    condition     = [for k in keys(output.emr_job_environment) : k if endswith(k, "_SECRET_ARN")] == ["SFMLOPS_PG_SECRET_ARN"] && output.emr_job_environment["SFMLOPS_PG_SECRET_ARN"] == output.database_role_secret_arns["spark"]
+    error_message = "Of the secret ARNs the EMR job gets only the spark database role's, as SFMLOPS_PG_SECRET_ARN (not the API's, Ray's or MLflow's)."
+  }
+  assert {
+    condition = setintersection(toset(values(output.emr_job_environment)), toset(compact(concat(
+      values(output.database_role_secret_arns), values(output.mlflow_client_secret_arns), [output.database_secret_arn, output.api_key_pepper_secret_arn],
+    )))) == toset([output.database_role_secret_arns["spark"]])
+    error_message = "No other secret may be named to the EMR job."
+  }
+  assert {
+    condition = alltrue([
+      for k, v in output.emr_job_environment :
+      startswith(k, "SFMLOPS_") && (!can(regex("(PASSWORD|SECRET|TOKEN|PEPPER|PRIVATE_KEY)", k)) || endswith(k, "_ARN"))
+    ])
+    error_message = "The EMR job's environment carries something that looks like a secret (or a name outside SFMLOPS_*)."
+  }
+  assert {
+    condition = contains(flatten([
+      for st in jsondecode(output.iam_policy_documents["spark_job"]).Statement : flatten([st.Resource])
+      if contains(flatten([st.Action]), "secretsmanager:GetSecretValue")
+    ]), output.emr_job_environment["SFMLOPS_PG_SECRET_ARN"])
+    error_message = "The EMR job role must be allowed to read the database secret whose ARN the job gets."
+  }
+  assert {
+    condition = (
+      length(output.emr_job_environment) <= 50 && alltrue([for v in values(output.emr_job_environment) : length(v) <= 1024]) &&
+      length(nonsensitive(module.orchestration[0].airflow_configuration_options)["sfmlops.emr_job_environment"]) <= 65536 &&
+      can(regex("^[ -~]+$", nonsensitive(module.orchestration[0].airflow_configuration_options)["sfmlops.emr_job_environment"]))
+    )
+    error_message = "Within the limits: EMR Serverless 100 spark-defaults properties (two per name), 1,024 characters a value; MWAA 65,536 printable ASCII characters an option."
+  }
+}
+
 run "rejects_a_ray_dashboard_url_without_scheme" {
   command = plan
 

@@ -1,9 +1,12 @@
 """The daily DAG's EMR Serverless job run (``emr_job_spec``): its sparkSubmitParameters carry the packages of
-``make spark-package``'s spark-submit line (Kafka source and PgJDBC: one definition, ``app/common/spark.py``)."""
+``make spark-package``'s spark-submit line (Kafka source and PgJDBC: one definition, ``app/common/spark.py``), and
+its configuration overrides the job's settings (``emr_job_environment``), which the job's ``Settings`` read."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shlex
 from pathlib import Path
 
@@ -48,3 +51,31 @@ def test_emr_spec_names_the_missing_settings(monkeypatch) -> None:
     monkeypatch.setenv("SFMLOPS_DAG_EMR_EXECUTION_ROLE_ARN", AWS["SFMLOPS_DAG_EMR_EXECUTION_ROLE_ARN"])
     with pytest.raises(ValueError, match=r"^backend=aws needs SFMLOPS_DAG_EMR_APPLICATION_ID \(or Variable sfmlops_emr_application_id\)"):
         run_config().emr_job_spec()
+
+
+def test_the_job_environment_becomes_the_jobs_settings(monkeypatch) -> None:
+    """What ``emr_job_environment`` puts into the run's ``spark-defaults`` (driver and executor environment) is what
+    the job's ``Settings`` read: an empty endpoint is real AWS (the app's default would be the emulator)."""
+    from app.config import Settings
+
+    env = {"SFMLOPS_PROFILE": "aws", "SFMLOPS_AWS_ENDPOINT_URL": "", "SFMLOPS_AWS_REGION": "eu-west-1",
+           "SFMLOPS_PG_HOST": "db.internal", "SFMLOPS_PG_PORT": "6432", "SFMLOPS_BUCKET_CHECKPOINTS": "t-checkpoints",
+           "SFMLOPS_KAFKA_BOOTSTRAP_SERVERS": "b-1.msk:9098", "SFMLOPS_KAFKA_AUTH": "aws-msk-iam", "SFMLOPS_PUSHGATEWAY_URL": "off"}
+    for name, value in AWS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SFMLOPS_DAG_EMR_JOB_ENVIRONMENT", json.dumps(env))
+    (configuration,) = run_config().emr_job_spec()["configuration_overrides"]["applicationConfiguration"]
+    assert configuration["classification"] == "spark-defaults"
+    props = configuration["properties"]
+    driver = {k.removeprefix("spark.emr-serverless.driverEnv."): v for k, v in props.items() if k.startswith("spark.emr-serverless.driverEnv.")}
+    executors = {k.removeprefix("spark.executorEnv."): v for k, v in props.items() if k.startswith("spark.executorEnv.")}
+    assert driver == executors == env and len(props) == 2 * len(env)
+
+    for name in [n for n in os.environ if n.startswith("SFMLOPS_")]:  # the job's process: only what the run gives it
+        monkeypatch.delenv(name)
+    for name, value in driver.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SFMLOPS_PG_PASSWORD", "Xk2-long-real-secret")  # stands in for the spark role's secret (its ARN)
+    s = Settings(_env_file=None)
+    assert (s.profile, s.aws_endpoint_url, s.aws_region, s.pg_host, s.pg_port) == ("aws", None, "eu-west-1", "db.internal", 6432)
+    assert (s.kafka_bootstrap, s.kafka_auth, s.pushgateway_base_url, s.bucket_checkpoints) == ("b-1.msk:9098", "aws-msk-iam", None, "t-checkpoints")
