@@ -108,6 +108,23 @@ def test_train_config_lgbm_workers() -> None:
         TrainConfig(lgbm_workers=0)
 
 
+def test_more_than_one_lgbm_worker_builds_the_ray_train_model_and_the_plain_one_refuses_it(make_sales, make_stores) -> None:
+    """num_workers > 1 is DistributedLGBMForecaster's: the plain model refuses to fit it in one process instead
+    of silently ignoring the workers."""
+    from app.forecasting.distributed import DistributedLGBMForecaster, lgbm_forecaster
+    from app.forecasting.features import to_long
+    from app.forecasting.models import LGBMForecaster
+    from app.forecasting.pipeline import TrainConfig
+
+    [two] = [c for c in TrainConfig(neural=False, per_store=False, lgbm_workers=2).candidates() if c.name == "lgbm"]
+    assert type(two.build()) is DistributedLGBMForecaster
+    [one] = [c for c in TrainConfig(neural=False, per_store=False).candidates() if c.name == "lgbm"]
+    assert type(one.build()) is LGBMForecaster and type(lgbm_forecaster(num_workers=1)) is LGBMForecaster
+    hist = to_long(make_sales(60, 3))
+    with pytest.raises(ValueError, match="lgbm_forecaster"):
+        LGBMForecaster(num_workers=2, num_boost_round=5).fit(hist, make_stores(3))
+
+
 # --- Ray Train (inside a real Ray job) ---------------------------------------------------------------------
 
 
