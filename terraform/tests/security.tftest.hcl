@@ -119,28 +119,27 @@ mock_provider "aws" {
   }
 }
 
+# The prod deployment every run plans unless it says otherwise (the local and rejection runs set their own).
 variables {
   lambda_zip_path = "tests/fixtures/handler.zip"
+
+  name        = "sfmlops-prod"
+  environment = "prod"
+  aws_region  = "eu-west-1"
+
+  availability_zones = ["eu-west-1a", "eu-west-1b"]
+  buckets = {
+    raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
+    checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
+    mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
+    code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
+    dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
+  }
+  access_log_bucket_name = "t-access-logs"
 }
 
 run "aws_profile_is_secure" {
   command = apply
-
-  variables {
-    name        = "sfmlops-prod"
-    environment = "prod"
-    aws_region  = "eu-west-1"
-
-    availability_zones = ["eu-west-1a", "eu-west-1b"]
-    buckets = {
-      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
-      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
-      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
-      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
-      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
-    }
-    access_log_bucket_name = "t-access-logs"
-  }
 
   # --- RDS: private, encrypted, password managed by RDS in Secrets Manager -----------------
   assert {
@@ -252,22 +251,6 @@ run "aws_profile_is_secure" {
 run "components_have_their_own_secrets_and_the_ray_head_tags_only_its_nodes" {
   command = apply
 
-  variables {
-    name        = "sfmlops-prod"
-    environment = "prod"
-    aws_region  = "eu-west-1"
-
-    availability_zones = ["eu-west-1a", "eu-west-1b"]
-    buckets = {
-      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
-      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
-      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
-      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
-      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
-    }
-    access_log_bucket_name = "t-access-logs"
-  }
-
   # --- a database role and secret per component, none of them the master -----------------------
   assert {
     condition     = length(distinct(values(output.database_role_secret_arns))) == 6 && length(distinct([for r in values(output.database_roles) : r.username])) == 6
@@ -353,20 +336,7 @@ run "the_exporter_on_the_ray_head_reads_msk_offsets_with_iam_and_nothing_more" {
   command = apply
 
   variables {
-    name              = "sfmlops-prod"
-    environment       = "prod"
-    aws_region        = "eu-west-1"
     create_monitoring = true
-
-    availability_zones = ["eu-west-1a", "eu-west-1b"]
-    buckets = {
-      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
-      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
-      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
-      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
-      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
-    }
-    access_log_bucket_name = "t-access-logs"
   }
 
   assert {
@@ -396,21 +366,8 @@ run "only_spark_and_airflow_reach_the_head_pushgateway_at_the_heads_address" {
   command = apply
 
   variables {
-    name              = "sfmlops-prod"
-    environment       = "prod"
-    aws_region        = "eu-west-1"
     create_monitoring = true
     ray_dashboard_url = "http://ip-10-40-10-12.eu-west-1.compute.internal:8265"
-
-    availability_zones = ["eu-west-1a", "eu-west-1b"]
-    buckets = {
-      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
-      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
-      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
-      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
-      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
-    }
-    access_log_bucket_name = "t-access-logs"
   }
 
   assert {
@@ -438,21 +395,8 @@ run "no_pushgateway_url_without_the_heads_address" {
   command = apply
 
   variables {
-    name              = "sfmlops-prod"
-    environment       = "prod"
-    aws_region        = "eu-west-1"
     create_monitoring = true
     ray_dashboard_url = null
-
-    availability_zones = ["eu-west-1a", "eu-west-1b"]
-    buckets = {
-      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
-      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
-      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
-      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
-      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
-    }
-    access_log_bucket_name = "t-access-logs"
   }
 
   assert {
@@ -469,21 +413,8 @@ run "the_emr_job_gets_its_settings_through_mwaa_without_secrets" {
   command = apply
 
   variables {
-    name              = "sfmlops-prod"
-    environment       = "prod"
-    aws_region        = "eu-west-1"
     create_monitoring = true
     ray_dashboard_url = "http://ip-10-40-10-12.eu-west-1.compute.internal:8265"
-
-    availability_zones = ["eu-west-1a", "eu-west-1b"]
-    buckets = {
-      raw         = { name = "t-raw", versioning = true, noncurrent_expiration_days = 30 }
-      checkpoints = { name = "t-checkpoints", versioning = true, noncurrent_expiration_days = 7 }
-      mlflow      = { name = "t-mlflow", versioning = true, noncurrent_expiration_days = 90 }
-      code        = { name = "t-code", versioning = true, noncurrent_expiration_days = 90 }
-      dags        = { name = "t-dags", versioning = true, noncurrent_expiration_days = 90 }
-    }
-    access_log_bucket_name = "t-access-logs"
   }
 
   assert {
@@ -547,18 +478,16 @@ run "rejects_a_ray_dashboard_url_without_scheme" {
   command = plan
 
   variables {
-    name                   = "sfmlops-bad"
-    environment            = "test"
-    create_network         = false
-    create_database        = false
-    create_kafka           = false
-    create_spark           = false
-    create_ray             = false
-    create_mlflow          = false
-    create_orchestration   = false
-    ray_dashboard_url      = "10.40.10.12:8265"
-    buckets                = { raw = { name = "b-raw", versioning = false, noncurrent_expiration_days = 1 }, checkpoints = { name = "b-c", versioning = false, noncurrent_expiration_days = 1 }, mlflow = { name = "b-m", versioning = false, noncurrent_expiration_days = 1 }, code = { name = "b-co", versioning = false, noncurrent_expiration_days = 1 }, dags = { name = "b-d", versioning = false, noncurrent_expiration_days = 1 } }
-    access_log_bucket_name = "b-logs"
+    name                 = "sfmlops-bad"
+    environment          = "test"
+    create_network       = false
+    create_database      = false
+    create_kafka         = false
+    create_spark         = false
+    create_ray           = false
+    create_mlflow        = false
+    create_orchestration = false
+    ray_dashboard_url    = "10.40.10.12:8265"
   }
 
   expect_failures = [var.ray_dashboard_url]
@@ -609,17 +538,15 @@ run "rejects_a_database_without_network" {
   command = plan
 
   variables {
-    name                   = "sfmlops-bad"
-    environment            = "test"
-    create_network         = false
-    create_database        = true
-    create_kafka           = false
-    create_spark           = false
-    create_ray             = false
-    create_mlflow          = false
-    create_orchestration   = false
-    buckets                = { raw = { name = "b-raw", versioning = false, noncurrent_expiration_days = 1 }, checkpoints = { name = "b-c", versioning = false, noncurrent_expiration_days = 1 }, mlflow = { name = "b-m", versioning = false, noncurrent_expiration_days = 1 }, code = { name = "b-co", versioning = false, noncurrent_expiration_days = 1 }, dags = { name = "b-d", versioning = false, noncurrent_expiration_days = 1 } }
-    access_log_bucket_name = "b-logs"
+    name                 = "sfmlops-bad"
+    environment          = "test"
+    create_network       = false
+    create_database      = true
+    create_kafka         = false
+    create_spark         = false
+    create_ray           = false
+    create_mlflow        = false
+    create_orchestration = false
   }
 
   expect_failures = [var.create_database]
@@ -629,18 +556,16 @@ run "rejects_secrets_in_app_environment" {
   command = plan
 
   variables {
-    name                   = "sfmlops-bad"
-    environment            = "test"
-    create_network         = false
-    create_database        = false
-    create_kafka           = false
-    create_spark           = false
-    create_ray             = false
-    create_mlflow          = false
-    create_orchestration   = false
-    app_environment        = { SFMLOPS_PG_PASSWORD = "hunter2" }
-    buckets                = { raw = { name = "b-raw", versioning = false, noncurrent_expiration_days = 1 }, checkpoints = { name = "b-c", versioning = false, noncurrent_expiration_days = 1 }, mlflow = { name = "b-m", versioning = false, noncurrent_expiration_days = 1 }, code = { name = "b-co", versioning = false, noncurrent_expiration_days = 1 }, dags = { name = "b-d", versioning = false, noncurrent_expiration_days = 1 } }
-    access_log_bucket_name = "b-logs"
+    name                 = "sfmlops-bad"
+    environment          = "test"
+    create_network       = false
+    create_database      = false
+    create_kafka         = false
+    create_spark         = false
+    create_ray           = false
+    create_mlflow        = false
+    create_orchestration = false
+    app_environment      = { SFMLOPS_PG_PASSWORD = "hunter2" }
   }
 
   expect_failures = [var.app_environment]
