@@ -45,3 +45,25 @@ else:
         from airflow.dag_processing.dagbag import BundleDagBag
 
         return BundleDagBag(dag_folder=str(DAGS_DIR), bundle_path=DAGS_DIR, bundle_name="dags-folder")
+
+    @pytest.fixture
+    def loopback_server():  # -> Callable[[type[BaseHTTPRequestHandler]], str]
+        """Serve a stand-in HTTP service (a ``BaseHTTPRequestHandler`` class) on a free loopback port for the
+        test: ``url = loopback_server(Handler)``; stopped afterwards."""
+        import threading
+        from http.server import HTTPServer
+
+        servers: list[tuple[HTTPServer, threading.Thread]] = []
+
+        def start(handler: type) -> str:
+            server = HTTPServer(("127.0.0.1", 0), handler)
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            servers.append((server, thread))
+            return f"http://127.0.0.1:{server.server_address[1]}"
+
+        yield start
+        for server, thread in servers:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)

@@ -8,9 +8,7 @@ push then reaches the Pushgateway the section names (a stand-in HTTP server on a
 from __future__ import annotations
 
 import base64
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -74,18 +72,10 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def pushgateway() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+def pushgateway(loopback_server) -> tuple[str, list[tuple[str, str]]]:
     """A stand-in Pushgateway (answers every PUT with 200 and records it) on a free loopback port."""
     _Recorder.puts = []
-    server = HTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.puts
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    return loopback_server(_Recorder), _Recorder.puts
 
 
 def test_a_task_pushes_where_the_section_says(monkeypatch: pytest.MonkeyPatch, pushgateway: tuple[str, list[tuple[str, str]]]) -> None:

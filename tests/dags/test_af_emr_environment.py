@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -140,17 +138,10 @@ class _EmrServerless(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def emr_serverless() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def emr_serverless(loopback_server) -> tuple[str, list[dict[str, Any]]]:
+    """A stand-in EMR Serverless endpoint that records every StartJobRun request."""
     _EmrServerless.start_job_runs = []
-    server = HTTPServer(("127.0.0.1", 0), _EmrServerless)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", _EmrServerless.start_job_runs
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    return loopback_server(_EmrServerless), _EmrServerless.start_job_runs
 
 
 def test_the_operator_sends_the_environment_with_start_job_run(
