@@ -324,7 +324,7 @@ def run_size(settings: Settings, like: tuple[str, str], size: float, code: Path,
     load_before = _load()
     t0 = time.perf_counter()
     rows = load_chain(settings, like, n_stores, start, end)
-    load_s = round(time.perf_counter() - t0, 1)
+    load_s = round(time.perf_counter() - t0, 3)
     tag = uuid.uuid4().hex[:10]
     fan = submit_train_job(settings.ray_jobs_url, train_args(rounds, threads, shard_stores, short_windows),
                            job_env(settings, f"{tag}-fan"), code, timeout_s)
