@@ -15,6 +15,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -275,6 +276,17 @@ class Settings(BaseSettings):
     )
     prometheus_url: str | None = Field(None, description="Prometheus HTTP API the health view reads; default http://bind_host:prometheus_port")
     metrics_push_timeout_s: float = Field(2.0, gt=0, description="Timeout of one metrics push (a failed push is logged, never fatal)")
+    metrics_remote_write_url: str | None = Field(
+        None,
+        description="Prometheus remote-write endpoint the API in Lambda writes its metrics to (AMP's .../api/v1/remote_write,"
+        " which Terraform sets; or a Prometheus' /api/v1/write); empty: no remote write (app/monitoring/remote_write.py)",
+    )
+    metrics_remote_write_interval_s: float = Field(
+        30.0, ge=1, description="Least seconds between two remote writes of one Lambda container (one write at the end of an invocation)"
+    )
+    metrics_remote_write_sigv4: bool | None = Field(
+        None, description="SigV4-sign remote writes (service aps, aws_region); default: when the URL's host is *.amazonaws.com"
+    )
     alert_webhook_token: SecretStr = Field(
         SecretStr("local-dev-only"), description="Bearer token Alertmanager presents to POST /v1/alerts/webhook"
     )
@@ -290,11 +302,18 @@ class Settings(BaseSettings):
 
     @field_validator(
         "aws_endpoint_url", "kafka_bootstrap_servers", "mlflow_tracking_uri", "ray_address", "api_url", "pushgateway_url", "prometheus_url",
-        mode="before",
+        "metrics_remote_write_url", mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_remote_write_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
 
     @field_validator("table_sales", "table_stores", "table_dead_letter", "table_ledger", "table_forecasts", "table_alerts", "table_accuracy",
                      "table_planning")

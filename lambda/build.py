@@ -47,8 +47,8 @@ def add_sources(target: Path) -> None:
     shutil.copy2(ROOT / "app" / "config.py", target / "app" / "config.py")
     shutil.copy2(ROOT / "app" / "db.py", target / "app" / "db.py")  # the one connection helper (app.api.db uses it)
     shutil.copytree(ROOT / "app" / "api", target / "app" / "api", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.md"))
-    (target / "app" / "monitoring").mkdir(exist_ok=True)  # the API's metric definitions (not the exporter)
-    for name in ("__init__.py", "metrics.py"):
+    (target / "app" / "monitoring").mkdir(exist_ok=True)  # the API's metric definitions and their remote write (not the exporter)
+    for name in ("__init__.py", "metrics.py", "remote_write.py"):
         shutil.copy2(ROOT / "app" / "monitoring" / name, target / "app" / "monitoring" / name)
     # the live accuracy of POST/GET /v1/accuracy (standard library and SQL only; registry for the backtest tag name)
     (target / "app" / "forecasting").mkdir(exist_ok=True)

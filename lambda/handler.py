@@ -7,6 +7,11 @@ Each invocation writes one JSON line to stderr (CloudWatch Logs): the API Gatewa
 path (no query string, no headers: never the key), status and ``handler_ms``, the time spent in this
 handler. Next to the platform's ``REPORT`` line it tells the handler's own time from the runtime's (and
 the emulator's: MiniStack waits up to 50 ms after every invocation for a log line, 5 ms once one came).
+
+With ``SFMLOPS_METRICS_REMOTE_WRITE_URL`` set (Terraform sets it to the AMP workspace), the invocation that ends
+``SFMLOPS_METRICS_REMOTE_WRITE_INTERVAL_S`` after the container's last write (or its first invocation) writes the
+API's metrics there (:mod:`app.monitoring.remote_write`); its line then has ``metrics_write_ms`` and
+``metrics_written`` (a failed write is logged, the response is unchanged).
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from mangum import Mangum
 
 from app.api.main import create_app, freeze_startup_objects
 from app.config import get_settings
+from app.monitoring.remote_write import RemoteWriter
 
 _settings = get_settings()
 app = create_app(_settings)
 _mangum = Mangum(app, lifespan="off", api_gateway_base_path=_settings.api_root_path or "/")
+_metrics = RemoteWriter.from_settings(_settings)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -38,7 +45,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ev = event if isinstance(event, dict) else {}
         ctx = ev.get("requestContext") or {}
         http = ctx.get("http") or {}
-        line = {
+        line: dict[str, Any] = {
             "sfmlops": "api-invocation",
             "request_id": ctx.get("requestId"),
             "method": http.get("method") or ev.get("httpMethod"),
@@ -46,6 +53,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "status": status,
             "handler_ms": round((time.perf_counter() - started) * 1000, 3),
         }
+        if _metrics is not None and _metrics.due():
+            before = time.perf_counter()
+            line["metrics_written"] = _metrics.write()
+            line["metrics_write_ms"] = round((time.perf_counter() - before) * 1000, 3)
         sys.stderr.write(json.dumps(line) + "\n")
         sys.stderr.flush()
 

@@ -62,6 +62,14 @@ locals {
   # Lambda rejects null values; empty strings mean "use the app's default".
   app_environment = { for k, v in local.app_environment_all : k => v if v != null }
 
+  # The API in Lambda, which nothing can scrape, remote-writes its metrics to the AMP workspace itself
+  # (app/monitoring/remote_write.py: SigV4 for aps with its role, which the monitoring module lets aps:RemoteWrite to
+  # this workspace only; over the NAT gateway). An SFMLOPS_METRICS_REMOTE_WRITE_URL in var.app_environment wins.
+  api_environment = merge(
+    var.create_monitoring ? { SFMLOPS_METRICS_REMOTE_WRITE_URL = module.monitoring[0].amp_remote_write_url } : {},
+    local.app_environment,
+  )
+
   # The streaming job's settings on EMR Serverless, which has no environment of its own: the daily DAG gives them to
   # each job run as the driver's and executors' environment (spark-defaults spark.emr-serverless.driverEnv.* and
   # spark.executorEnv.*; dags/sfmlops_dag_utils/config.py emr_job_environment), from MWAA's option below. The app's
@@ -199,7 +207,7 @@ module "api" {
 
   name                   = "${var.name}-api"
   lambda_zip_path        = var.lambda_zip_path
-  environment            = local.app_environment
+  environment            = local.api_environment
   secret_arns            = compact([lookup(local.db_role_secret_arns, "api", null), lookup(local.mlflow_client_secret_arns, "api", null)])
   create_pepper_secret   = var.app_profile != "local"
   kms_key_arn            = module.storage.kms_key_arn

@@ -111,6 +111,9 @@ class Prometheus(Service):
             "--storage.tsdb.retention.time=15d",
             f"--web.listen-address={_host(s, s.prometheus_port)}",
             "--web.enable-lifecycle",  # POST /-/reload after a rules change
+            # POST /api/v1/write: what the API in Lambda writes its metrics to (app/monitoring/remote_write.py),
+            # here as AMP on AWS; the loopback bind is its guard, as for the lifecycle routes
+            "--web.enable-remote-write-receiver",
         ]
 
     def expected_cmd_fragment(self) -> str:

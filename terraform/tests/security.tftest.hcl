@@ -391,6 +391,38 @@ run "only_spark_and_airflow_reach_the_head_pushgateway_at_the_heads_address" {
   }
 }
 
+# Issue 18: nothing scrapes a Lambda function, so the API writes its metrics to the AMP workspace, with the role
+# that may aps:RemoteWrite there (monitoring.tftest.hcl: remote_write_is_least_privilege); no one else is told to.
+run "the_lambda_api_remote_writes_to_the_amp_workspace" {
+  command = apply
+
+  variables {
+    create_monitoring = true
+  }
+
+  assert {
+    condition     = module.api[0].environment["SFMLOPS_METRICS_REMOTE_WRITE_URL"] == module.monitoring[0].amp_remote_write_url && endswith(module.monitoring[0].amp_remote_write_url, "/api/v1/remote_write")
+    error_message = "The Lambda API's SFMLOPS_METRICS_REMOTE_WRITE_URL must be the AMP workspace's remote-write endpoint."
+  }
+  assert {
+    condition     = !contains(keys(output.app_environment), "SFMLOPS_METRICS_REMOTE_WRITE_URL") && !contains(keys(output.emr_job_environment), "SFMLOPS_METRICS_REMOTE_WRITE_URL")
+    error_message = "Only the API writes remotely (the jobs push to the head's Pushgateway, which the head's agent remote-writes)."
+  }
+}
+
+run "no_remote_write_without_monitoring" {
+  command = apply
+
+  variables {
+    create_monitoring = false
+  }
+
+  assert {
+    condition     = !contains(keys(module.api[0].environment), "SFMLOPS_METRICS_REMOTE_WRITE_URL")
+    error_message = "Without the monitoring module there is no workspace to write to."
+  }
+}
+
 run "no_pushgateway_url_without_the_heads_address" {
   command = apply
 

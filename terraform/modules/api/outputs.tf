@@ -67,3 +67,8 @@ output "api_key_pepper_secret_arn" {
   description = "ARN of the API key pepper secret (never its value); null unless create_pepper_secret."
   value       = try(aws_secretsmanager_secret.api_key_pepper[0].arn, null)
 }
+
+output "environment" {
+  description = "The function's environment variables (the app's SFMLOPS_* settings; secret ARNs, never secrets)."
+  value       = local.environment
+}
