@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from app.common.jobs import INGEST_SUMMARY_PREFIX
+from app.common.spark import kafka_auth_options
 from app.ingest import sink
 from app.ingest.schema import FIELDS, FLAG_FIELDS, SCHEMA_VERSION, STATE_HOLIDAYS
 
@@ -49,7 +50,7 @@ def parse_args(argv: Sequence[str], settings: Settings) -> argparse.Namespace:
     parser.add_argument("--min-partitions", type=int, default=0, help="split Kafka partitions into more tasks")
     parser.add_argument("--run-seconds", type=float, default=0, help="processing-time: stop after this (0 = never)")
     parser.add_argument(
-        "--kafka-option", action="append", default=[], metavar="KEY=VALUE", help="extra Kafka source option (MSK auth)"
+        "--kafka-option", action="append", default=[], metavar="KEY=VALUE", help="Kafka source option (wins over SFMLOPS_KAFKA_AUTH's)"
     )
     args = parser.parse_args(list(argv))
     if args.max_offsets_per_trigger < 1:
@@ -422,6 +423,13 @@ class _Batches:
         )
 
 
+def kafka_source_options(settings: Settings, kafka_option: Sequence[str]) -> dict[str, str]:
+    """The Kafka connection options of the source and of :class:`GroupOffsets`: the authentication that
+    ``SFMLOPS_KAFKA_AUTH`` names (MSK IAM on AWS, :func:`app.common.spark.kafka_auth_options`), then each
+    ``--kafka-option KEY=VALUE``, which wins."""
+    return {**kafka_auth_options(settings.kafka_auth), **dict(item.split("=", 1) for item in kafka_option)}
+
+
 class GroupOffsets:
     """Commits the end offsets of each committed micro-batch to Kafka for ``settings.kafka_consumer_group``.
 
@@ -602,12 +610,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     if args.min_partitions:
         reader = reader.option("minPartitions", str(args.min_partitions))
-    for item in args.kafka_option:
-        key, value = item.split("=", 1)
+    kafka_options = kafka_source_options(settings, args.kafka_option)
+    for key, value in kafka_options.items():
         reader = reader.option(key, value)
     handler = _Batches(settings, args.topic, lock)
     # after each micro-batch: per-partition offsets / lag to the Pushgateway, end offsets to the consumer group
-    group = GroupOffsets(spark, settings, dict(item.split("=", 1) for item in args.kafka_option))
+    group = GroupOffsets(spark, settings, kafka_options)
     spark.streams.addListener(progress_listener(handler.metrics, group))
     writer = reader.load().writeStream.foreachBatch(handler).option("checkpointLocation", location)
     writer = writer.trigger(availableNow=True) if args.trigger == "available-now" else writer.trigger(processingTime=args.interval)

@@ -36,8 +36,8 @@ def test_emr_submit_parameters_have_the_packages_of_the_spark_submit_line(monkey
     spec = run_config().emr_job_spec()
     assert spec["entry_point"] == "s3://my-code/spark/sales_stream.py"
     params = shlex.split(spec["spark_submit_parameters"])
-    assert params == ["--packages", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.2,org.postgresql:postgresql:42.7.8",
-                      "--py-files", "s3://my-code/spark/app.zip"]
+    assert params == ["--packages", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.2,org.postgresql:postgresql:42.7.8,"
+                      "software.amazon.msk:aws-msk-iam-auth:2.3.5", "--py-files", "s3://my-code/spark/app.zip"]
     line = _package_line(tmp_path)
     assert line[line.index("--packages") + 1] == params[1] and line[line.index("--py-files") + 1] == params[3]
 

@@ -237,3 +237,14 @@ def test_mlflow_container_command_quotes_any_database_password(tmp_path) -> None
     config.read(ini)
     assert make_url(config["mlflow"]["database_uri"]).password == password
     assert config["mlflow"]["admin_password"] == admin
+
+
+def test_the_emr_release_runs_the_spark_the_job_packages_are_for() -> None:
+    """The spark module's default release is the one app/common/spark.py names: the DAG's --packages (the Kafka
+    source for EMR_SPARK_VERSION, Scala 2.13) load only on that release's Spark."""
+    from app.common.spark import EMR_RELEASE_LABEL, EMR_SPARK_VERSION, spark_packages
+
+    variables = dict(VAR_RE.findall((TF_DIR / "modules" / "spark" / "variables.tf").read_text()))
+    default = re.search(r'default\s*=\s*"([^"]+)"', variables["release_label"])
+    assert default is not None and default.group(1) == EMR_RELEASE_LABEL
+    assert f"spark-sql-kafka-0-10_2.13:{EMR_SPARK_VERSION}" in spark_packages()

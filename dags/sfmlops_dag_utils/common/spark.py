@@ -15,8 +15,13 @@ from typing import Any
 #: PgJDBC, the executors' staging writer and the driver's commits.
 PGJDBC_VERSION = "42.7.8"
 PGJDBC_PACKAGE = f"org.postgresql:postgresql:{PGJDBC_VERSION}"
-#: Spark of the EMR release the job runs on (``emr-spark-8.0.0``); locally pyspark's own (``pom.xml``).
+#: The EMR release of the EMR Serverless application (Terraform's spark module defaults to it; a test keeps the two
+#: equal) and its Spark, whose Kafka source the job runs with there; locally pyspark's own (``pom.xml``).
+EMR_RELEASE_LABEL = "emr-spark-8.0.0"
 EMR_SPARK_VERSION = "4.0.2"
+#: AWS's SASL mechanism ``AWS_MSK_IAM`` for the JVM's Kafka clients (the Kafka source's consumers, the driver's
+#: admin client), on EMR next to the Kafka source: MSK's IAM listener, signed with the job role's credentials.
+MSK_IAM_AUTH_PACKAGE = "software.amazon.msk:aws-msk-iam-auth:2.3.5"
 #: Scala binary version of Spark 4.
 SCALA_BINARY_VERSION = "2.13"
 
@@ -27,8 +32,25 @@ def kafka_package(spark_version: str = EMR_SPARK_VERSION) -> str:
 
 
 def spark_packages(spark_version: str = EMR_SPARK_VERSION) -> str:
-    """The ``--packages`` value of an EMR run: the Kafka source and PgJDBC."""
-    return f"{kafka_package(spark_version)},{PGJDBC_PACKAGE}"
+    """The ``--packages`` value of an EMR run: the Kafka source, PgJDBC and MSK's IAM authentication."""
+    return f"{kafka_package(spark_version)},{PGJDBC_PACKAGE},{MSK_IAM_AUTH_PACKAGE}"
+
+
+def kafka_auth_options(auth: str) -> dict[str, str]:
+    """The Kafka source's ``kafka.*`` options for ``Settings.kafka_auth`` (what the kafka-python clients get from
+    ``app.kafka_client``, for the JVM's clients): ``none`` adds nothing; ``aws-msk-iam`` is ``SASL_SSL`` with
+    ``AWS_MSK_IAM`` (:data:`MSK_IAM_AUTH_PACKAGE`'s login module and callback handler, the default credential
+    chain: the EMR job role)."""
+    if auth == "none":
+        return {}
+    if auth == "aws-msk-iam":
+        return {
+            "kafka.security.protocol": "SASL_SSL",
+            "kafka.sasl.mechanism": "AWS_MSK_IAM",
+            "kafka.sasl.jaas.config": "software.amazon.msk.auth.iam.IAMLoginModule required;",
+            "kafka.sasl.client.callback.handler.class": "software.amazon.msk.auth.iam.IAMClientCallbackHandler",
+        }
+    raise ValueError(f"unknown Kafka authentication {auth!r} (none or aws-msk-iam)")
 
 
 def emr_submit_parameters(code_uri: str, spark_version: str = EMR_SPARK_VERSION) -> str:

@@ -5,8 +5,8 @@ variable "name" {
 
 variable "release_label" {
   type        = string
-  default     = "emr-7.5.0"
-  description = "EMR release (Spark 3.5 line)."
+  default     = "emr-spark-8.0.0"
+  description = "EMR release: Spark 4.0.2, whose Kafka source the job's packages are for (app/common/spark.py EMR_RELEASE_LABEL and EMR_SPARK_VERSION; a test keeps this default equal)."
 }
 
 variable "subnet_ids" {
