@@ -85,8 +85,9 @@ def job_env(settings: Settings) -> dict[str, str]:
     for name, job_name in (("pg_secret_arn", "job_pg_secret_arn"), ("mlflow_auth_secret_arn", "job_mlflow_auth_secret_arn")):
         if getattr(settings, job_name):
             env[f"SFMLOPS_{name.upper()}"] = getattr(settings, job_name)
+    # Always passed: empty is real AWS, while a job without it would take the app's default, the emulator's URL.
+    env["SFMLOPS_AWS_ENDPOINT_URL"] = settings.aws_endpoint_url or ""
     if settings.aws_endpoint_url:
-        env["SFMLOPS_AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
         env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
         env["MLFLOW_S3_ENDPOINT_URL"] = settings.aws_endpoint_url
     return env

@@ -46,6 +46,17 @@ def test_working_dir_override_and_job_env_without_secrets() -> None:
     assert env["SFMLOPS_PG_SECRET_ARN"] == arn and "s3cret-value" not in " ".join(env.values())
 
 
+def test_a_job_of_an_api_on_real_aws_talks_to_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On AWS the API's SFMLOPS_AWS_ENDPOINT_URL is empty; its jobs must get that too, not the emulator's default."""
+    env = jobs_service.job_env(settings(aws_endpoint_url=""))
+    assert env["SFMLOPS_AWS_ENDPOINT_URL"] == "" and "AWS_ENDPOINT_URL" not in env and "MLFLOW_S3_ENDPOINT_URL" not in env
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert settings().aws_endpoint_url is None  # what the job's driver reads
+    local = jobs_service.job_env(settings(aws_endpoint_url="http://127.0.0.1:4566"))
+    assert local["SFMLOPS_AWS_ENDPOINT_URL"] == local["AWS_ENDPOINT_URL"] == local["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+
+
 def test_key_hash_depends_on_pepper_and_never_equals_key() -> None:
     a, b = settings(api_key_pepper=SecretStr("pepper-one")), settings(api_key_pepper=SecretStr("pepper-two"))
     key = "sfm_0011aabb_abcdefghijklmnopqrstuvwxyz"
