@@ -264,12 +264,15 @@ def submit_train_job(
                   retries=attempts - len(tasks))
 
 
-def train_args(rounds: int, threads: int, shard_stores: int, short_windows: int, in_driver: bool = False) -> list[str]:
+def train_args(rounds: int, threads: int, shard_stores: int, short_windows: int, in_driver: bool = False,
+               lgbm_workers: int = 1) -> list[str]:
     """``train_all.py`` arguments of the benchmark: LightGBM + per-store family, neural off, no MLflow run (the
-    bench measures training; logging would time the artifact store)."""
+    bench measures training; logging would time the artifact store). ``lgbm_workers`` > 1: each LightGBM fit
+    data-parallel on that many Ray Train workers (the baseline, ``in_driver``, always fits in its one process)."""
     args = [
         "--source", "postgres", "--no-neural", "--no-mlflow", "--lgbm-rounds", str(int(rounds)),
         "--threads", str(int(threads)), "--shard-stores", str(int(shard_stores)), "--short-windows", str(int(short_windows)),
+        "--lgbm-workers", "1" if in_driver else str(int(lgbm_workers)),
     ]
     return [*args, "--in-driver"] if in_driver else args
 
@@ -318,7 +321,7 @@ def _load() -> list[float]:
 
 
 def run_size(settings: Settings, like: tuple[str, str], size: float, code: Path, rounds: int, threads: int, shard_stores: int,
-             short_windows: int, start: str, end: str, timeout_s: float) -> tuple[dict[str, Any], JobRun]:
+             short_windows: int, start: str, end: str, timeout_s: float, lgbm_workers: int = 1) -> tuple[dict[str, Any], JobRun]:
     """One size on the local Ray cluster: fanned out, then the single-process baseline -> the JSON line."""
     n_stores = stores_for(size)
     load_before = _load()
@@ -326,7 +329,7 @@ def run_size(settings: Settings, like: tuple[str, str], size: float, code: Path,
     rows = load_chain(settings, like, n_stores, start, end)
     load_s = round(time.perf_counter() - t0, 3)
     tag = uuid.uuid4().hex[:10]
-    fan = submit_train_job(settings.ray_jobs_url, train_args(rounds, threads, shard_stores, short_windows),
+    fan = submit_train_job(settings.ray_jobs_url, train_args(rounds, threads, shard_stores, short_windows, lgbm_workers=lgbm_workers),
                            job_env(settings, f"{tag}-fan"), code, timeout_s)
     base = submit_train_job(settings.ray_jobs_url, train_args(rounds, threads, shard_stores, short_windows, in_driver=True),
                             job_env(settings, f"{tag}-base"), code, timeout_s)
@@ -347,14 +350,14 @@ def run_size(settings: Settings, like: tuple[str, str], size: float, code: Path,
         "speedup_vs_baseline": round(base.wall_s / fan.wall_s, 3),
         "peak_rss_vs_baseline": round(fan.peak_rss_mb / base.peak_rss_mb, 3) if base.peak_rss_mb else None,
         "metrics_max_abs_diff": diff, "metrics_equal": bool(diff <= METRICS_TOL),
-        "threads": threads, "lgbm_rounds": rounds, "shard_stores": shard_stores,
+        "threads": threads, "lgbm_rounds": rounds, "lgbm_workers": lgbm_workers, "shard_stores": shard_stores,
         "load_avg_before": load_before, "load_avg_after": _load(),
     }
     return line, fan
 
 
 def run_fake(settings: Settings, like: tuple[str, str], size: float, code: Path, rounds: int, threads: int, shard_stores: int,
-             short_windows: int, start: str, end: str, timeout_s: float, worker_cpus: int = 1) -> dict[str, Any]:
+             short_windows: int, start: str, end: str, timeout_s: float, worker_cpus: int = 1, lgbm_workers: int = 1) -> dict[str, Any]:
     """The fanned-out job on a fake multinode cluster with one, then two worker nodes -> the speedup line."""
     from app.bench.fake_cluster import fake_cluster
 
@@ -371,7 +374,7 @@ def run_fake(settings: Settings, like: tuple[str, str], size: float, code: Path,
             with fake_cluster(settings, Path(tmp) / "state", min_workers=workers, max_workers=workers,
                               worker_cpus=worker_cpus, worker_object_store_mb=store_mb, head_object_store_mb=store_mb) as head:
                 tag = uuid.uuid4().hex[:10]
-                runs[workers] = submit_train_job(head.address, train_args(rounds, threads, shard_stores, short_windows),
+                runs[workers] = submit_train_job(head.address, train_args(rounds, threads, shard_stores, short_windows, lgbm_workers=lgbm_workers),
                                                  job_env(settings, tag), code, timeout_s)
     one, two = runs[1], runs[2]
     return {
@@ -394,6 +397,7 @@ class _RunArgs(TypedDict):
     start: str
     end: str
     timeout_s: float
+    lgbm_workers: int
 
 
 def run(
@@ -407,6 +411,7 @@ def run(
     end: str = "2015-06-13",
     fake_size: float | None = None,
     timeout_s: float = 3600,
+    lgbm_workers: int = 1,
     emit: Callable[[dict[str, Any]], None] = lambda line: print(json.dumps(line), flush=True),
 ) -> list[dict[str, Any]]:
     """Run the benchmark; ``emit`` gets each JSON line as it is measured; returns all lines.
@@ -421,6 +426,7 @@ def run(
         start / end: Date range of the synthetic chain.
         fake_size: Size of the one-vs-two-worker-nodes run (default: the largest of ``sizes``; 0: skip).
         timeout_s: Per job.
+        lgbm_workers: Ray Train workers of each LightGBM fit of the fanned-out runs (1: one task per fit).
     """
     tag = uuid.uuid4().hex[:8]
     bench = settings.model_copy(
@@ -436,7 +442,7 @@ def run(
     try:
         code = job_code(code_dir)
         common: _RunArgs = {"rounds": rounds, "threads": threads, "shard_stores": shard_stores, "short_windows": short_windows,
-                            "start": start, "end": end, "timeout_s": timeout_s}
+                            "start": start, "end": end, "timeout_s": timeout_s, "lgbm_workers": lgbm_workers}
         for size in sizes:
             try:
                 line, _ = run_size(bench, like, size, code, **common)
@@ -485,6 +491,7 @@ def register(app) -> None:  # typer.Typer
         shard_stores: int = typer.Option(250, help="Stores per task of the per-store family"),
         start: str = typer.Option("2013-01-01", help="First day of the synthetic chain"),
         fake_size: float = typer.Option(None, help="Size of the 1-vs-2 fake worker nodes run (default: largest; 0 skips)"),
+        lgbm_workers: int = typer.Option(1, min=1, help="Ray Train workers of each LightGBM fit of the fanned-out runs (data-parallel)"),
     ) -> None:
         """Training job on synthetic chains (fanned out vs one process); 1 vs 2 fake worker nodes. JSON lines."""
         from app.config import get_settings
@@ -493,4 +500,5 @@ def register(app) -> None:  # typer.Typer
             parsed = parse_sizes(sizes)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--sizes") from None
-        run(get_settings(), parsed, rounds=rounds, threads=threads, shard_stores=shard_stores, start=start, fake_size=fake_size)
+        run(get_settings(), parsed, rounds=rounds, threads=threads, shard_stores=shard_stores, start=start, fake_size=fake_size,
+            lgbm_workers=lgbm_workers)

@@ -36,6 +36,17 @@ def test_last_attempts_counts_each_task_once() -> None:
         {"name": "refit", "node_id": "n1", "state": "FINISHED", "attempt": 0}]
 
 
+def test_train_args_spread_only_the_fanned_out_lightgbm_fits() -> None:
+    def option(args: list[str], name: str) -> str:
+        return args[args.index(name) + 1]
+
+    fanned = scale.train_args(20, 1, 250, 1, lgbm_workers=2)
+    assert option(fanned, "--lgbm-workers") == "2" and "--in-driver" not in fanned
+    baseline = scale.train_args(20, 1, 250, 1, in_driver=True, lgbm_workers=2)  # the old path: one process, one fit
+    assert option(baseline, "--lgbm-workers") == "1" and "--in-driver" in baseline
+    assert option(scale.train_args(20, 1, 250, 1), "--lgbm-workers") == "1"
+
+
 def _bench_tables(settings) -> list[str]:
     from app.db import connect
 
@@ -67,6 +78,6 @@ def test_bench_scale_small_size_line(settings) -> None:
     assert line["peak_rss_process"] in ("driver", "task worker")
     assert set(line["rmspe"]) == {"lgbm", "ses", "ensemble", "seasonal_naive", "median_dow_promo"}
     assert line["metrics_equal"] is True and line["metrics_max_abs_diff"] <= scale.METRICS_TOL
-    assert len(line["load_avg_before"]) == len(line["load_avg_after"]) == 3
+    assert len(line["load_avg_before"]) == len(line["load_avg_after"]) == 3 and line["lgbm_workers"] == 1
     # Its own tables are gone again.
     assert set(_bench_tables(stack)) == before
