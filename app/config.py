@@ -311,7 +311,8 @@ class Settings(BaseSettings):
     @field_validator("metrics_remote_write_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname):
+        parts = urlsplit(value) if value is not None else None
+        if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value
 

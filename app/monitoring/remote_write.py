@@ -125,8 +125,8 @@ def container_instance() -> str:
 
 
 class RemoteWriter:
-    """Writes a registry (default: prometheus-client's, the API's) to the remote-write URL at most once per
-    interval; see the module docstring. ``None`` from :meth:`from_settings` when no URL is configured."""
+    """Writes a registry (default: prometheus-client's, the API's) to the remote-write URL; the caller writes when
+    :meth:`due` (see the module docstring). ``None`` from :meth:`from_settings` when no URL is configured."""
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None, job: str = "sfmlops_api") -> None:
         from prometheus_client import REGISTRY
@@ -141,22 +141,14 @@ class RemoteWriter:
         self.interval_s = settings.metrics_remote_write_interval_s
         self._last: float | None = None  # monotonic time of the last write (None: not yet written)
         self._lock = threading.Lock()
-        self.writes = 0
-        self.failures = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RemoteWriter | None:
         return cls(settings) if settings.metrics_remote_write_url else None
 
-    def due(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        return self._last is None or now - self._last >= self.interval_s
-
-    def maybe_write(self) -> bool:
-        """Write when due (see :meth:`due`); True if a write was made and accepted."""
-        if not self.due():
-            return False
-        return self.write()
+    def due(self) -> bool:
+        """Whether the next write is due: none yet in this container, or the interval has passed."""
+        return self._last is None or time.monotonic() - self._last >= self.interval_s
 
     def write(self) -> bool:
         """Write the registry now; False (logged) when the receiver refuses or cannot be reached."""
@@ -174,9 +166,7 @@ class RemoteWriter:
                 if resp.status_code // 100 != 2:
                     raise RuntimeError(f"HTTP {resp.status_code}: {resp.text[:200]}")
             except Exception as exc:  # noqa: BLE001 - network, signing, HTTP errors: report, never fail the request
-                self.failures += 1
                 log.warning("metrics remote write to %s failed: %s", self.url, exc)
                 return False
-            self.writes += 1
             log.debug("metrics remote write: %d series to %s", series, self.url)
             return True
