@@ -373,6 +373,7 @@ def search_nhits(
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
+    from app.forecasting import features as F
     from app.forecasting.models import NeuralForecaster
 
     concurrent = _concurrent_trials(trials, threads)
@@ -382,7 +383,8 @@ def search_nhits(
     first = {k: _plain(getattr(model, k)) for k in NHITS_TUNED}
     every = max(1, int(model.max_steps) // NHITS_REPORTS)
     config = {**model.nhits_kwargs(), **nhits_search_space(horizon), "val_check_steps": every}
-    frame = NeuralForecaster._frame(pd.concat([hist, fut], ignore_index=True))
+    # The level the target is relative to comes from the history before the validation window only.
+    frame = NeuralForecaster._frame(pd.concat([hist, fut], ignore_index=True), F.fit_store_stats(hist))
     static = NeuralForecaster.static_frame(stores, frame["unique_id"].unique())
     if progress is not None:
         progress.start("tune_nhits", trials)

@@ -163,3 +163,75 @@ def test_lgbm_forecast_at_every_horizon_uses_nothing_after_the_cutoff(chain, cha
         assert len(a) == len(b) > 0
         np.testing.assert_array_equal(a["yhat"].to_numpy(), b["yhat"].to_numpy())
         assert not np.array_equal(a["y"].to_numpy(), b["y"].to_numpy())
+
+
+def test_nhits_level_and_forecast_use_nothing_after_the_cutoff(chain, chain_long: pd.DataFrame) -> None:
+    """The neural candidate's target is log sales relative to a level fitted on the history only: perturbing every
+    sale after the cutoff changes neither the level nor any forecast of the 48-day window."""
+    from app.forecasting.models import NeuralForecaster
+    from app.forecasting.plan import Candidate, Task, run_task
+
+    ids = [1, 2, 3, 4]
+    long = chain_long[chain_long["unique_id"].isin(ids)]
+    st = chain.stores[chain.stores["store"].isin(ids)]
+    cutoff = long["ds"].max() - pd.Timedelta(days=48)
+    scrambled = long.copy()
+    after = scrambled["ds"] > cutoff
+    scrambled.loc[after, "y"] = np.random.default_rng(2).integers(1, 50_000, int(after.sum())).astype("float64")
+    hist = long[long["ds"] <= cutoff]
+    stats = F.fit_store_stats(hist)
+    frame = NeuralForecaster._frame(hist, stats)
+    target = frame["available_mask"] == 1
+    # On open days the target plus the level is log1p(sales); the other days sit at the level (0).
+    dense = F.fill_gaps(hist)
+    np.testing.assert_allclose((frame["y"] + NeuralForecaster.level(dense, stats))[target], np.log1p(dense["y"][target]))
+    assert (frame.loc[~target, "y"] == 0).all() and abs(frame.loc[target, "y"].mean()) < 0.05
+    cand = Candidate("nhits", "nhits", {"h": 48, "max_steps": 3, "num_threads": 1})
+    a = run_task(long, st, Task("backtest", cand, 48, cutoff))["forecasts"]
+    b = run_task(scrambled, st, Task("backtest", cand, 48, cutoff))["forecasts"]
+    assert len(a) == len(b) == 4 * 48
+    np.testing.assert_allclose(a["yhat"].to_numpy(), b["yhat"].to_numpy(), rtol=1e-6)
+    assert (a.loc[a["open"] == 0, "yhat"] == 0).all() and (a.loc[a["open"] == 1, "yhat"] > 0).all()
+
+
+def test_store_holiday_effect_is_measured_against_the_usual_level() -> None:
+    """A store that sells 3x on the state holidays it opens gets an effect near log(3); a store that never opened
+    on one gets the chain's; rows that are no holiday get none."""
+    from app.forecasting.models import NeuralForecaster
+
+    days = pd.date_range("2015-01-05", periods=140, freq="D")
+    frame = pd.DataFrame([(u, d) for u in (1, 2) for d in days], columns=["unique_id", "ds"])
+    frame["open"], frame["promo"], frame["school_holiday"] = 1, 0, 0
+    holiday = frame["ds"].isin(days[[30, 72]])  # two Wednesdays
+    frame["state_holiday"] = np.where(holiday & (frame["unique_id"] == 1), 1, 0)
+    frame["y"] = np.where(frame["state_holiday"] == 1, 3000.0, 1000.0)
+    stats = F.fit_store_stats(frame)
+    assert list(stats.store_holiday.index) == [1]
+    assert np.log(3) * 0.85 < stats.store_holiday[1] < np.log(3) and stats.holiday_all == pytest.approx(stats.store_holiday[1])
+    rows = frame[frame["ds"] == days[30]].assign(state_holiday=1)
+    level = NeuralForecaster.level(rows, stats)
+    plain = NeuralForecaster.level(rows.assign(state_holiday=0), stats)
+    np.testing.assert_allclose(level - plain, [stats.store_holiday[1], stats.holiday_all])
+    assert F.fit_store_stats(frame.assign(state_holiday=0)).store_holiday.empty
+
+
+def test_season_is_the_chains_week_of_year_effect() -> None:
+    """Sales 20 % lower in ISO weeks 5-8 of both years: the season of week 6 sits log(0.8) below week 20's, the
+    level of a week-6 day is that much lower, and weeks the history never saw have no effect."""
+    from app.forecasting.models import NeuralForecaster
+
+    days = pd.date_range("2013-01-07", "2014-10-31", freq="D")
+    frame = pd.DataFrame([(u, d) for u in (1, 2) for d in days], columns=["unique_id", "ds"])
+    frame["open"], frame["promo"], frame["state_holiday"], frame["school_holiday"] = 1, 0, 0, 0
+    week = frame["ds"].dt.isocalendar().week.to_numpy()
+    frame["y"] = np.where((week >= 5) & (week <= 8), 800.0, 1000.0)
+    stats = F.fit_store_stats(frame)
+    assert stats.season[6] - stats.season[20] == pytest.approx(np.log1p(800) - np.log1p(1000), abs=1e-9)
+    rows = frame[frame["ds"].isin([pd.Timestamp("2014-02-05"), pd.Timestamp("2014-05-14")])]  # weeks 6 and 20
+    level = NeuralForecaster.level(rows, stats)
+    week_of = rows["ds"].dt.isocalendar().week.to_numpy()
+    np.testing.assert_allclose(level[week_of == 6] - level[week_of == 20], stats.season[6] - stats.season[20], rtol=1e-9)
+    assert 53 not in stats.season.index  # neither 2013 nor 2014 has an ISO week 53
+    late = rows.assign(ds=pd.Timestamp("2015-12-30"))  # ISO week 53 of 2015
+    np.testing.assert_allclose(NeuralForecaster.level(late, stats) - NeuralForecaster.level(rows.assign(ds=pd.Timestamp("2014-05-14")), stats)
+                               + stats.season[20], 0.0, atol=1e-9)
