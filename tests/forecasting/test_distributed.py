@@ -165,7 +165,7 @@ def test_train_job_with_two_lgbm_workers_and_sharded_reads(pg_slice: Settings, m
 
     s = mlflow_test_settings.model_copy(update={"table_sales": pg_slice.table_sales, "table_stores": pg_slice.table_stores})
     common = (
-        "--source postgres --no-neural --no-per-store --short-windows 1 --no-register --lgbm-rounds 60 --threads 1"
+        "--source postgres --no-neural --no-per-store --short-windows 0 --no-mlflow --lgbm-rounds 60 --threads 1"
         " --lgbm-param bagging_fraction=1.0"
     )
     base = _submit(s, f"{common} --in-driver")
