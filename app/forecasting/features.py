@@ -280,8 +280,9 @@ class StoreStats:
     store: pd.DataFrame  # index unique_id
     store_dow: pd.DataFrame  # index (unique_id, dow)
     store_promo: pd.DataFrame  # index (unique_id, promo)
-    #: Mean log sales of open state-holiday days relative to mean + weekday + promo effect, per store (index
-    #: unique_id; stores that never opened on one are absent) and over all stores (NaN when none ever did).
+    #: Only with ``fit_store_stats(..., events=True)``: mean log sales of open state-holiday days relative to
+    #: mean + weekday + promo effect, per store (index unique_id; stores that never opened on one are absent)
+    #: and over all stores (NaN when none ever did).
     store_holiday: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
     holiday_all: float = float("nan")
     #: The chain's mean log sales in each ISO week of the year relative to the stores' usual level (index 1..53;
@@ -289,12 +290,14 @@ class StoreStats:
     season: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
 
 
-def fit_store_stats(history: pd.DataFrame, recent_days: int = 91) -> StoreStats:
+def fit_store_stats(history: pd.DataFrame, recent_days: int = 91, events: bool = False) -> StoreStats:
     """Store-level target encodings from open days with positive sales (log scale).
 
     Args:
         history: Long frame of past rows (``y`` known); rows after its last day are never used.
         recent_days: Window (days before the cutoff) of the recent-level feature.
+        events: Also fit the state-holiday and season effects (the neural candidate's level; LightGBM has its
+            own holiday and calendar features and skips this pass over every row).
 
     Returns:
         :class:`StoreStats` with per-store mean/std log sales and customers, recent level shift, and
@@ -316,39 +319,33 @@ def fit_store_stats(history: pd.DataFrame, recent_days: int = 91) -> StoreStats:
     store_dow["te_dow"] -= store["te_mean"].reindex(store_dow.index.get_level_values(0)).to_numpy()
     store_promo = logy.groupby([pos["unique_id"], pos["promo"].rename("promo")]).mean().to_frame("te_promo")
     store_promo["te_promo"] -= store["te_mean"].reindex(store_promo.index.get_level_values(0)).to_numpy()
-    # Stores open on a state holiday sell very differently from their usual weekday (tourist spots far more,
-    # others far less): the effect is measured on those days against the rest of the level.
+    stats = StoreStats(cutoff=cutoff, store=store, store_dow=store_dow, store_promo=store_promo)
+    if events:
+        _fit_events(stats, pos, logy.to_numpy())
+    return stats
+
+
+def _fit_events(stats: StoreStats, pos: pd.DataFrame, logy: np.ndarray) -> None:
+    """Fill :attr:`StoreStats.store_holiday`, ``holiday_all`` and ``season`` from the open days ``pos``.
+
+    Stores open on a state holiday sell very differently from their usual weekday (tourist spots far more, others
+    far less), and the chain's sales follow the year (January after the Christmas peak): both are measured on
+    what the usual level (mean + weekday + promo effect) misses, the season on days that are no holiday and
+    smoothed over +-1 week."""
+    te = apply_store_stats(pos, stats, pos["ds"].dt.dayofweek.to_numpy() + 1)
+    rel = logy - (te["te_mean"] + te["te_dow"] + te["te_promo"]).to_numpy()
     holiday = pos["state_holiday"].to_numpy() > 0
-    uid = pos["unique_id"].to_numpy()[holiday]
-    usual = (
-        store["te_mean"].reindex(uid).to_numpy()
-        + store_dow["te_dow"].reindex(pd.MultiIndex.from_arrays([uid, dow.to_numpy()[holiday]])).to_numpy()
-        + store_promo["te_promo"].reindex(pd.MultiIndex.from_arrays([uid, pos["promo"].to_numpy()[holiday].astype("int64")])).to_numpy()
-    )
-    rel = pd.Series(logy.to_numpy()[holiday] - usual, index=pd.Index(uid, name="unique_id"))
-    return StoreStats(cutoff=cutoff, store=store, store_dow=store_dow, store_promo=store_promo,
-                      store_holiday=rel.groupby(level=0).mean().rename("te_holiday"), holiday_all=float(rel.mean()) if len(rel) else float("nan"),
-                      season=_season(pos, logy, store, store_dow, store_promo, dow))
-
-
-def _season(pos: pd.DataFrame, logy: pd.Series, store: pd.DataFrame, store_dow: pd.DataFrame, store_promo: pd.DataFrame,
-            dow: pd.Series) -> pd.Series:
-    """:attr:`StoreStats.season`: mean residual of open non-holiday days per ISO week, smoothed over +-1 week."""
-    uid = pos["unique_id"].to_numpy()
-    usual = (
-        store["te_mean"].reindex(uid).to_numpy()
-        + store_dow["te_dow"].reindex(pd.MultiIndex.from_arrays([uid, dow.to_numpy()])).to_numpy()
-        + store_promo["te_promo"].reindex(pd.MultiIndex.from_arrays([uid, pos["promo"].to_numpy().astype("int64")])).to_numpy()
-    )
-    plain = pos["state_holiday"].to_numpy() == 0
+    by_store = pd.Series(rel[holiday], index=pd.Index(pos["unique_id"].to_numpy()[holiday], name="unique_id"))
+    stats.store_holiday = by_store.groupby(level=0).mean().rename("te_holiday")
+    stats.holiday_all = float(by_store.mean()) if len(by_store) else float("nan")
     week = pos["ds"].dt.isocalendar().week.to_numpy().astype("int64")
-    weekly = pd.Series(logy.to_numpy()[plain] - usual[plain]).groupby(week[plain]).mean()
+    weekly = pd.Series(rel[~holiday]).groupby(week[~holiday]).mean()
     if weekly.empty:
-        return weekly
+        return
     full = weekly.reindex(range(1, 54))
-    ring = pd.concat([full.iloc[-2:], full, full.iloc[:2]])  # the year wraps around
-    smooth = ring.rolling(3, center=True, min_periods=1).mean().iloc[2:-2]
-    return smooth[full.notna().to_numpy()].rename("te_season")
+    ring = pd.concat([full.iloc[-1:], full, full.iloc[:1]])  # the year wraps around
+    smooth = ring.rolling(3, center=True, min_periods=1).mean().iloc[1:-1]
+    stats.season = smooth[full.notna().to_numpy()].rename("te_season")
 
 
 def apply_store_stats(frame: pd.DataFrame, stats: StoreStats, dow: np.ndarray) -> pd.DataFrame:

@@ -234,7 +234,7 @@ class NeuralForecaster:
         t0 = time.perf_counter()
         torch.set_num_threads(self.num_threads)
         self.train_end = history["ds"].max()
-        self.stats = F.fit_store_stats(history)
+        self.stats = F.fit_store_stats(history, events=True)
         df = self._frame(history, self.stats)
         self.static_df = self.static_frame(stores, df["unique_id"].unique())
         model = NHITS(h=self.h, loss=MAE(), **self.nhits_kwargs())

@@ -384,7 +384,7 @@ def search_nhits(
     every = max(1, int(model.max_steps) // NHITS_REPORTS)
     config = {**model.nhits_kwargs(), **nhits_search_space(horizon), "val_check_steps": every}
     # The level the target is relative to comes from the history before the validation window only.
-    frame = NeuralForecaster._frame(pd.concat([hist, fut], ignore_index=True), F.fit_store_stats(hist))
+    frame = NeuralForecaster._frame(pd.concat([hist, fut], ignore_index=True), F.fit_store_stats(hist, events=True))
     static = NeuralForecaster.static_frame(stores, frame["unique_id"].unique())
     if progress is not None:
         progress.start("tune_nhits", trials)

@@ -179,7 +179,7 @@ def test_nhits_level_and_forecast_use_nothing_after_the_cutoff(chain, chain_long
     after = scrambled["ds"] > cutoff
     scrambled.loc[after, "y"] = np.random.default_rng(2).integers(1, 50_000, int(after.sum())).astype("float64")
     hist = long[long["ds"] <= cutoff]
-    stats = F.fit_store_stats(hist)
+    stats = F.fit_store_stats(hist, events=True)
     frame = NeuralForecaster._frame(hist, stats)
     target = frame["available_mask"] == 1
     # On open days the target plus the level is log1p(sales); the other days sit at the level (0).
@@ -205,14 +205,16 @@ def test_store_holiday_effect_is_measured_against_the_usual_level() -> None:
     holiday = frame["ds"].isin(days[[30, 72]])  # two Wednesdays
     frame["state_holiday"] = np.where(holiday & (frame["unique_id"] == 1), 1, 0)
     frame["y"] = np.where(frame["state_holiday"] == 1, 3000.0, 1000.0)
-    stats = F.fit_store_stats(frame)
+    stats = F.fit_store_stats(frame, events=True)
     assert list(stats.store_holiday.index) == [1]
     assert np.log(3) * 0.85 < stats.store_holiday[1] < np.log(3) and stats.holiday_all == pytest.approx(stats.store_holiday[1])
     rows = frame[frame["ds"] == days[30]].assign(state_holiday=1)
     level = NeuralForecaster.level(rows, stats)
     plain = NeuralForecaster.level(rows.assign(state_holiday=0), stats)
     np.testing.assert_allclose(level - plain, [stats.store_holiday[1], stats.holiday_all])
-    assert F.fit_store_stats(frame.assign(state_holiday=0)).store_holiday.empty
+    assert F.fit_store_stats(frame.assign(state_holiday=0), events=True).store_holiday.empty
+    lgbm_stats = F.fit_store_stats(frame)  # what LightGBM fits: no pass for the events
+    assert lgbm_stats.store_holiday.empty and lgbm_stats.season.empty
 
 
 def test_season_is_the_chains_week_of_year_effect() -> None:
@@ -225,7 +227,7 @@ def test_season_is_the_chains_week_of_year_effect() -> None:
     frame["open"], frame["promo"], frame["state_holiday"], frame["school_holiday"] = 1, 0, 0, 0
     week = frame["ds"].dt.isocalendar().week.to_numpy()
     frame["y"] = np.where((week >= 5) & (week <= 8), 800.0, 1000.0)
-    stats = F.fit_store_stats(frame)
+    stats = F.fit_store_stats(frame, events=True)
     assert stats.season[6] - stats.season[20] == pytest.approx(np.log1p(800) - np.log1p(1000), abs=1e-9)
     rows = frame[frame["ds"].isin([pd.Timestamp("2014-02-05"), pd.Timestamp("2014-05-14")])]  # weeks 6 and 20
     level = NeuralForecaster.level(rows, stats)
