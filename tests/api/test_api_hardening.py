@@ -74,7 +74,8 @@ def test_retries_after_a_ray_timeout_leave_one_ray_job_and_one_row(api_settings:
     assert [r.status_code for r in attempts] == [202, 200, 200], [r.text for r in attempts]
     assert len({r.json()["id"] for r in attempts}) == 1
     assert attempts[0].json()["state"] == "SUBMITTING", attempts[0].text  # Ray did not confirm in time
-    assert lone.status_code == 202 and lone.json()["state"] == "SUBMITTING", lone.text
+    # Ray may answer the unkeyed one within the millisecond (seen on a loaded CI machine): recorded either way.
+    assert lone.status_code == 202 and lone.json()["state"] in {"SUBMITTING", "PENDING"}, lone.text
     with TestClient(create_app(api_settings)) as api:
         again = api.post("/v1/training-jobs", json={"kind": "noop"}, headers=h(key, idem))
         assert again.status_code == 200 and again.json()["id"] == attempts[0].json()["id"]

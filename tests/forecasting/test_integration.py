@@ -89,7 +89,8 @@ def test_ray_job_trains_logs_and_gates_both_ways(fc_stack: Settings) -> None:
     common = f"--stores {STORES} --source dataset --short-windows 1"
     first = _submit(fc_stack, f"{common} --lgbm-rounds 60 --max-steps 3")
     assert first["stores"] == 3 and first["gate"]["decision"] == "scope_champion" and first["gate"]["alias"] == champion
-    assert {r["model"] for r in first["backtest"]["h48"]} == {"lgbm", "nhits", "ses", "seasonal_naive", "median_dow_promo"}
+    # The ensemble is there when at least two candidates get a weight (it depends on the data and the fits).
+    assert {r["model"] for r in first["backtest"]["h48"]} - {"ensemble"} == {"lgbm", "nhits", "ses", "seasonal_naive", "median_dow_promo"}
     assert first["backtest"]["h7"], "7-day backtest missing"
 
     configure_mlflow(fc_stack)
