@@ -332,8 +332,7 @@ def _fit_events(stats: StoreStats, pos: pd.DataFrame, logy: np.ndarray) -> None:
     far less), and the chain's sales follow the year (January after the Christmas peak): both are measured on
     what the usual level (mean + weekday + promo effect) misses, the season on days that are no holiday and
     smoothed over +-1 week."""
-    te = apply_store_stats(pos, stats, pos["ds"].dt.dayofweek.to_numpy() + 1)
-    rel = logy - (te["te_mean"] + te["te_dow"] + te["te_promo"]).to_numpy()
+    rel = logy - usual_level(pos, stats)
     holiday = pos["state_holiday"].to_numpy() > 0
     by_store = pd.Series(rel[holiday], index=pd.Index(pos["unique_id"].to_numpy()[holiday], name="unique_id"))
     stats.store_holiday = by_store.groupby(level=0).mean().rename("te_holiday")
@@ -346,6 +345,23 @@ def _fit_events(stats: StoreStats, pos: pd.DataFrame, logy: np.ndarray) -> None:
     ring = pd.concat([full.iloc[-1:], full, full.iloc[:1]])  # the year wraps around
     smooth = ring.rolling(3, center=True, min_periods=1).mean().iloc[1:-1]
     stats.season = smooth[full.notna().to_numpy()].rename("te_season")
+
+
+def usual_level(frame: pd.DataFrame, stats: StoreStats) -> np.ndarray:
+    """The store's usual log level on each row: mean log1p sales + weekday + promo effect (0 for a cell never
+    seen; stores never seen get the mean of the others)."""
+    te = apply_store_stats(frame, stats, frame["ds"].dt.dayofweek.to_numpy() + 1)
+    base = te["te_mean"].fillna(stats.store["te_mean"].mean())
+    return (base + te["te_dow"].fillna(0.0) + te["te_promo"].fillna(0.0)).to_numpy()
+
+
+def store_level(frame: pd.DataFrame, stats: StoreStats) -> np.ndarray:
+    """:func:`usual_level` + the chain's season + on state holidays the store's holiday effect (the chain's where
+    the store never opened on one); needs ``fit_store_stats(..., events=True)`` for the last two."""
+    holiday = stats.store_holiday.reindex(frame["unique_id"].to_numpy()).fillna(stats.holiday_all).fillna(0.0).to_numpy()
+    week = frame["ds"].dt.isocalendar().week.to_numpy().astype("int64")
+    season = stats.season.reindex(week).fillna(0.0).to_numpy()
+    return usual_level(frame, stats) + season + np.where(frame["state_holiday"].to_numpy() > 0, holiday, 0.0)
 
 
 def apply_store_stats(frame: pd.DataFrame, stats: StoreStats, dow: np.ndarray) -> pd.DataFrame:

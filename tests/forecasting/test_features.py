@@ -184,7 +184,7 @@ def test_nhits_level_and_forecast_use_nothing_after_the_cutoff(chain, chain_long
     target = frame["available_mask"] == 1
     # On open days the target plus the level is log1p(sales); the other days sit at the level (0).
     dense = F.fill_gaps(hist)
-    np.testing.assert_allclose((frame["y"] + NeuralForecaster.level(dense, stats))[target], np.log1p(dense["y"][target]))
+    np.testing.assert_allclose((frame["y"] + F.store_level(dense, stats))[target], np.log1p(dense["y"][target]))
     assert (frame.loc[~target, "y"] == 0).all() and abs(frame.loc[target, "y"].mean()) < 0.05
     cand = Candidate("nhits", "nhits", {"h": 48, "max_steps": 3, "num_threads": 1})
     a = run_task(long, st, Task("backtest", cand, 48, cutoff))["forecasts"]
@@ -197,7 +197,6 @@ def test_nhits_level_and_forecast_use_nothing_after_the_cutoff(chain, chain_long
 def test_store_holiday_effect_is_measured_against_the_usual_level() -> None:
     """A store that sells 3x on the state holidays it opens gets an effect near log(3); a store that never opened
     on one gets the chain's; rows that are no holiday get none."""
-    from app.forecasting.models import NeuralForecaster
 
     days = pd.date_range("2015-01-05", periods=140, freq="D")
     frame = pd.DataFrame([(u, d) for u in (1, 2) for d in days], columns=["unique_id", "ds"])
@@ -209,8 +208,8 @@ def test_store_holiday_effect_is_measured_against_the_usual_level() -> None:
     assert list(stats.store_holiday.index) == [1]
     assert np.log(3) * 0.85 < stats.store_holiday[1] < np.log(3) and stats.holiday_all == pytest.approx(stats.store_holiday[1])
     rows = frame[frame["ds"] == days[30]].assign(state_holiday=1)
-    level = NeuralForecaster.level(rows, stats)
-    plain = NeuralForecaster.level(rows.assign(state_holiday=0), stats)
+    level = F.store_level(rows, stats)
+    plain = F.store_level(rows.assign(state_holiday=0), stats)
     np.testing.assert_allclose(level - plain, [stats.store_holiday[1], stats.holiday_all])
     assert F.fit_store_stats(frame.assign(state_holiday=0), events=True).store_holiday.empty
     lgbm_stats = F.fit_store_stats(frame)  # what LightGBM fits: no pass for the events
@@ -220,7 +219,6 @@ def test_store_holiday_effect_is_measured_against_the_usual_level() -> None:
 def test_season_is_the_chains_week_of_year_effect() -> None:
     """Sales 20 % lower in ISO weeks 5-8 of both years: the season of week 6 sits log(0.8) below week 20's, the
     level of a week-6 day is that much lower, and weeks the history never saw have no effect."""
-    from app.forecasting.models import NeuralForecaster
 
     days = pd.date_range("2013-01-07", "2014-10-31", freq="D")
     frame = pd.DataFrame([(u, d) for u in (1, 2) for d in days], columns=["unique_id", "ds"])
@@ -230,10 +228,10 @@ def test_season_is_the_chains_week_of_year_effect() -> None:
     stats = F.fit_store_stats(frame, events=True)
     assert stats.season[6] - stats.season[20] == pytest.approx(np.log1p(800) - np.log1p(1000), abs=1e-9)
     rows = frame[frame["ds"].isin([pd.Timestamp("2014-02-05"), pd.Timestamp("2014-05-14")])]  # weeks 6 and 20
-    level = NeuralForecaster.level(rows, stats)
+    level = F.store_level(rows, stats)
     week_of = rows["ds"].dt.isocalendar().week.to_numpy()
     np.testing.assert_allclose(level[week_of == 6] - level[week_of == 20], stats.season[6] - stats.season[20], rtol=1e-9)
     assert 53 not in stats.season.index  # neither 2013 nor 2014 has an ISO week 53
     late = rows.assign(ds=pd.Timestamp("2015-12-30"))  # ISO week 53 of 2015
-    np.testing.assert_allclose(NeuralForecaster.level(late, stats) - NeuralForecaster.level(rows.assign(ds=pd.Timestamp("2014-05-14")), stats)
+    np.testing.assert_allclose(F.store_level(late, stats) - F.store_level(rows.assign(ds=pd.Timestamp("2014-05-14")), stats)
                                + stats.season[20], 0.0, atol=1e-9)
